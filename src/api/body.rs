@@ -1,0 +1,55 @@
+//! Request bodies as PEON clients send them: usually a JSON object, sometimes nothing at all,
+//! with or without a content type. Anything else is a 400 in the common error shape.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+
+/// A JSON object body; an empty body is an empty object.
+#[derive(Debug, Default)]
+pub struct Body(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("Cannot read the request body: {e}")))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Body(Map::new()));
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(m)) => Ok(Body(m)),
+            Ok(_) => Err(ApiError::BadRequest(
+                "The request body must be a JSON object.".into(),
+            )),
+            Err(e) => Err(ApiError::BadRequest(format!(
+                "The request body is not valid JSON: {e}"
+            ))),
+        }
+    }
+}
+
+impl Body {
+    /// PEON's truthiness, made strict: JSON `true` or the strings "True"/"true".
+    pub fn flag(&self, key: &str) -> bool {
+        match self.0.get(key) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => s == "True" || s == "true",
+            _ => false,
+        }
+    }
+
+    pub fn str(&self, key: &str) -> Result<Option<String>, ApiError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "The field {key} must be a string, not {other}."
+            ))),
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The one place where errors become HTTP responses: `{"status":"error","info":...}` with an
+//! `err_code`, as PEON clients read them. Internal details are logged, not sent.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::docker::DockerError;
+use crate::plans::PlanError;
+use crate::schedule::ScheduleError;
+use crate::service::ServiceError;
+
+/// Errors of the API layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Not authorized")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+}
+
+impl From<crate::names::InvalidName> for ApiError {
+    fn from(e: crate::names::InvalidName) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<ScheduleError> for ApiError {
+    fn from(e: ScheduleError) -> Self {
+        ApiError::Service(ServiceError::Schedule(e))
+    }
+}
+
+impl From<PlanError> for ApiError {
+    fn from(e: PlanError) -> Self {
+        ApiError::Service(ServiceError::Plan(e))
+    }
+}
+
+impl ApiError {
+    /// Status code and `err_code` of this error.
+    pub fn classify(&self) -> (StatusCode, &'static str) {
+        use StatusCode as S;
+        match self {
+            ApiError::BadRequest(_) => (S::BAD_REQUEST, "req.invalid"),
+            ApiError::Unauthorized => (S::UNAUTHORIZED, "auth.denied"),
+            ApiError::NotFound(_) => (S::NOT_FOUND, "req.notfound"),
+            ApiError::MethodNotAllowed(_) => (S::METHOD_NOT_ALLOWED, "req.method"),
+            ApiError::Service(e) => match e {
+                ServiceError::Name(_) | ServiceError::BadRequest(_) => {
+                    (S::BAD_REQUEST, "req.invalid")
+                }
+                ServiceError::NotFound(_) => (S::NOT_FOUND, "srv.notfound"),
+                ServiceError::Conflict(_) => (S::CONFLICT, "srv.exists"),
+                ServiceError::PortsInUse(_) => (S::CONFLICT, "srv.portsused"),
+                ServiceError::Failed(_) => (S::BAD_GATEWAY, "srv.failed"),
+                ServiceError::Store(_) => (S::INTERNAL_SERVER_ERROR, "store.io"),
+                ServiceError::Plan(p) => match p {
+                    PlanError::NotFound(_) => (S::NOT_FOUND, "plan.notfound"),
+                    PlanError::Invalid { .. } => (S::BAD_REQUEST, "plan.invalid"),
+                    PlanError::Name(_) => (S::BAD_REQUEST, "req.invalid"),
+                    PlanError::Io { .. } => (S::INTERNAL_SERVER_ERROR, "plan.io"),
+                },
+                ServiceError::Schedule(s) => match s {
+                    ScheduleError::Invalid(_) => (S::BAD_REQUEST, "req.invalid"),
+                    ScheduleError::NotFound(_) => (S::NOT_FOUND, "schedule.notfound"),
+                    ScheduleError::Storage(_) => (S::INTERNAL_SERVER_ERROR, "schedule.io"),
+                },
+                ServiceError::Docker(d) => match d {
+                    DockerError::Unavailable { .. } => {
+                        (S::SERVICE_UNAVAILABLE, "docker.unavailable")
+                    }
+                    DockerError::NotFound(_) => (S::NOT_FOUND, "docker.notfound"),
+                    DockerError::Conflict(_) => (S::CONFLICT, "docker.conflict"),
+                    DockerError::PortInUse(_) => (S::CONFLICT, "srv.portsused"),
+                    DockerError::ImageUnavailable { .. } => (S::BAD_GATEWAY, "docker.image"),
+                    DockerError::Engine(_) => (S::BAD_GATEWAY, "docker.error"),
+                },
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.classify();
+        let info = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!("internal error: {self}");
+            "Internal error; the daemon's log has the details.".to_owned()
+        } else {
+            if status.is_server_error() {
+                tracing::warn!("{self}");
+            }
+            self.to_string()
+        };
+        (
+            status,
+            Json(json!({ "status": "error", "info": info, "err_code": code })),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,159 @@
+//! The HTTP API. The same routes are served under `/api/1.0` (peon's base path) and `/api/v1`
+//! (what existing PEON clients call). Read [`router`] to find where a request goes.
+
+mod auth;
+mod body;
+pub mod error;
+mod plans;
+mod servers;
+mod system;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, Method};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{any, get, post, put};
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::service::ServerService;
+use error::ApiError;
+
+pub use body::Body;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<ServerService>,
+    pub api_key: Arc<str>,
+}
+
+/// The base paths the API is served under.
+pub const BASES: [&str; 2] = ["/api/1.0", "/api/v1"];
+
+/// Long actions (an image pull on create or update) may take minutes; nothing takes longer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The API routes, relative to a base path. All of them require the API key.
+fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/orchestrator", get(system::orchestrator))
+        .route(
+            "/servers",
+            get(servers::list)
+                .put(servers::import)
+                .post(servers::create_v10),
+        )
+        .route("/plans", get(plans::list).put(plans::update))
+        .route("/plan/{game}", get(plans::settings))
+        .route("/server/create", post(servers::create_post))
+        .route("/server/create/{uid}", put(servers::create_put))
+        .route("/server/get/{uid}", get(servers::get))
+        .route("/server/info/{uid}", get(servers::get))
+        .route("/server/stats/{uid}", get(servers::stats))
+        .route("/server/logs/{uid}", get(servers::logs))
+        .route("/server/save/{uid}", get(servers::save))
+        .route("/server/start/{uid}", put(servers::start))
+        .route("/server/stop/{uid}", put(servers::stop))
+        .route("/server/restart/{uid}", put(servers::restart))
+        .route("/server/description/{uid}", put(servers::description))
+        .route("/server/skip/{uid}", put(servers::skip))
+        .route("/server/update/{uid}", put(servers::update))
+        .route(
+            "/server/destroy/{uid}",
+            axum::routing::delete(servers::destroy),
+        )
+        .route(
+            "/server/eradicate/{uid}",
+            axum::routing::delete(servers::eradicate),
+        )
+        .route("/server/{action}/{uid}", any(servers::unsupported))
+}
+
+/// The whole application: health check, both base paths behind the key, JSON fallbacks,
+/// request logging, CORS and a timeout.
+pub fn router(state: AppState) -> Router {
+    let protected = api_routes()
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ));
+    let mut app = Router::new().route("/health", get(system::health));
+    for base in BASES {
+        app = app
+            .route(&format!("{base}/health"), get(system::health))
+            .nest(base, protected.clone());
+    }
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            HeaderName::from_static(auth::HEADER),
+            axum::http::header::CONTENT_TYPE,
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::ACCEPT,
+        ]);
+    app.fallback(not_found)
+        .with_state(state)
+        .layer(middleware::from_fn(log_request))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(cors)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound(format!(
+        "There is no route {} {}.",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "The method {} is not allowed for {}.",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+/// One log line per request: method, route, uid (when the path has one), status, time.
+async fn log_request(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let res = next.run(req).await;
+    let uid = path
+        .rsplit('/')
+        .next()
+        .filter(|s| s.contains('.'))
+        .unwrap_or("-");
+    tracing::info!(
+        %method,
+        path = %path,
+        route = route.as_deref().unwrap_or("-"),
+        uid,
+        status = res.status().as_u16(),
+        ms = start.elapsed().as_millis() as u64,
+        "request"
+    );
+    res
+}

@@ -1,0 +1,310 @@
+//! Server handlers: they turn PEON's request shapes into service calls.
+
+use axum::Json;
+use axum::body::Body as HttpBody;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::{AppState, Body};
+use crate::names::Uid;
+use crate::schedule;
+use crate::service::{CreateRequest, ServerObject, UpdateMode};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn uid(s: &str) -> ApiResult<Uid> {
+    Ok(Uid::parse(s)?)
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// `GET /servers`
+pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<ServerObject>>> {
+    Ok(Json(s.service.list().await?))
+}
+
+/// `PUT /servers`: adopt server directories and give containers to servers without one.
+pub async fn import(State(s): State<AppState>) -> ApiResult<Json<Vec<ServerObject>>> {
+    Ok(Json(s.service.import().await?))
+}
+
+/// Body keys of a create request that are not plan settings.
+const CREATE_KEYS: [&str; 9] = [
+    "description",
+    "start_later",
+    "noclean",
+    "interval",
+    "epoch_time",
+    "game_uid",
+    "warcamp",
+    "servername",
+    "settings",
+];
+
+/// The common part of the three create forms.
+fn create_request(game: &str, name: Option<String>, body: &Body) -> ApiResult<CreateRequest> {
+    let settings: Map<String, Value> = body
+        .0
+        .iter()
+        .filter(|(k, _)| !CREATE_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(CreateRequest {
+        game: game.to_owned(),
+        name,
+        description: body.str("description")?,
+        settings,
+        config_files: Vec::new(),
+        start_later: body.flag("start_later"),
+        noclean: body.flag("noclean"),
+        timer: schedule::timer_from_body(&body.0, now())?,
+    })
+}
+
+/// `PUT /server/create/<game>[.<name>]`: PEON's create with flat settings.
+pub async fn create_put(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Json<ServerObject>> {
+    let (game, name) = match id.split_once('.') {
+        Some((g, n)) => (g.to_owned(), Some(n.to_owned())),
+        None => (id.clone(), None),
+    };
+    let req = create_request(&game, name, &body)?;
+    Ok(Json(s.service.create(req).await?))
+}
+
+/// `POST /server/create`: the WebUI's create, with `game_uid` and `servername` in the body.
+pub async fn create_post(State(s): State<AppState>, body: Body) -> ApiResult<Json<ServerObject>> {
+    let game = body
+        .str("game_uid")?
+        .ok_or_else(|| ApiError::BadRequest("The field game_uid is required.".into()))?;
+    let name = match body.str("servername")? {
+        Some(n) => Some(n),
+        None => body.str("warcamp")?,
+    }
+    .filter(|n| !n.is_empty());
+    let req = create_request(&game, name, &body)?;
+    Ok(Json(s.service.create(req).await?))
+}
+
+/// One entry of PEON 1.0's `settings` array.
+#[derive(Debug, Deserialize)]
+struct Setting10 {
+    #[serde(rename = "type")]
+    kind: String,
+    name: String,
+    #[serde(default)]
+    content: Value,
+}
+
+/// `POST /servers`: PEON 1.0's create, `settings: [{type: env|json|txt, name, content}]`.
+pub async fn create_v10(State(s): State<AppState>, body: Body) -> ApiResult<Json<ServerObject>> {
+    let need = |k: &str| -> ApiResult<String> {
+        body.str(k)?
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::BadRequest(format!("The field {k} is required.")))
+    };
+    let game = need("game_uid")?;
+    let name = need("servername")?;
+    let entries: Vec<Setting10> = match body.0.get("settings") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "settings must be a list of {{type, name, content}}: {e}"
+            ))
+        })?,
+    };
+    let mut req = CreateRequest {
+        game,
+        name: Some(name),
+        description: body.str("description")?,
+        timer: schedule::timer_from_body(&body.0, now())?,
+        ..Default::default()
+    };
+    for e in entries {
+        let kind = e.kind.to_ascii_lowercase();
+        if kind.contains("env") {
+            match e.content {
+                Value::Object(m) => req.settings.extend(m),
+                v => {
+                    req.settings.insert(e.name, v);
+                }
+            }
+        } else if kind.contains("json") {
+            let text = serde_json::to_vec_pretty(&e.content)
+                .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+            req.config_files.push((e.name, text));
+        } else if kind.contains("txt") {
+            let text = match e.content {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            req.config_files.push((e.name, text.into_bytes()));
+        } else {
+            return Err(ApiError::BadRequest(format!(
+                "Unknown setting type [{}]: use env, json or txt.",
+                e.kind
+            )));
+        }
+    }
+    Ok(Json(s.service.create(req).await?))
+}
+
+/// `GET /server/get/<uid>` (also `info`)
+pub async fn get(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ServerObject>> {
+    Ok(Json(s.service.get(&uid(&id)?).await?))
+}
+
+/// `GET /server/stats/<uid>`
+pub async fn stats(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ServerObject>> {
+    Ok(Json(s.service.stats(&uid(&id)?).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogsQuery {
+    lines: Option<usize>,
+}
+
+/// `GET /server/logs/<uid>?lines=N` → `{"logs": [...]}`
+pub async fn logs(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Json<Value>> {
+    let lines = q.lines.unwrap_or(100).clamp(1, 10_000);
+    let logs = s.service.logs(&uid(&id)?, lines).await?;
+    Ok(Json(json!({ "logs": logs })))
+}
+
+/// `GET /server/save/<uid>`: a zip of the server's files without `data/`, streamed.
+pub async fn save(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let b = s.service.save(&uid(&id)?).await?;
+    let file = tokio::fs::File::open(&b.path)
+        .await
+        .map_err(|e| ApiError::Service(e.into()))?;
+    let stream = tokio_util::io::ReaderStream::new(file);
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", b.file_name))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/zip"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        HttpBody::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// `PUT /server/start/<uid>` with an optional `interval` / `epoch_time` stop timer.
+pub async fn start(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Json<ServerObject>> {
+    let u = uid(&id)?;
+    let timer = schedule::timer_from_body(&body.0, now())?;
+    Ok(Json(s.service.start(&u, timer).await?))
+}
+
+/// `PUT /server/stop/<uid>`: now, or at the time given by `interval` / `epoch_time`.
+pub async fn stop(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Json<ServerObject>> {
+    let u = uid(&id)?;
+    let timer = schedule::timer_from_body(&body.0, now())?;
+    Ok(Json(s.service.stop(&u, timer).await?))
+}
+
+/// `PUT /server/restart/<uid>`
+pub async fn restart(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ServerObject>> {
+    Ok(Json(s.service.restart(&uid(&id)?).await?))
+}
+
+/// `PUT /server/description/<uid>` with `{"description": str}`
+pub async fn description(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Json<ServerObject>> {
+    let u = uid(&id)?;
+    let d = body.str("description")?.ok_or_else(|| {
+        ApiError::BadRequest("The description argument was incorrectly provided.".into())
+    })?;
+    Ok(Json(s.service.describe(&u, &d).await?))
+}
+
+/// `PUT /server/skip/<uid>`: does nothing and returns the server (PEON).
+pub async fn skip(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ServerObject>> {
+    Ok(Json(s.service.get(&uid(&id)?).await?))
+}
+
+/// `PUT /server/update/<uid>` with `{"mode": ...}` (default `full`).
+pub async fn update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Json<ServerObject>> {
+    let u = uid(&id)?;
+    let mode = UpdateMode::parse(&body.str("mode")?.unwrap_or_else(|| "full".into()))?;
+    Ok(Json(s.service.update(&u, mode).await?))
+}
+
+/// `DELETE /server/destroy/<uid>`: container and network go; `{"eradicate": true}` also
+/// deletes the files.
+pub async fn destroy(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let u = uid(&id)?;
+    let note = s.service.destroy(&u, body.flag("eradicate")).await?;
+    Ok(Json(json!({ "status": "success", "info": note })))
+}
+
+/// `DELETE /server/eradicate/<uid>` with `{"eradicate": true}`: container, network and files.
+pub async fn eradicate(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let u = uid(&id)?;
+    if !body.flag("eradicate") {
+        return Err(ApiError::BadRequest(format!(
+            "Eradicating [{u}] deletes all its files: confirm with {{\"eradicate\": true}}."
+        )));
+    }
+    let note = s.service.destroy(&u, true).await?;
+    Ok(Json(json!({ "status": "success", "info": note })))
+}
+
+/// Any other `/server/<action>/<uid>`.
+pub async fn unsupported(Path((action, _id)): Path<(String, String)>) -> ApiError {
+    ApiError::BadRequest(format!(
+        "Unsupported action [{action}]. Supported: get, info, stats, logs, save (GET); create, start, stop, restart, description, skip, update (PUT); destroy, eradicate (DELETE)."
+    ))
+}

@@ -1,0 +1,41 @@
+//! Health and the orchestrator's own description.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::AppState;
+
+/// The daemon's version: `VERSION` from the environment (set in the image), else the crate's.
+pub fn version() -> String {
+    std::env::var("VERSION")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned())
+}
+
+/// `GET /health`: no key needed; says whether the engine answers.
+pub async fn health(State(s): State<AppState>) -> Json<Value> {
+    let engine = s.service.engine().info().await;
+    Json(json!({
+        "status": "ok",
+        "version": version(),
+        "docker": engine.is_ok(),
+    }))
+}
+
+/// `GET /orchestrator`: PEON's `{"version"}`, plus the engine and server counts.
+pub async fn orchestrator(State(s): State<AppState>) -> Json<Value> {
+    let engine = match s.service.engine().info().await {
+        Ok(i) => {
+            json!({ "reachable": true, "version": i.version, "api_version": i.api_version, "os": i.os })
+        }
+        Err(e) => json!({ "reachable": false, "error": e.to_string() }),
+    };
+    Json(json!({
+        "version": version(),
+        "instance": s.service.settings().instance,
+        "servers": s.service.store().len(),
+        "engine": engine,
+    }))
+}

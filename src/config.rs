@@ -1,0 +1,336 @@
+//! Daemon configuration. Precedence: command-line flags, then environment variables, then the
+//! optional TOML file given with `--config`, then the defaults. `config/peon.example.toml`
+//! documents every key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::store::atomic;
+
+/// Errors while assembling the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("invalid config file {path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("invalid setting {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+    #[error("cannot set up the API key file {path}: {reason}")]
+    KeyFile { path: PathBuf, reason: String },
+}
+
+/// `peon serve` flags. Every flag also reads an environment variable.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (lowest precedence after the defaults).
+    #[arg(long, env = "PEON_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address the API listens on [default: 0.0.0.0:5000].
+    #[arg(long, env = "PEON_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory: servers/, plans/, backups/, schedules, the key file [default: /home/peon].
+    #[arg(long, env = "PEON_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Plans directory in PEON's layout [default: <data dir>/plans].
+    #[arg(long, env = "PEON_PLANS_DIR")]
+    pub plans_dir: Option<PathBuf>,
+    /// Where plans are fetched from: a .tar.gz URL, an HTTP base URL, a file:// URL or a path.
+    #[arg(long, env = "PEON_PLANS_URL")]
+    pub plans_url: Option<String>,
+    /// Docker engine address [default: unix:///var/run/docker.sock].
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// Path of the data dir on the Docker host, when peon itself runs in a container (also read
+    /// from HOST_DIR) [default: the data dir].
+    #[arg(long, env = "PEON_HOST_DIR")]
+    pub host_dir: Option<PathBuf>,
+    /// API key (also read from API_KEY). Without one, a key is generated into the data dir.
+    #[arg(long, env = "PEON_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Name of this daemon instance; labels every container it creates [default: peon].
+    #[arg(long, env = "PEON_INSTANCE")]
+    pub instance: Option<String>,
+    /// Host address game ports are published on [default: 0.0.0.0].
+    #[arg(long, env = "PEON_PUBLISH_ADDRESS")]
+    pub publish_address: Option<String>,
+    /// Seconds a game server gets to exit after SIGTERM before it is killed [default: 30].
+    #[arg(long, env = "PEON_STOP_TIMEOUT")]
+    pub stop_timeout: Option<u64>,
+    /// Time zone of cron schedules, e.g. Europe/Berlin [default: UTC].
+    #[arg(long, env = "PEON_TIMEZONE")]
+    pub timezone: Option<String>,
+    /// A start timer that fell due while the daemon was down is skipped when it is older than
+    /// this many seconds [default: 300].
+    #[arg(long, env = "PEON_START_GRACE")]
+    pub start_grace: Option<u64>,
+    /// Backups kept per server by `save` [default: 10].
+    #[arg(long, env = "PEON_BACKUPS_KEEP")]
+    pub backups_keep: Option<usize>,
+}
+
+/// The TOML file: the same keys as the flags, in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    plans_dir: Option<PathBuf>,
+    plans_url: Option<String>,
+    docker_host: Option<String>,
+    host_dir: Option<PathBuf>,
+    api_key: Option<String>,
+    instance: Option<String>,
+    publish_address: Option<String>,
+    stop_timeout: Option<u64>,
+    timezone: Option<String>,
+    start_grace: Option<u64>,
+    backups_keep: Option<usize>,
+}
+
+/// Where the API key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Configured,
+    File(PathBuf),
+    Generated(PathBuf),
+}
+
+/// The daemon's settings, fully resolved.
+#[derive(Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub plans_dir: PathBuf,
+    pub plans_url: Option<String>,
+    pub docker_host: String,
+    pub host_dir: PathBuf,
+    pub api_key: String,
+    pub key_source: KeySource,
+    pub instance: String,
+    pub publish_address: String,
+    pub stop_timeout: Duration,
+    pub timezone: chrono_tz::Tz,
+    pub start_grace: Duration,
+    pub backups_keep: usize,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("plans_dir", &self.plans_dir)
+            .field("plans_url", &self.plans_url)
+            .field("docker_host", &self.docker_host)
+            .field("host_dir", &self.host_dir)
+            .field("api_key", &"<redacted>")
+            .field("key_source", &self.key_source)
+            .field("instance", &self.instance)
+            .field("publish_address", &self.publish_address)
+            .field("stop_timeout", &self.stop_timeout)
+            .field("timezone", &self.timezone)
+            .field("start_grace", &self.start_grace)
+            .field("backups_keep", &self.backups_keep)
+            .finish()
+    }
+}
+
+/// The name of the generated key file in the data dir.
+pub const KEY_FILE: &str = "api.key";
+/// The community plans repository's main-branch archive.
+pub const DEFAULT_PLANS_URL: &str =
+    "https://github.com/the-peon-project/peon-warplans/archive/refs/heads/main.tar.gz";
+
+fn env_nonempty(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+impl Settings {
+    /// Resolves flags (which clap already merged with their environment variables), the PEON
+    /// compatibility variables (`API_KEY`, `HOST_DIR`), the config file and the defaults, then
+    /// makes sure an API key exists.
+    pub fn resolve(args: &ServeArgs) -> Result<Settings, ConfigError> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("/home/peon"));
+        let data_dir = absolute(&data_dir);
+        let plans_dir = args
+            .plans_dir
+            .clone()
+            .or(file.plans_dir)
+            .map(|p| absolute(&p))
+            .unwrap_or_else(|| data_dir.join("plans"));
+        let host_dir = args
+            .host_dir
+            .clone()
+            .or_else(|| env_nonempty("HOST_DIR").map(PathBuf::from))
+            .or(file.host_dir)
+            .unwrap_or_else(|| data_dir.clone());
+        let instance = args
+            .instance
+            .clone()
+            .or(file.instance)
+            .unwrap_or_else(|| "peon".into());
+        if crate::names::game_id(&instance).is_err() {
+            return Err(ConfigError::Invalid {
+                key: "instance",
+                reason: format!("{instance:?}: use lowercase letters, digits, '_' and '-'"),
+            });
+        }
+        let tz_name = args
+            .timezone
+            .clone()
+            .or(file.timezone)
+            .unwrap_or_else(|| "UTC".into());
+        let timezone = tz_name
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| ConfigError::Invalid {
+                key: "timezone",
+                reason: format!("{tz_name:?} is not an IANA time zone name such as Europe/Berlin"),
+            })?;
+        let publish_address = args
+            .publish_address
+            .clone()
+            .or(file.publish_address)
+            .unwrap_or_else(|| "0.0.0.0".into());
+        if publish_address.parse::<std::net::IpAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "publish_address",
+                reason: format!("{publish_address:?} is not an IP address"),
+            });
+        }
+        let configured_key = args
+            .api_key
+            .clone()
+            .or_else(|| env_nonempty("API_KEY"))
+            .or(file.api_key)
+            .filter(|k| !k.is_empty());
+        let (api_key, key_source) = match configured_key {
+            Some(k) => (k, KeySource::Configured),
+            None => load_or_generate_key(&data_dir)?,
+        };
+        Ok(Settings {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 5000))),
+            plans_dir,
+            plans_url: args.plans_url.clone().or(file.plans_url),
+            docker_host: args
+                .docker_host
+                .clone()
+                .or(file.docker_host)
+                .unwrap_or_else(|| "unix:///var/run/docker.sock".into()),
+            host_dir: absolute(&host_dir),
+            api_key,
+            key_source,
+            instance,
+            publish_address,
+            stop_timeout: Duration::from_secs(
+                args.stop_timeout.or(file.stop_timeout).unwrap_or(30),
+            ),
+            timezone,
+            start_grace: Duration::from_secs(args.start_grace.or(file.start_grace).unwrap_or(300)),
+            backups_keep: args.backups_keep.or(file.backups_keep).unwrap_or(10),
+            data_dir,
+        })
+    }
+}
+
+fn read_file(p: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+        path: p.to_owned(),
+        reason: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: p.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
+}
+
+/// Reads `<data dir>/api.key`, or creates it (mode 0600) with 32 random bytes in hex.
+pub fn load_or_generate_key(data_dir: &Path) -> Result<(String, KeySource), ConfigError> {
+    let path = data_dir.join(KEY_FILE);
+    let err = |e: std::io::Error| ConfigError::KeyFile {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(k) if !k.trim().is_empty() => return Ok((k.trim().to_owned(), KeySource::File(path))),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    std::fs::create_dir_all(data_dir).map_err(err)?;
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| err(std::io::Error::other(e.to_string())))?;
+    let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    atomic::write_atomic_mode(&path, format!("{key}\n").as_bytes(), 0o600).map_err(err)?;
+    Ok((key, KeySource::Generated(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_is_stored_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let (k1, s1) = load_or_generate_key(d.path()).unwrap();
+        assert!(matches!(s1, KeySource::Generated(_)));
+        assert_eq!(k1.len(), 64);
+        let mode = std::fs::metadata(d.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (k2, s2) = load_or_generate_key(d.path()).unwrap();
+        assert_eq!(k1, k2);
+        assert!(matches!(s2, KeySource::File(_)));
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("peon.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "data_dir = {:?}\nlisten = \"127.0.0.1:7000\"\napi_key = \"from-file\"\nstop_timeout = 5\n",
+                d.path()
+            ),
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(cfg.clone()),
+            listen: Some("127.0.0.1:7001".parse().unwrap()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(s.listen.port(), 7001);
+        assert_eq!(s.api_key, "from-file");
+        assert_eq!(s.stop_timeout, Duration::from_secs(5));
+        assert_eq!(s.plans_dir, d.path().join("plans"));
+        assert!(!format!("{s:?}").contains("from-file"));
+
+        std::fs::write(&cfg, "nonsense_key = 1\n").unwrap();
+        let err = Settings::resolve(&args).unwrap_err().to_string();
+        assert!(err.contains("nonsense_key"), "{err}");
+    }
+}

@@ -1,0 +1,117 @@
+//! `peon serve`: wires the layers together and serves the API until shutdown. The binary and
+//! the integration tests both start the daemon through [`launch`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::config::{KeySource, Settings};
+use crate::docker::Engine;
+use crate::plans::{PlanStore, bundled};
+use crate::schedule::Scheduler;
+use crate::service::ServerService;
+
+/// Errors that stop the daemon from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Service(#[from] crate::service::ServiceError),
+    #[error("cannot prepare the plans directory {path}: {reason}")]
+    Plans { path: String, reason: String },
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Builds the service from settings: data dir, plans (seeded from the bundled ones when
+/// empty), scheduler, Docker engine handle.
+pub fn build_service(settings: Settings) -> Result<Arc<ServerService>, DaemonError> {
+    let seeded = bundled::seed_if_empty(&settings.plans_dir).map_err(|e| DaemonError::Plans {
+        path: settings.plans_dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    if seeded {
+        tracing::info!(dir = %settings.plans_dir.display(), "plans directory seeded with the bundled plans");
+    }
+    let engine = Arc::new(Engine::new(&settings.docker_host));
+    let plans = PlanStore::new(&settings.plans_dir);
+    let scheduler = Scheduler::new();
+    Ok(ServerService::open(
+        Arc::new(settings),
+        engine,
+        plans,
+        scheduler,
+    )?)
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn launch(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    match &settings.key_source {
+        KeySource::Generated(p) => tracing::warn!(
+            "no API key configured: generated one and stored it in {} (mode 0600); clients send it as X-Api-Key",
+            p.display()
+        ),
+        KeySource::File(p) => tracing::info!("using the API key stored in {}", p.display()),
+        KeySource::Configured => tracing::info!("using the configured API key"),
+    }
+    let api_key: Arc<str> = Arc::from(settings.api_key.as_str());
+    let service = build_service(settings)?;
+    tokio::spawn(reconcile_when_engine_answers(service.clone()));
+    let app = api::router(AppState { service, api_key });
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "peon is listening");
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(DaemonError::Serve)
+}
+
+/// Waits for the engine (retrying with backoff while it is down), then brings back the servers
+/// the host wants running.
+async fn reconcile_when_engine_answers(service: Arc<ServerService>) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match service.engine().info().await {
+            Ok(info) => {
+                tracing::info!(version = %info.version, api = %info.api_version, "Docker engine answers");
+                if let Err(e) = service.reconcile().await {
+                    tracing::warn!("reconcile failed: {e}");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("{e}; retrying in {}s", delay.as_secs_f32());
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

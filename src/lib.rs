@@ -1,0 +1,13 @@
+//! peon: a game-server orchestrator compatible with PEON. See the README for an overview and
+//! `docs/` for the API, configuration and operations.
+
+pub mod api;
+pub mod config;
+pub mod daemon;
+pub mod docker;
+pub mod http;
+pub mod names;
+pub mod plans;
+pub mod schedule;
+pub mod service;
+pub mod store;

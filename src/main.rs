@@ -1,0 +1,107 @@
+//! The `peon` binary: the daemon (`peon serve`) and its tools.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use peon::config::{ServeArgs, Settings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "peon",
+    version,
+    about = "A game-server orchestrator compatible with PEON"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve(Box<ServeArgs>),
+    /// Build the busybox stand-in game image used by the bundled demo plan and the tests.
+    DemoImage {
+        /// Image tag to build.
+        #[arg(long, default_value = "peon/demo-game:latest")]
+        tag: String,
+        /// The static busybox binary to put in the image.
+        #[arg(long, default_value = "/bin/busybox")]
+        busybox: std::path::PathBuf,
+        /// Docker engine address.
+        #[arg(
+            long,
+            env = "DOCKER_HOST",
+            default_value = "unix:///var/run/docker.sock"
+        )]
+        docker_host: String,
+    },
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let default = if std::env::var("DEV_MODE").is_ok_and(|v| v == "enabled") {
+        "debug"
+    } else {
+        "info"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    peon::http::init_tls();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("peon: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), String> = rt.block_on(async {
+        match cli.command {
+            Command::Serve(args) => {
+                let settings = Settings::resolve(&args).map_err(|e| e.to_string())?;
+                let listener = tokio::net::TcpListener::bind(settings.listen)
+                    .await
+                    .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+                peon::daemon::launch(settings, listener, peon::daemon::shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Command::DemoImage {
+                tag,
+                busybox,
+                docker_host,
+            } => {
+                let bin = std::fs::read(&busybox).map_err(|e| {
+                    format!(
+                        "cannot read {}: {e} (install Debian's busybox-static)",
+                        busybox.display()
+                    )
+                })?;
+                let ctx = peon::docker::busybox_game_context(&bin).map_err(|e| e.to_string())?;
+                let engine = peon::docker::Engine::new(&docker_host);
+                engine
+                    .build_image(&tag, ctx)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("built {tag}");
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("peon: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

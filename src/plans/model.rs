@@ -1,0 +1,492 @@
+//! The PEON plan format (`plan.json`, and a server's `config.json`, which is a plan with the
+//! user's settings merged in and the port groups flattened to the chosen one), parsed and checked
+//! into a [`Plan`] that can be run. Every problem is reported with the field it is in.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// A transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// One named port of a port group. PEON's `tcp/udp` and `all` publish both protocols.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortSpec {
+    pub name: String,
+    pub port: u16,
+    pub protocols: Vec<Protocol>,
+    /// The protocol string as the plan wrote it (`tcp`, `udp`, `tcp/udp`, `all`).
+    pub raw_protocol: String,
+}
+
+/// A bind mount from a path inside the server directory (`~!/<source>`) to a container path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mount {
+    /// Relative path inside the server directory, normalised, never empty for files.
+    pub source: String,
+    pub target: String,
+}
+
+/// A plan setting: `null` in the plan means the user must give it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Setting {
+    Required,
+    Default(String),
+}
+
+/// A checked plan, ready to become a container.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub game_uid: String,
+    pub version: Option<String>,
+    pub description: String,
+    pub image: String,
+    pub port_groups: Vec<Vec<PortSpec>>,
+    pub environment: Vec<(String, Setting)>,
+    pub volumes: Vec<Mount>,
+    pub files: Vec<Mount>,
+}
+
+/// One thing wrong with a plan, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn bad(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Parses and checks a plan document. `game` is the plan's folder name, used when
+/// `metadata.game_uid` is absent.
+pub fn parse_plan(game: &str, doc: &Value) -> Result<Plan, Vec<Problem>> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    let Some(root) = doc.as_object() else {
+        return Err(vec![Problem {
+            field: "(root)".into(),
+            message: "a plan must be a JSON object".into(),
+        }]);
+    };
+    let empty = Map::new();
+    let metadata = match root.get("metadata") {
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            c.bad("metadata", "must be an object");
+            &empty
+        }
+        None => {
+            c.bad("metadata", "is missing");
+            &empty
+        }
+    };
+    let str_field =
+        |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+    let game_uid = str_field(metadata, "game_uid").unwrap_or_else(|| game.to_owned());
+    let version = str_field(metadata, "version");
+    let description = str_field(metadata, "description").unwrap_or_default();
+    let image = match metadata.get("image") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
+        Some(Value::String(_)) => {
+            c.bad("metadata.image", "is empty");
+            String::new()
+        }
+        Some(_) => {
+            c.bad("metadata.image", "must be a string");
+            String::new()
+        }
+        None => {
+            if root.contains_key("metadata") {
+                c.bad("metadata.image", "is missing");
+            }
+            String::new()
+        }
+    };
+
+    let port_groups = parse_ports(&mut c, root.get("ports"));
+    let environment = parse_environment(&mut c, root.get("environment"));
+    let volumes = parse_mounts(&mut c, "volumes", root.get("volumes"), false);
+    let files = parse_mounts(&mut c, "files", root.get("files"), true);
+
+    let mut targets = BTreeSet::new();
+    for (kind, m) in volumes
+        .iter()
+        .map(|m| ("volumes", m))
+        .chain(files.iter().map(|m| ("files", m)))
+    {
+        let t = m.target.trim_end_matches('/');
+        if !targets.insert(t.to_owned()) {
+            c.bad(
+                format!("{kind}[~!/{}]", m.source),
+                format!("container path {} is mounted twice", m.target),
+            );
+        }
+    }
+
+    if c.problems.is_empty() {
+        Ok(Plan {
+            game_uid,
+            version,
+            description,
+            image,
+            port_groups,
+            environment,
+            volumes,
+            files,
+        })
+    } else {
+        Err(c.problems)
+    }
+}
+
+/// `ports` is a list of groups (a plan) or a flat list of entries (a server's config.json).
+fn parse_ports(c: &mut Checker, v: Option<&Value>) -> Vec<Vec<PortSpec>> {
+    let Some(v) = v else {
+        return Vec::new();
+    };
+    let Some(list) = v.as_array() else {
+        c.bad("ports", "must be a list of port groups");
+        return Vec::new();
+    };
+    let flat = list.iter().all(Value::is_object) && !list.is_empty();
+    if flat {
+        return vec![parse_group(c, "ports", list)];
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, g)| match g.as_array() {
+            Some(entries) => parse_group(c, &format!("ports[{i}]"), entries),
+            None => {
+                c.bad(format!("ports[{i}]"), "a port group must be a list");
+                Vec::new()
+            }
+        })
+        .collect()
+}
+
+fn parse_group(c: &mut Checker, field: &str, entries: &[Value]) -> Vec<PortSpec> {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (j, e) in entries.iter().enumerate() {
+        let f = format!("{field}[{j}]");
+        let Some(obj) = e.as_object() else {
+            c.bad(f, "a port must be an object {NAME: [port, protocol]}");
+            continue;
+        };
+        for (name, spec) in obj {
+            let f = format!("{f}.{name}");
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                c.bad(&f, "a port name must be letters, digits and '_'");
+                continue;
+            }
+            let Some(pair) = spec.as_array().filter(|a| a.len() == 2) else {
+                c.bad(&f, "must be [port, protocol]");
+                continue;
+            };
+            let port = match &pair[0] {
+                Value::String(s) => s.trim().parse::<u16>().ok(),
+                Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+                _ => None,
+            }
+            .filter(|p| *p > 0);
+            let Some(port) = port else {
+                c.bad(
+                    &f,
+                    format!("port {} is not a number from 1 to 65535", pair[0]),
+                );
+                continue;
+            };
+            let raw = pair[1]
+                .as_str()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            let protocols = match raw.as_str() {
+                "tcp" => vec![Protocol::Tcp],
+                "udp" => vec![Protocol::Udp],
+                "tcp/udp" | "udp/tcp" | "all" | "both" => vec![Protocol::Tcp, Protocol::Udp],
+                _ => {
+                    c.bad(
+                        &f,
+                        format!("unknown protocol {}: use tcp, udp, tcp/udp or all", pair[1]),
+                    );
+                    continue;
+                }
+            };
+            for p in &protocols {
+                if !seen.insert((port, *p)) {
+                    c.bad(
+                        &f,
+                        format!("port {port}/{} appears twice in the group", p.as_str()),
+                    );
+                }
+            }
+            out.push(PortSpec {
+                name: name.to_ascii_uppercase(),
+                port,
+                protocols,
+                raw_protocol: raw,
+            });
+        }
+    }
+    out
+}
+
+fn parse_environment(c: &mut Checker, v: Option<&Value>) -> Vec<(String, Setting)> {
+    let Some(v) = v else {
+        return Vec::new();
+    };
+    let Some(obj) = v.as_object() else {
+        c.bad("environment", "must be an object of settings");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, val) in obj {
+        let f = format!("environment.{k}");
+        if k.is_empty()
+            || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || k.as_bytes()[0].is_ascii_digit()
+        {
+            c.bad(
+                &f,
+                "a setting name must be letters, digits and '_', not starting with a digit",
+            );
+            continue;
+        }
+        let s = match val {
+            Value::Null => Setting::Required,
+            Value::String(s) => Setting::Default(s.clone()),
+            Value::Number(n) => Setting::Default(n.to_string()),
+            Value::Bool(b) => Setting::Default(b.to_string()),
+            _ => {
+                c.bad(
+                    &f,
+                    "must be a string, a number, a boolean or null (required)",
+                );
+                continue;
+            }
+        };
+        out.push((k.clone(), s));
+    }
+    out
+}
+
+/// Normalises a `~!/rel` source to a relative path inside the server dir, refusing escapes.
+pub fn server_relative(source: &str) -> Result<String, String> {
+    let Some(rest) = source.strip_prefix("~!") else {
+        return Err(format!(
+            "source {source} must start with ~!/ (the server directory)"
+        ));
+    };
+    let rest = rest.trim_start_matches('/');
+    let mut parts = Vec::new();
+    for p in rest.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => return Err(format!("source {source} leaves the server directory")),
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+fn parse_mounts(c: &mut Checker, key: &str, v: Option<&Value>, is_file: bool) -> Vec<Mount> {
+    let Some(v) = v else {
+        return Vec::new();
+    };
+    let Some(obj) = v.as_object() else {
+        c.bad(
+            key,
+            "must be an object {\"~!/<path>\": \"<container path>\"}",
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (src, tgt) in obj {
+        let f = format!("{key}[{src}]");
+        let source = match server_relative(src) {
+            Ok(s) if s.is_empty() && is_file => {
+                c.bad(
+                    &f,
+                    "a file source must name a file inside the server directory",
+                );
+                continue;
+            }
+            Ok(s) => s,
+            Err(e) => {
+                c.bad(&f, e);
+                continue;
+            }
+        };
+        let Some(target) = tgt.as_str().map(str::trim) else {
+            c.bad(&f, "the container path must be a string");
+            continue;
+        };
+        if !target.starts_with('/') || target.split('/').any(|p| p == "..") {
+            c.bad(
+                &f,
+                format!("container path {target:?} must be absolute, without '..'"),
+            );
+            continue;
+        }
+        out.push(Mount {
+            source,
+            target: target.to_owned(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn plan() -> Value {
+        json!({
+            "metadata": {"game_uid": "g", "warcamp": "default", "version": "1.0.0",
+                         "description": "d", "image": "peon/game"},
+            "ports": [[{"PORT": ["2456", "udp"]}, {"QUERY": ["2457", "tcp/udp"]}],
+                      [{"PORT": ["2458", "udp"]}]],
+            "environment": {"STEAM_ID": "1", "SERVER_NAME": null, "OPT": ""},
+            "volumes": {"~!/actions": "/actions", "~!/data": "/data"},
+            "files": {"~!/server.cfg": "/data/cfg/server.cfg"}
+        })
+    }
+
+    #[test]
+    fn parses_every_part() {
+        let p = parse_plan("g", &plan()).unwrap();
+        assert_eq!(p.image, "peon/game");
+        assert_eq!(p.port_groups.len(), 2);
+        assert_eq!(
+            p.port_groups[0][1].protocols,
+            vec![Protocol::Tcp, Protocol::Udp]
+        );
+        assert_eq!(p.environment[1], ("SERVER_NAME".into(), Setting::Required));
+        assert_eq!(
+            p.environment[2],
+            ("OPT".into(), Setting::Default(String::new()))
+        );
+        assert_eq!(
+            p.volumes[1],
+            Mount {
+                source: "data".into(),
+                target: "/data".into()
+            }
+        );
+        assert_eq!(p.files[0].source, "server.cfg");
+    }
+
+    #[test]
+    fn flat_ports_of_a_config_json_are_one_group() {
+        let mut d = plan();
+        d["ports"] = json!([{"PORT": ["2456", "udp"]}]);
+        let p = parse_plan("g", &d).unwrap();
+        assert_eq!(p.port_groups.len(), 1);
+        assert_eq!(p.port_groups[0][0].port, 2456);
+    }
+
+    #[test]
+    fn reports_each_unrunnable_case_with_its_field() {
+        let cases = [
+            (
+                json!({"volumes": {"~!/data": "/x", "~!/user": "/x/"}}),
+                "volumes[~!/user]",
+                "mounted twice",
+            ),
+            (
+                json!({"ports": [[{"PORT": ["99999", "udp"]}]]}),
+                "ports[0][0].PORT",
+                "1 to 65535",
+            ),
+            (
+                json!({"ports": [[{"PORT": ["abc", "udp"]}]]}),
+                "ports[0][0].PORT",
+                "1 to 65535",
+            ),
+            (
+                json!({"ports": [[{"PORT": ["1", "sctp"]}]]}),
+                "ports[0][0].PORT",
+                "unknown protocol",
+            ),
+            (
+                json!({"volumes": {"~!/../etc": "/etc"}}),
+                "volumes[~!/../etc]",
+                "leaves the server",
+            ),
+            (
+                json!({"volumes": {"/etc": "/etc"}}),
+                "volumes[/etc]",
+                "must start with ~!/",
+            ),
+            (
+                json!({"files": {"~!/../../x": "/x"}}),
+                "files[~!/../../x]",
+                "leaves the server",
+            ),
+            (
+                json!({"metadata": {"image": ""}}),
+                "metadata.image",
+                "empty",
+            ),
+        ];
+        for (patch, field, msg) in cases {
+            let mut d = plan();
+            for (k, v) in patch.as_object().unwrap() {
+                if k == "metadata" {
+                    d["metadata"]["image"] = v["image"].clone();
+                } else {
+                    d[k] = v.clone();
+                }
+            }
+            let errs = parse_plan("g", &d).unwrap_err();
+            assert!(
+                errs.iter()
+                    .any(|p| p.field == field && p.message.contains(msg)),
+                "{field} {msg}: got {errs:?}"
+            );
+        }
+        let mut d = plan();
+        d["metadata"].as_object_mut().unwrap().remove("image");
+        let errs = parse_plan("g", &d).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|p| p.field == "metadata.image" && p.message.contains("missing"))
+        );
+    }
+}

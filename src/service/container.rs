@@ -1,0 +1,141 @@
+//! From a server's saved config to its container: the container is disposable and can always be
+//! rebuilt from `config.json`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::{Result, ServerService, ServiceError};
+use crate::docker::{ContainerSpec, DockerError, labels};
+use crate::plans::model::Setting;
+use crate::store::ServerRecord;
+
+/// Game containers run as PEON's `1000:1000`.
+pub(super) const GAME_USER: u32 = 1000;
+
+impl ServerService {
+    /// The server directory as the Docker host sees it (differs when peon runs in a container).
+    fn host_server_dir(&self, rec: &ServerRecord) -> PathBuf {
+        self.settings
+            .host_dir
+            .join("servers")
+            .join(rec.uid.game())
+            .join(rec.uid.name())
+    }
+
+    /// Labels of everything peon creates for a server.
+    pub(super) fn labels(&self, rec: &ServerRecord) -> HashMap<String, String> {
+        HashMap::from([
+            (labels::INSTANCE.to_owned(), self.settings.instance.clone()),
+            (labels::UID.to_owned(), rec.uid.to_string()),
+            (labels::GAME.to_owned(), rec.uid.game().to_owned()),
+            (labels::SERVER.to_owned(), rec.uid.name().to_owned()),
+        ])
+    }
+
+    /// The container of a server, as its config describes it.
+    pub(super) async fn container_spec(&self, rec: &ServerRecord) -> Result<ContainerSpec> {
+        let plan = &rec.plan;
+        let group = plan.port_groups.first().cloned().unwrap_or_default();
+        let mut env: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for p in &group {
+            if seen.insert(p.name.clone()) {
+                env.push(format!("{}={}", p.name, p.port));
+            }
+        }
+        for (k, v) in &plan.environment {
+            match v {
+                Setting::Default(v) => {
+                    if seen.insert(k.clone()) {
+                        env.push(format!("{k}={v}"));
+                    }
+                }
+                Setting::Required => {
+                    return Err(ServiceError::BadRequest(format!(
+                        "The setting {k} of [{}] has no value; set it in config.json or recreate the server.",
+                        rec.uid
+                    )));
+                }
+            }
+        }
+        let host_dir = self.host_server_dir(rec);
+        let mut binds: Vec<String> = plan
+            .volumes
+            .iter()
+            .map(|m| format!("{}:{}", host_dir.join(&m.source).display(), m.target))
+            .collect();
+        // A `files` entry is mounted once the user has put the file into the server directory.
+        for f in &plan.files {
+            if rec.dir.join(&f.source).is_file() {
+                binds.push(format!(
+                    "{}:{}",
+                    host_dir.join(&f.source).display(),
+                    f.target
+                ));
+            }
+        }
+        let mut labels = self.labels(rec);
+        if let Some(env) = self.engine.image_env(&plan.image).await? {
+            for (key, label) in [
+                ("CONTAINER_TYPE=", labels::CONTAINER_TYPE),
+                ("VERSION=", labels::BUILD_VERSION),
+            ] {
+                if let Some(v) = env.iter().find_map(|e| e.strip_prefix(key)) {
+                    labels.insert(label.to_owned(), v.to_owned());
+                }
+            }
+        }
+        Ok(ContainerSpec {
+            name: rec.uid.container_name(),
+            hostname: rec.uid.container_name(),
+            image: plan.image.clone(),
+            env,
+            binds,
+            ports: group
+                .iter()
+                .flat_map(|p| p.protocols.iter().map(move |pr| (p.port, *pr)))
+                .collect(),
+            publish_ip: self.settings.publish_address.clone(),
+            labels,
+            network: rec.uid.network_name(),
+            user: Some(format!("{GAME_USER}:{GAME_USER}")),
+            stop_timeout: self.settings.stop_timeout,
+        })
+    }
+
+    /// Creates the server's network and container unless the container exists. Pulls the image
+    /// when it is not present locally.
+    pub(super) async fn ensure_container(&self, rec: &ServerRecord) -> Result<()> {
+        let name = rec.uid.container_name();
+        if let Some(existing) = self.engine.inspect(&name).await? {
+            if existing.labels.get(labels::INSTANCE) == Some(&self.settings.instance) {
+                return Ok(());
+            }
+            return Err(ServiceError::Conflict(format!(
+                "The container name {name} is used by a container peon does not manage; remove or rename it."
+            )));
+        }
+        if self.engine.image_env(&rec.plan.image).await?.is_none() {
+            tracing::info!(uid = %rec.uid, image = %rec.plan.image, "image not present, pulling");
+            self.engine.pull_image(&rec.plan.image).await?;
+        }
+        self.engine
+            .ensure_network(&rec.uid.network_name(), &self.labels(rec))
+            .await?;
+        let spec = self.container_spec(rec).await?;
+        match self.engine.create_container(&spec).await {
+            Ok(_) => Ok(()),
+            Err(DockerError::Conflict(m)) => Err(ServiceError::Conflict(m)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the server's container and network.
+    pub(super) async fn remove_container(&self, rec: &ServerRecord) -> Result<()> {
+        self.engine
+            .remove_container(&rec.uid.container_name())
+            .await?;
+        self.engine.remove_network(&rec.uid.network_name()).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,324 @@
+//! Creating a server from a plan. The server directory is assembled in staging and renamed into
+//! place, its container is created, and any failure removes everything that was made: a failed
+//! create leaves no directory, no container and no network.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::container::GAME_USER;
+use super::{Result, ServerObject, ServerService, ServiceError};
+use crate::names::{self, Uid};
+use crate::plans::LoadedPlan;
+use crate::schedule::OneShot;
+use crate::store::{self, CONFIG_FILE, STATE_FILE, ServerState, atomic, fsutil};
+
+/// Everything a client may give when creating a server.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub game: String,
+    /// `None`: a random PEON-style name.
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// Plan settings (environment) given by the user.
+    pub settings: Map<String, Value>,
+    /// Files to write into the new server's `config/` (PEON 1.0 `json`/`txt` settings).
+    pub config_files: Vec<(String, Vec<u8>)>,
+    pub start_later: bool,
+    /// Keep the files when the first start fails (PEON's `noclean`).
+    pub noclean: bool,
+    /// A stop timer for the first start.
+    pub timer: Option<OneShot>,
+}
+
+const PREFIXES: [&str; 33] = [
+    "black",
+    "castle",
+    "chapel",
+    "cliff",
+    "cold",
+    "crow",
+    "crystal",
+    "dark",
+    "dragon",
+    "eagle",
+    "fire",
+    "forest",
+    "grey",
+    "iron",
+    "knights",
+    "law",
+    "mountain",
+    "mystic",
+    "night",
+    "nighthaven",
+    "orchid",
+    "outlaw",
+    "raven",
+    "river",
+    "sanctuary",
+    "shadow",
+    "silent",
+    "summer",
+    "thunder",
+    "whiskey",
+    "white",
+    "winter",
+    "wolf",
+];
+const SUFFIXES: [&str; 30] = [
+    "brook", "crest", "dale", "edge", "flake", "ford", "glen", "grove", "haven", "hill", "hollow",
+    "keep", "lake", "land", "mead", "meadow", "point", "pool", "port", "ridge", "rock", "springs",
+    "stead", "stone", "town", "valley", "view", "ville", "wick", "woods",
+];
+
+fn random_index(n: usize) -> usize {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    (u64::from_le_bytes(b) % n as u64) as usize
+}
+
+/// A setting value as the container will see it.
+fn setting_text(key: &str, v: &Value) -> Result<Option<String>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        Value::Bool(b) => Ok(Some(b.to_string())),
+        _ => Err(ServiceError::BadRequest(format!(
+            "The setting {key} must be a string, a number or a boolean."
+        ))),
+    }
+}
+
+/// Builds the server's `config.json` from the plan and the request: PEON's merge, with every
+/// required setting checked and unknown settings refused.
+fn build_config(
+    uid: &Uid,
+    loaded: &LoadedPlan,
+    req: &CreateRequest,
+    group: usize,
+) -> Result<Value> {
+    let mut doc = loaded.doc.clone();
+    let env = doc
+        .get_mut("environment")
+        .and_then(Value::as_object_mut)
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let unknown: Vec<&String> = req
+        .settings
+        .keys()
+        .filter(|k| !env.contains_key(*k))
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<&String> = env.keys().collect();
+        return Err(ServiceError::BadRequest(format!(
+            "Unknown settings for plan [{}]: {unknown:?}. The plan's settings are {known:?}.",
+            uid.game()
+        )));
+    }
+    let mut merged = Map::new();
+    let mut missing = Vec::new();
+    for (k, default) in env {
+        let given = match req.settings.get(&k) {
+            Some(v) => setting_text(&k, v)?,
+            None => None,
+        };
+        let value = match (given, default) {
+            (Some(v), Value::Null) if v.is_empty() => {
+                missing.push(k.clone());
+                Value::Null
+            }
+            (Some(v), _) => Value::String(v),
+            (None, Value::Null) => {
+                missing.push(k.clone());
+                Value::Null
+            }
+            (None, d) => d,
+        };
+        merged.insert(k, value);
+    }
+    if !missing.is_empty() {
+        return Err(ServiceError::BadRequest(format!(
+            "Not all required server settings were provided. Namely: {missing:?}"
+        )));
+    }
+    doc["environment"] = Value::Object(merged);
+    if let Some(groups) = doc.get("ports").and_then(Value::as_array)
+        && groups.iter().all(Value::is_array)
+    {
+        doc["ports"] = groups
+            .get(group)
+            .cloned()
+            .unwrap_or(Value::Array(Vec::new()));
+    }
+    let container = uid.container_name();
+    let meta = doc
+        .as_object_mut()
+        .and_then(|d| d.get_mut("metadata"))
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| {
+            ServiceError::BadRequest(format!("Plan [{}] has no metadata.", uid.game()))
+        })?;
+    if let Some(d) = &req.description {
+        meta.insert("description".into(), Value::String(d.clone()));
+    }
+    meta.insert("warcamp".into(), Value::String(uid.name().to_owned()));
+    meta.insert("hostname".into(), Value::String(container.clone()));
+    meta.insert("container_name".into(), Value::String(container));
+    Ok(doc)
+}
+
+impl ServerService {
+    /// A PEON-style random name (`winterglen`) not used by any server of the game.
+    pub fn random_name(&self, game: &str) -> String {
+        for attempt in 0..200 {
+            let mut n = format!(
+                "{}{}",
+                PREFIXES[random_index(PREFIXES.len())],
+                SUFFIXES[random_index(SUFFIXES.len())]
+            );
+            if attempt >= 100 {
+                n.push_str(&random_index(1000).to_string());
+            }
+            if let Ok(uid) = Uid::new(game, &n)
+                && !self.store.contains(&uid)
+                && !self.store.data_dir().server_dir(&uid).exists()
+            {
+                return n;
+            }
+        }
+        format!("server{}", store::atomic::random_suffix())
+    }
+
+    /// Creates a server and, unless `start_later`, starts it.
+    pub async fn create(&self, req: CreateRequest) -> Result<ServerObject> {
+        let game = names::game_id(&req.game)?.to_owned();
+        let name = match &req.name {
+            Some(n) => names::server_name(n)?.to_owned(),
+            None => self.random_name(&game),
+        };
+        for (f, _) in &req.config_files {
+            names::config_file(f)?;
+        }
+        let uid = Uid::new(&game, &name)?;
+        let _guard = self.lock(&uid).await;
+        let final_dir = self.store.data_dir().server_dir(&uid);
+        if self.store.contains(&uid) || final_dir.exists() {
+            return Err(ServiceError::Conflict(format!(
+                "There is already a server [{uid}]. Use update on it, or destroy it first."
+            )));
+        }
+        let loaded = self.plans.load(&game)?;
+        // Settings are checked before any port or Docker work.
+        build_config(&uid, &loaded, &req, 0)?;
+        let group = self
+            .choose_port_group(&uid, &loaded.plan.port_groups)
+            .await?;
+        let config = build_config(&uid, &loaded, &req, group)?;
+        let state = ServerState {
+            wanted_running: false,
+            plan_version: loaded.plan.version.clone(),
+            created: chrono::Utc::now().timestamp(),
+        };
+        let staging = self
+            .store
+            .data_dir()
+            .staging()
+            .join(format!("{uid}-{}", atomic::random_suffix()));
+        let files = req.config_files.clone();
+        let plan_dir = loaded.dir.clone();
+        let (stage, dest) = (staging.clone(), final_dir.clone());
+        let assembled = tokio::task::spawn_blocking(move || {
+            assemble(&plan_dir, &stage, &dest, &config, &state, &files)
+        })
+        .await
+        .map_err(|e| ServiceError::Failed(format!("create task failed: {e}")))?;
+        if let Err(e) = assembled {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e.into());
+        }
+        let rec = match store::read_server(&uid, &final_dir) {
+            Ok(r) => self.store.insert(r),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&final_dir);
+                return Err(e.into());
+            }
+        };
+        tracing::info!(uid = %uid, "server files created");
+        if let Err(e) = self.ensure_container(&rec).await {
+            self.rollback_create(&rec).await;
+            return Err(e);
+        }
+        if req.start_later {
+            let c = self.container(&uid).await?;
+            return Ok(self.object(&rec, c.as_ref()));
+        }
+        match self.start_locked(&uid, req.timer.clone()).await {
+            Ok(o) => Ok(o),
+            Err(e) => {
+                if req.noclean {
+                    tracing::warn!(uid = %uid, "first start failed, files kept (noclean): {e}");
+                } else {
+                    self.rollback_create(&rec).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Undoes a create: container, network, files, index entry.
+    async fn rollback_create(&self, rec: &store::ServerRecord) {
+        if let Err(e) = self.remove_container(rec).await {
+            tracing::warn!(uid = %rec.uid, "rollback: cannot remove container: {e}");
+        }
+        let _ = self.scheduler.forget_server(&rec.uid).await;
+        if let Err(e) = self.remove_files(&rec.uid).await {
+            tracing::warn!(uid = %rec.uid, "rollback: cannot remove files: {e}");
+        }
+        tracing::info!(uid = %rec.uid, "create rolled back");
+    }
+}
+
+/// Builds the server directory in `stage` and renames it to `dest`.
+fn assemble(
+    plan_dir: &Path,
+    stage: &Path,
+    dest: &Path,
+    config: &Value,
+    state: &ServerState,
+    files: &[(String, Vec<u8>)],
+) -> std::io::Result<()> {
+    fsutil::copy_tree(plan_dir, stage)?;
+    atomic::write_json_atomic(&stage.join(CONFIG_FILE), config)?;
+    atomic::write_json_atomic(&stage.join(STATE_FILE), state)?;
+    // Every volume source is a directory the container can write to.
+    let mut dirs: Vec<String> = vec![
+        "actions".into(),
+        "config".into(),
+        "data".into(),
+        "user".into(),
+    ];
+    if let Some(v) = config.get("volumes").and_then(Value::as_object) {
+        for src in v.keys() {
+            if let Ok(rel) = crate::plans::model::server_relative(src) {
+                dirs.push(rel);
+            }
+        }
+    }
+    for d in dirs.iter().filter(|d| !d.is_empty()) {
+        std::fs::create_dir_all(stage.join(d))?;
+    }
+    for (name, content) in files {
+        atomic::write_atomic(&stage.join("config").join(name), content)?;
+    }
+    fsutil::chown_tree(stage, GAME_USER, GAME_USER)?;
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::rename(stage, dest)?;
+    if let Some(parent) = dest.parent() {
+        atomic::sync_dir(parent)?;
+    }
+    Ok(())
+}

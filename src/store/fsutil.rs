@@ -1,0 +1,86 @@
+//! File tree helpers for server directories: copying a plan folder, ownership, removal.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::chown;
+use std::path::Path;
+
+/// Copies the regular files and folders of `from` into `to` (created). Symlinks and special
+/// files are skipped: a plan must not smuggle a link to elsewhere on the host into a server.
+pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let ft = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if ft.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if ft.is_file() {
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives a tree to `uid:gid` (game containers run as 1000:1000). When peon does not run as
+/// root it cannot chown; the files then keep peon's own user, which is logged once per call.
+pub fn chown_tree(root: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    fn walk(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
+        chown(p, Some(uid), Some(gid))?;
+        if fs::symlink_metadata(p)?.is_dir() {
+            for e in fs::read_dir(p)? {
+                walk(&e?.path(), uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+    match walk(root, uid, gid) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            tracing::debug!("not root: {} keeps its owner ({e})", root.display());
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+/// Removes everything inside `dir` (dotfiles included), keeping `dir` itself.
+pub fn empty_dir(dir: &Path) -> io::Result<()> {
+    match fs::read_dir(dir) {
+        Ok(entries) => {
+            for e in entries {
+                let e = e?;
+                if e.file_type()?.is_dir() {
+                    fs::remove_dir_all(e.path())?;
+                } else {
+                    fs::remove_file(e.path())?;
+                }
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(dir),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_skips_symlinks_and_empty_keeps_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        fs::create_dir_all(src.join("actions")).unwrap();
+        fs::write(src.join("plan.json"), "{}").unwrap();
+        fs::write(src.join("actions/server_start"), "echo").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", src.join("evil")).unwrap();
+        let dst = d.path().join("dst");
+        copy_tree(&src, &dst).unwrap();
+        assert!(dst.join("actions/server_start").is_file());
+        assert!(!dst.join("evil").exists());
+        fs::write(dst.join(".hidden"), "x").unwrap();
+        empty_dir(&dst).unwrap();
+        assert!(dst.is_dir());
+        assert_eq!(fs::read_dir(&dst).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,319 @@
+//! The data dir: where every server's files live (`servers/<game>/<name>/`, PEON's layout), and
+//! an in-memory index of the servers' configs so that listing servers needs no disk reads.
+//!
+//! The server directory is the truth; containers are disposable and rebuilt from `config.json`.
+//! Every write goes through [`atomic`].
+
+pub mod atomic;
+pub mod fsutil;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::names::Uid;
+use crate::plans::model::{Plan, Problem, parse_plan};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not valid: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+impl StoreError {
+    pub fn io(what: &'static str, path: &Path, source: io::Error) -> Self {
+        StoreError::Io {
+            what,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The layout of the data dir.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+/// The file in a server directory where peon keeps its own facts about the server.
+pub const STATE_FILE: &str = ".peon.json";
+/// PEON's server configuration file: the plan with the user's settings merged in.
+pub const CONFIG_FILE: &str = "config.json";
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn servers(&self) -> PathBuf {
+        self.root.join("servers")
+    }
+
+    pub fn server_dir(&self, uid: &Uid) -> PathBuf {
+        self.servers().join(uid.game()).join(uid.name())
+    }
+
+    /// Where new servers are assembled before they are renamed into place, and where removed
+    /// ones are moved before they are deleted (same filesystem, so both are one rename).
+    pub fn staging(&self) -> PathBuf {
+        self.servers().join(".staging")
+    }
+
+    pub fn backups(&self) -> PathBuf {
+        self.root.join("backups")
+    }
+
+    pub fn schedules_file(&self) -> PathBuf {
+        self.root.join("schedules.json")
+    }
+
+    /// Creates the top-level folders and clears debris a crash may have left in staging.
+    pub fn prepare(&self) -> Result<()> {
+        for d in [self.servers(), self.backups()] {
+            std::fs::create_dir_all(&d).map_err(|e| StoreError::io("cannot create", &d, e))?;
+        }
+        let staging = self.staging();
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)
+                .map_err(|e| StoreError::io("cannot clear", &staging, e))?;
+        }
+        std::fs::create_dir_all(&staging).map_err(|e| StoreError::io("cannot create", &staging, e))
+    }
+}
+
+/// What peon wants of a server, kept in `.peon.json` beside `config.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServerState {
+    /// `running` when the host asked for the server to run; a restarted daemon brings it back.
+    #[serde(default)]
+    pub wanted_running: bool,
+    /// The plan version the server was built from.
+    #[serde(default)]
+    pub plan_version: Option<String>,
+    /// Unix time of creation.
+    #[serde(default)]
+    pub created: i64,
+}
+
+/// One server as the store knows it.
+#[derive(Debug, Clone)]
+pub struct ServerRecord {
+    pub uid: Uid,
+    pub dir: PathBuf,
+    /// `config.json` as written.
+    pub config: Value,
+    /// The runnable plan parsed from `config.json`.
+    pub plan: Plan,
+    pub state: ServerState,
+}
+
+impl ServerRecord {
+    pub fn description(&self) -> Option<&str> {
+        self.config
+            .pointer("/metadata/description")
+            .and_then(Value::as_str)
+    }
+}
+
+/// Reads and parses a server's files.
+pub fn read_server(uid: &Uid, dir: &Path) -> Result<ServerRecord> {
+    let cfg_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read(&cfg_path).map_err(|e| StoreError::io("cannot read", &cfg_path, e))?;
+    let config: Value = serde_json::from_slice(&text).map_err(|e| StoreError::Corrupt {
+        path: cfg_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let plan = parse_plan(uid.game(), &config).map_err(|p| StoreError::Corrupt {
+        path: cfg_path.clone(),
+        reason: problems_text(&p),
+    })?;
+    let state_path = dir.join(STATE_FILE);
+    let state = match std::fs::read(&state_path) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+            tracing::warn!(uid = %uid, "ignoring unreadable {}: {e}", state_path.display());
+            ServerState::default()
+        }),
+        Err(_) => ServerState::default(),
+    };
+    Ok(ServerRecord {
+        uid: uid.clone(),
+        dir: dir.to_owned(),
+        config,
+        plan,
+        state,
+    })
+}
+
+/// `a; b; c` from a list of problems.
+pub fn problems_text(p: &[Problem]) -> String {
+    p.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The index of all servers, sorted by game then name.
+pub struct ServerStore {
+    dir: DataDir,
+    servers: RwLock<BTreeMap<Uid, Arc<ServerRecord>>>,
+}
+
+impl ServerStore {
+    /// Scans `servers/<game>/<name>/config.json`. Folders whose names are not valid ids, or
+    /// whose config cannot be read, are reported and skipped, never changed.
+    pub fn load(dir: DataDir) -> Result<ServerStore> {
+        let store = ServerStore {
+            dir,
+            servers: RwLock::new(BTreeMap::new()),
+        };
+        store.rescan()?;
+        Ok(store)
+    }
+
+    pub fn data_dir(&self) -> &DataDir {
+        &self.dir
+    }
+
+    /// Re-reads the servers folder; returns the uids that were not known before.
+    pub fn rescan(&self) -> Result<Vec<Uid>> {
+        let root = self.dir.servers();
+        let mut found = BTreeMap::new();
+        let games = match std::fs::read_dir(&root) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::io("cannot list", &root, e)),
+        };
+        for g in games.flatten() {
+            let gname = g.file_name().to_string_lossy().into_owned();
+            if gname.starts_with('.') || !g.path().is_dir() {
+                continue;
+            }
+            let Ok(servers) = std::fs::read_dir(g.path()) else {
+                continue;
+            };
+            for s in servers.flatten() {
+                let sname = s.file_name().to_string_lossy().into_owned();
+                if !s.path().join(CONFIG_FILE).is_file() {
+                    continue;
+                }
+                let Ok(uid) = Uid::new(&gname, &sname) else {
+                    tracing::warn!("skipping {}: not a valid <game>/<name>", s.path().display());
+                    continue;
+                };
+                match read_server(&uid, &s.path()) {
+                    Ok(r) => {
+                        found.insert(uid, Arc::new(r));
+                    }
+                    Err(e) => tracing::warn!(uid = %uid, "skipping server: {e}"),
+                }
+            }
+        }
+        let mut map = self.servers.write().unwrap_or_else(|p| p.into_inner());
+        let new = found
+            .keys()
+            .filter(|k| !map.contains_key(*k))
+            .cloned()
+            .collect();
+        for (k, v) in found {
+            map.entry(k).or_insert(v);
+        }
+        Ok(new)
+    }
+
+    pub fn get(&self, uid: &Uid) -> Option<Arc<ServerRecord>> {
+        self.read().get(uid).cloned()
+    }
+
+    pub fn contains(&self, uid: &Uid) -> bool {
+        self.read().contains_key(uid)
+    }
+
+    pub fn list(&self) -> Vec<Arc<ServerRecord>> {
+        self.read().values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Uid, Arc<ServerRecord>>> {
+        self.servers.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn insert(&self, record: ServerRecord) -> Arc<ServerRecord> {
+        let r = Arc::new(record);
+        self.servers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(r.uid.clone(), r.clone());
+        r
+    }
+
+    pub fn forget(&self, uid: &Uid) {
+        self.servers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
+    }
+
+    /// Rewrites `config.json` atomically and updates the index.
+    pub fn write_config(&self, uid: &Uid, config: Value) -> Result<Arc<ServerRecord>> {
+        let cur = self.get(uid).ok_or_else(|| StoreError::Corrupt {
+            path: self.dir.server_dir(uid),
+            reason: "server is not known".into(),
+        })?;
+        let plan = parse_plan(uid.game(), &config).map_err(|p| StoreError::Corrupt {
+            path: cur.dir.join(CONFIG_FILE),
+            reason: problems_text(&p),
+        })?;
+        let path = cur.dir.join(CONFIG_FILE);
+        atomic::write_json_atomic(&path, &config)
+            .map_err(|e| StoreError::io("cannot write", &path, e))?;
+        Ok(self.insert(ServerRecord {
+            config,
+            plan,
+            ..(*cur).clone()
+        }))
+    }
+
+    /// Rewrites `.peon.json` atomically and updates the index.
+    pub fn write_state(&self, uid: &Uid, state: ServerState) -> Result<Arc<ServerRecord>> {
+        let cur = self.get(uid).ok_or_else(|| StoreError::Corrupt {
+            path: self.dir.server_dir(uid),
+            reason: "server is not known".into(),
+        })?;
+        if cur.state == state {
+            return Ok(cur);
+        }
+        let path = cur.dir.join(STATE_FILE);
+        atomic::write_json_atomic(&path, &state)
+            .map_err(|e| StoreError::io("cannot write", &path, e))?;
+        Ok(self.insert(ServerRecord {
+            state,
+            ..(*cur).clone()
+        }))
+    }
+}

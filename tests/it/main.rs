@@ -1,0 +1,6 @@
+//! Integration tests against the real Docker engine. One binary, one module per area.
+
+mod support;
+
+mod api_basics;
+mod lifecycle;

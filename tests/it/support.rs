@@ -1,0 +1,386 @@
+//! Test harness: a real peon daemon on 127.0.0.1:0 with its own data dir and instance label,
+//! the busybox stand-in game image, test plans, and waiting with deadlines. Everything a test
+//! creates is removed when its `Daemon` is dropped.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use peon::config::{ServeArgs, Settings};
+use peon::docker::{Engine, labels};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+/// The stand-in game image every test plan uses.
+pub const GAME_IMAGE: &str = "peon-test/game:latest";
+/// The busybox game script (the bundled demo plan's `server_start`).
+pub const GAME_SCRIPT: &str = include_str!("../../plans/demo/actions/server_start");
+
+pub const DOCKER: &str = "unix:///var/run/docker.sock";
+
+static IMAGE: OnceCell<()> = OnceCell::const_new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this test process and call: lowercase, valid as a game id or server name.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{:x}{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Builds the stand-in game image once per test process (skipped when it exists).
+pub async fn ensure_image() {
+    IMAGE
+        .get_or_init(|| async {
+            let engine = Engine::new(DOCKER);
+            if engine
+                .image_env(GAME_IMAGE)
+                .await
+                .expect("docker reachable")
+                .is_some()
+            {
+                return;
+            }
+            let busybox = std::fs::read("/bin/busybox")
+                .expect("/bin/busybox is missing: install Debian's busybox-static");
+            let ctx = peon::docker::busybox_game_context(&busybox).expect("build context");
+            engine
+                .build_image(GAME_IMAGE, ctx)
+                .await
+                .expect("build the test game image");
+        })
+        .await;
+}
+
+/// A plan for the stand-in game with one port group per entry of `groups`.
+pub fn game_plan(game: &str, groups: &[&[u16]]) -> Value {
+    let ports: Vec<Value> = groups
+        .iter()
+        .map(|g| {
+            Value::Array(
+                g.iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        let name = if i == 0 {
+                            "PORT".to_owned()
+                        } else {
+                            format!("PORT_{i}")
+                        };
+                        json!({ name: [p.to_string(), "tcp"] })
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    json!({
+        "metadata": {
+            "game_uid": game, "warcamp": "default", "version": "1.0.0",
+            "description": format!("test game {game}"), "mode": "steamcmd",
+            "hostname": format!("peon.warcamp.{game}"), "image": GAME_IMAGE
+        },
+        "ports": ports,
+        "environment": {"STEAM_ID": "0", "SERVER_NAME": null, "MOTD": "hello", "PASSWORD": ""},
+        "volumes": {
+            "~!/actions": "/actions",
+            "~!/data": "/home/steam/steamcmd/data",
+            "~!/config": "/home/steam/config",
+            "~!/user": "/home/steam/user"
+        }
+    })
+}
+
+/// Options of a test daemon.
+#[derive(Clone, Default)]
+pub struct Opts {
+    pub stop_timeout: Option<u64>,
+    pub docker_host: Option<String>,
+    pub plans_url: Option<String>,
+}
+
+/// A running test daemon.
+pub struct Daemon {
+    pub root: String,
+    pub base: String,
+    pub key: String,
+    pub instance: String,
+    pub data: PathBuf,
+    pub http: reqwest::Client,
+    opts: Opts,
+    tmp: Option<tempfile::TempDir>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub engine: Arc<Engine>,
+}
+
+impl Daemon {
+    pub async fn start() -> Daemon {
+        Self::start_with(Opts::default()).await
+    }
+
+    pub async fn start_with(opts: Opts) -> Daemon {
+        ensure_image().await;
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data = tmp.path().to_owned();
+        let mut d = Daemon {
+            root: String::new(),
+            base: String::new(),
+            key: format!("key-{}", unique("k")),
+            instance: unique("t"),
+            data,
+            http: peon::http::client_builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .expect("http client"),
+            opts,
+            tmp: Some(tmp),
+            shutdown: None,
+            task: None,
+            engine: Arc::new(Engine::new(DOCKER)),
+        };
+        d.launch().await;
+        d
+    }
+
+    pub fn settings(&self) -> Settings {
+        let args = ServeArgs {
+            listen: Some("127.0.0.1:0".parse().expect("addr")),
+            data_dir: Some(self.data.clone()),
+            api_key: Some(self.key.clone()),
+            instance: Some(self.instance.clone()),
+            publish_address: Some("127.0.0.1".into()),
+            stop_timeout: Some(self.opts.stop_timeout.unwrap_or(10)),
+            docker_host: Some(
+                self.opts
+                    .docker_host
+                    .clone()
+                    .unwrap_or_else(|| DOCKER.into()),
+            ),
+            plans_url: self.opts.plans_url.clone(),
+            ..Default::default()
+        };
+        Settings::resolve(&args).expect("settings")
+    }
+
+    async fn launch(&mut self) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let settings = self.settings();
+        self.task = Some(tokio::spawn(async move {
+            peon::daemon::launch(settings, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("daemon runs");
+        }));
+        self.shutdown = Some(tx);
+        self.root = format!("http://{addr}");
+        self.base = format!("{}/api/v1", self.root);
+    }
+
+    /// Stops the daemon gracefully; servers keep running.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    /// Stops and starts the daemon on the same data dir (a new port).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.launch().await;
+    }
+
+    pub fn plans_dir(&self) -> PathBuf {
+        self.data.join("plans")
+    }
+
+    pub fn server_dir(&self, uid: &str) -> PathBuf {
+        let (g, n) = uid.split_once('.').expect("uid");
+        self.data.join("servers").join(g).join(n)
+    }
+
+    /// Writes a plan folder (plan.json and the game script) into the daemon's plans dir.
+    pub fn add_plan(&self, game: &str, plan: &Value) {
+        write_plan(&self.plans_dir(), game, plan);
+    }
+
+    /// A new game with its own plan: one port group per entry, each port free.
+    pub fn new_game(&self, groups: usize) -> (String, Vec<u16>) {
+        let game = unique("g");
+        let ports: Vec<u16> = (0..groups).map(|_| free_port()).collect();
+        let gs: Vec<&[u16]> = ports.iter().map(std::slice::from_ref).collect();
+        self.add_plan(&game, &game_plan(&game, &gs));
+        (game, ports)
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-Api-Key", &self.key);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().await.expect("request");
+        let status = res.status();
+        let text = res.text().await.expect("body");
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, v)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::DELETE, path, Some(body)).await
+    }
+
+    /// Creates and starts `<game>.<name>`, asserting success.
+    pub async fn create_running(&self, uid: &str) -> Value {
+        let (s, v) = self
+            .put(
+                &format!("/server/create/{uid}"),
+                json!({"SERVER_NAME": "Test"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "create {uid}: {v}");
+        assert_eq!(v["container_state"], "running", "{v}");
+        v
+    }
+
+    /// Polls `GET /server/get/<uid>` until `pred` holds or the deadline passes.
+    pub async fn wait_server(
+        &self,
+        uid: &str,
+        within: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let path = format!("/server/get/{uid}");
+        wait_for(within, &format!("server {uid}"), || async {
+            let (_, v) = self.get(&path).await;
+            pred(&v).then_some(v)
+        })
+        .await
+    }
+
+    /// Removes every container and network of this daemon's instance.
+    pub async fn cleanup(&self) {
+        cleanup_instance(&self.engine, &self.instance).await;
+    }
+}
+
+/// Writes `<plans>/<game>/plan.json` and `actions/server_start`.
+pub fn write_plan(plans: &Path, game: &str, plan: &Value) {
+    let dir = plans.join(game);
+    std::fs::create_dir_all(dir.join("actions")).expect("plan dir");
+    std::fs::write(
+        dir.join("plan.json"),
+        serde_json::to_vec_pretty(plan).expect("json"),
+    )
+    .expect("write plan");
+    std::fs::write(dir.join("actions/server_start"), GAME_SCRIPT).expect("write script");
+}
+
+/// Removes containers and networks labelled with `instance`.
+pub async fn cleanup_instance(engine: &Engine, instance: &str) {
+    if let Ok(cs) = engine.list_labelled(labels::INSTANCE, instance).await {
+        for c in cs {
+            let _ = engine.remove_container(&c.name).await;
+        }
+    }
+    if let Ok(ns) = engine.networks_labelled(labels::INSTANCE, instance).await {
+        for n in ns {
+            let _ = engine.remove_network(&n).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        let instance = self.instance.clone();
+        let tmp = self.tmp.take();
+        // Drop cannot await: clean up on a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(cleanup_instance(&Engine::new(DOCKER), &instance));
+            }
+            drop(tmp);
+        })
+        .join();
+    }
+}
+
+/// Polls `probe` until it yields a value, failing the test after `within`.
+pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Connects to 127.0.0.1:`port` and returns what the game says.
+pub async fn game_greeting(port: u16) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&buf).trim().to_owned()).filter(|s| !s.is_empty())
+}
