@@ -104,6 +104,7 @@ impl Engine {
             running: state.running.unwrap_or(false),
             exit_code: state.exit_code,
             oom_killed: state.oom_killed.unwrap_or(false),
+            restart_count: r.restart_count.unwrap_or(0),
             started_at: state.started_at,
             finished_at: state.finished_at,
             labels: r.config.and_then(|c| c.labels).unwrap_or_default(),

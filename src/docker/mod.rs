@@ -110,6 +110,8 @@ pub struct ContainerDetails {
     pub running: bool,
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
+    /// How often the engine restarted the container (restart policy).
+    pub restart_count: i64,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub labels: HashMap<String, String>,

@@ -54,6 +54,8 @@ impl UpdateMode {
 
 /// How long a container may take to show `running` after the engine accepted the start.
 const START_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a started game is watched for an immediate crash.
+const SETTLE: Duration = Duration::from_secs(1);
 
 impl ServerService {
     async fn set_wanted(&self, uid: &Uid, running: bool) -> Result<()> {
@@ -112,35 +114,43 @@ impl ServerService {
         self.get(uid).await
     }
 
-    /// Waits until the container runs; fails with the exit code and the last output lines when
-    /// the game exits instead.
+    /// Waits until the container runs, then watches it for a short settle time: a game that
+    /// exits (or is restarted by the engine) at once fails the action with its exit code and
+    /// last output lines, instead of being reported as running.
     async fn wait_running(&self, uid: &Uid) -> Result<()> {
         let name = uid.container_name();
         let deadline = Instant::now() + START_DEADLINE;
+        let mut running_since: Option<(Instant, i64)> = None;
         loop {
-            match self.engine.inspect(&name).await? {
-                Some(d) if d.running => return Ok(()),
-                Some(d) if matches!(d.state.as_str(), "exited" | "dead") => {
-                    let tail = self.engine.logs(&name, 10).await.unwrap_or_default();
-                    return Err(ServiceError::Failed(format!(
-                        "The server [{uid}] exited right after starting (exit code {}). Last output: {}",
-                        d.exit_code.unwrap_or(-1),
-                        tail.join(" | ")
-                    )));
-                }
-                None => {
-                    return Err(ServiceError::Failed(format!(
-                        "The container of [{uid}] disappeared while starting."
-                    )));
-                }
-                Some(_) if Instant::now() >= deadline => {
+            let d = self.engine.inspect(&name).await?.ok_or_else(|| {
+                ServiceError::Failed(format!(
+                    "The container of [{uid}] disappeared while starting."
+                ))
+            })?;
+            let crashed = match running_since {
+                Some((_, restarts)) => d.restart_count > restarts || !d.running,
+                None => matches!(d.state.as_str(), "exited" | "dead"),
+            };
+            if crashed {
+                let tail = self.engine.logs(&name, 10).await.unwrap_or_default();
+                return Err(ServiceError::Failed(format!(
+                    "The server [{uid}] exited right after starting (exit code {}). Last output: {}",
+                    d.exit_code.unwrap_or(-1),
+                    tail.join(" | ")
+                )));
+            }
+            match running_since {
+                Some((t, _)) if t.elapsed() >= SETTLE => return Ok(()),
+                None if d.running => running_since = Some((Instant::now(), d.restart_count)),
+                None if Instant::now() >= deadline => {
                     return Err(ServiceError::Failed(format!(
                         "The server [{uid}] did not reach the running state within {}s.",
                         START_DEADLINE.as_secs()
                     )));
                 }
-                Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ => {}
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
