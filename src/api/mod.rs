@@ -123,11 +123,10 @@ async fn not_found(req: Request) -> ApiError {
     ))
 }
 
-async fn method_not_allowed(req: Request) -> ApiError {
+async fn method_not_allowed(OriginalUri(uri): OriginalUri, method: Method) -> ApiError {
     ApiError::MethodNotAllowed(format!(
-        "The method {} is not allowed for {}.",
-        req.method(),
-        req.uri().path()
+        "The method {method} is not allowed for {}.",
+        uri.path()
     ))
 }
 
