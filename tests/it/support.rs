@@ -384,3 +384,17 @@ pub async fn game_greeting(port: u16) -> Option<String> {
         .ok()?;
     Some(String::from_utf8_lossy(&buf).trim().to_owned()).filter(|s| !s.is_empty())
 }
+
+/// Copies a directory tree (test setup).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        let t = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), t).expect("copy");
+        }
+    }
+}
