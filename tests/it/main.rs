@@ -5,3 +5,4 @@ mod support;
 mod api_basics;
 mod create;
 mod lifecycle;
+mod resilience;
