@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// Backups kept per server by `save` [default: 10].
     #[arg(long, env = "PEON_BACKUPS_KEEP")]
     pub backups_keep: Option<usize>,
+    /// Address pool (IPv4 CIDR) for per-server networks once the engine's default pools are
+    /// used up [default: 10.213.0.0/16].
+    #[arg(long, env = "PEON_NETWORK_POOL")]
+    pub network_pool: Option<String>,
 }
 
 /// The TOML file: the same keys as the flags, in snake_case.
@@ -90,6 +94,7 @@ struct FileConfig {
     timezone: Option<String>,
     start_grace: Option<u64>,
     backups_keep: Option<usize>,
+    network_pool: Option<String>,
 }
 
 /// Where the API key came from.
@@ -117,6 +122,7 @@ pub struct Settings {
     pub timezone: chrono_tz::Tz,
     pub start_grace: Duration,
     pub backups_keep: usize,
+    pub network_pool: String,
 }
 
 impl fmt::Debug for Settings {
@@ -136,6 +142,7 @@ impl fmt::Debug for Settings {
             .field("timezone", &self.timezone)
             .field("start_grace", &self.start_grace)
             .field("backups_keep", &self.backups_keep)
+            .field("network_pool", &self.network_pool)
             .finish()
     }
 }
@@ -210,6 +217,20 @@ impl Settings {
                 reason: format!("{publish_address:?} is not an IP address"),
             });
         }
+        let network_pool = args
+            .network_pool
+            .clone()
+            .or(file.network_pool)
+            .unwrap_or_else(|| "10.213.0.0/16".into());
+        let pool_ok = network_pool.split_once('/').is_some_and(|(ip, len)| {
+            ip.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 28)
+        });
+        if !pool_ok {
+            return Err(ConfigError::Invalid {
+                key: "network_pool",
+                reason: format!("{network_pool:?} is not an IPv4 CIDR of /28 or larger"),
+            });
+        }
         let configured_key = args
             .api_key
             .clone()
@@ -243,6 +264,7 @@ impl Settings {
             timezone,
             start_grace: Duration::from_secs(args.start_grace.or(file.start_grace).unwrap_or(300)),
             backups_keep: args.backups_keep.or(file.backups_keep).unwrap_or(10),
+            network_pool,
             data_dir,
         })
     }

@@ -21,6 +21,9 @@ struct Cli {
 enum Command {
     /// Run the daemon.
     Serve(Box<ServeArgs>),
+    /// Benchmarks that print numbers.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Build the busybox stand-in game image used by the bundled demo plan and the tests.
     DemoImage {
         /// Image tag to build.
@@ -37,6 +40,12 @@ enum Command {
         )]
         docker_host: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// API latency with 1, 10 and 100 servers against the engine's own list call, and memory.
+    Api(peon::bench::api::ApiBench),
 }
 
 fn init_logging() {
@@ -75,6 +84,7 @@ fn main() -> ExitCode {
                     .await
                     .map_err(|e| e.to_string())
             }
+            Command::Bench(BenchCommand::Api(opts)) => peon::bench::api::run(opts).await,
             Command::DemoImage {
                 tag,
                 busybox,

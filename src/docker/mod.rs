@@ -129,6 +129,8 @@ pub struct EngineInfo {
 pub struct Engine {
     host: String,
     client: RwLock<Option<Docker>>,
+    /// Serializes taking subnets from peon's own network pool.
+    net_alloc: tokio::sync::Mutex<()>,
 }
 
 const CLIENT_TIMEOUT_S: u64 = 120;
@@ -139,6 +141,7 @@ impl Engine {
         Engine {
             host: host.to_owned(),
             client: RwLock::new(None),
+            net_alloc: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -120,7 +120,11 @@ impl ServerService {
             self.engine.pull_image(&rec.plan.image).await?;
         }
         self.engine
-            .ensure_network(&rec.uid.network_name(), &self.labels(rec))
+            .ensure_network(
+                &rec.uid.network_name(),
+                &self.labels(rec),
+                &self.settings.network_pool,
+            )
             .await?;
         let spec = self.container_spec(rec).await?;
         match self.engine.create_container(&spec).await {

@@ -212,6 +212,7 @@ impl ServerService {
         let loaded = self.plans.load(&game)?;
         // Settings are checked before any port or Docker work.
         build_config(&uid, &loaded, &req, 0)?;
+        let allocation = self.allocation.lock().await;
         let group = self
             .choose_port_group(&uid, &loaded.plan.port_groups)
             .await?;
@@ -245,6 +246,7 @@ impl ServerService {
                 return Err(e.into());
             }
         };
+        drop(allocation);
         tracing::info!(uid = %uid, "server files created");
         if let Err(e) = self.ensure_container(&rec).await {
             self.rollback_create(&rec).await;

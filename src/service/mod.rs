@@ -75,6 +75,9 @@ pub struct ServerService {
     plans: PlanStore,
     scheduler: Arc<Scheduler>,
     locks: Mutex<HashMap<Uid, Arc<tokio::sync::Mutex<()>>>>,
+    /// Held while a create picks its port group until the server is in the index, so two
+    /// concurrent creates never pick the same free group.
+    allocation: tokio::sync::Mutex<()>,
     me: Weak<ServerService>,
 }
 
@@ -96,6 +99,7 @@ impl ServerService {
             plans,
             scheduler: scheduler.clone(),
             locks: Mutex::new(HashMap::new()),
+            allocation: tokio::sync::Mutex::new(()),
             me: me.clone(),
         });
         let runner: Weak<dyn crate::schedule::Runner> = svc.me.clone();
