@@ -37,6 +37,23 @@ enum Command {
         )]
         docker_host: String,
     },
+    /// Benchmarks that print numbers.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// The scheduler's firing delay (median, worst) for many timers due at the same second,
+    /// with a runner that does nothing (no Docker).
+    Schedule {
+        /// How many timers (one per server).
+        #[arg(long, default_value_t = 1000)]
+        timers: usize,
+        /// Seconds between setting the last timer and their due time.
+        #[arg(long, default_value_t = 2)]
+        lead: u64,
+    },
 }
 
 fn init_logging() {
@@ -46,6 +63,8 @@ fn init_logging() {
     } else {
         "info"
     };
+    // tokio-cron-scheduler logs every job it adds at info.
+    let default = format!("{default},tokio_cron_scheduler=warn");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -93,6 +112,14 @@ fn main() -> ExitCode {
                     .await
                     .map_err(|e| e.to_string())?;
                 println!("built {tag}");
+                Ok(())
+            }
+            Command::Bench(Bench::Schedule { timers, lead }) => {
+                let report =
+                    peon::schedule::bench::schedule(timers, std::time::Duration::from_secs(lead))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                println!("{report}");
                 Ok(())
             }
         }

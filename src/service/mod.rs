@@ -143,21 +143,41 @@ impl ServerService {
 }
 
 impl crate::schedule::Runner for ServerService {
+    /// Carries out a scheduled action. An action whose server already is in the wanted state
+    /// (a start of a running server, a stop of a stopped one) is a no-op.
     fn run_scheduled<'a>(
         &'a self,
         uid: &'a Uid,
         action: crate::schedule::Action,
     ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = std::result::Result<String, String>> + Send + 'a>,
+        Box<
+            dyn std::future::Future<Output = std::result::Result<crate::schedule::Ran, String>>
+                + Send
+                + 'a,
+        >,
     > {
         Box::pin(async move {
-            use crate::schedule::Action;
+            use crate::schedule::{Action, Ran};
+            self.record(uid).map_err(|e| e.to_string())?;
+            let running = self
+                .engine
+                .inspect(&uid.container_name())
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|c| (c.running, c.state));
+            match (action, &running) {
+                (Action::Start, Some((true, state))) => return Ok(Ran::Noop(state.clone())),
+                (Action::Stop, Some((false, state))) => return Ok(Ran::Noop(state.clone())),
+                (Action::Stop, None) => return Ok(Ran::Noop("absent".to_owned())),
+                _ => {}
+            }
             let r = match action {
-                Action::Start => self.start_inner(uid, false).await,
+                Action::Start => self.start_inner(uid, true).await,
                 Action::Stop => self.stop_inner(uid).await,
                 Action::Restart => self.restart(uid).await,
             };
-            r.map(|o| o.container_state).map_err(|e| e.to_string())
+            r.map(|o| Ran::Done(o.container_state))
+                .map_err(|e| e.to_string())
         })
     }
 }
