@@ -88,7 +88,7 @@ pub async fn launch(
 }
 
 /// Waits for the engine (retrying with backoff while it is down), then brings back the servers
-/// the host wants running.
+/// the host wants running, then fires the schedules missed while the daemon was down.
 async fn reconcile_when_engine_answers(service: Arc<ServerService>) {
     let mut delay = Duration::from_millis(500);
     loop {
@@ -98,6 +98,7 @@ async fn reconcile_when_engine_answers(service: Arc<ServerService>) {
                 if let Err(e) = service.reconcile().await {
                     tracing::warn!("reconcile failed: {e}");
                 }
+                service.scheduler().fire_missed().await;
                 return;
             }
             Err(e) => {

@@ -98,6 +98,7 @@ async fn run(
     let runner: Arc<dyn Runner> = Arc::new(NoopRunner);
     sched.attach(Arc::downgrade(&runner));
     sched.start().await?;
+    sched.fire_missed().await;
     let uids: Vec<Uid> = (0..timers)
         .map(|i| Uid::new("bench", &format!("s{i}")))
         .collect::<Result<_, _>>()

@@ -16,7 +16,7 @@
 //! fire once: stops always, starts and restarts only within the start grace (otherwise the
 //! firing is recorded as skipped).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -132,6 +132,10 @@ struct State {
     /// Bumped on every change worth writing.
     generation: u64,
     next_token: u64,
+    /// Schedules that fell due while the daemon was down, until they fire.
+    missed: HashSet<String>,
+    /// Unix second when the scheduler started.
+    started_at: i64,
 }
 
 impl State {
@@ -332,50 +336,88 @@ impl Scheduler {
         *self.jobs.lock().await = Some(jobs);
         self.started.store(true, Ordering::SeqCst);
         let t = now();
-        let grace = i64::try_from(self.config.start_grace.as_secs()).unwrap_or(i64::MAX);
-        let (late, arms) = {
+        let (count, arms) = {
             let mut st = self.state();
+            // Missed schedules stay in the file until they fire (see `fire_missed`).
             let overdue: Vec<(i64, String)> = st.due.range(..(t, String::new())).cloned().collect();
-            let mut late = Vec::new();
-            for (due, id) in overdue {
-                let Some(mut f) = self.take_due(&mut st, &id, due, t) else {
-                    continue;
-                };
-                if f.action != Action::Stop && t - due > grace {
-                    f.skip = Some(format!(
-                        "it fell due {}s ago while the daemon was down, more than the start grace of {grace}s",
-                        t - due
-                    ));
-                }
-                late.push(f);
-            }
-            let dues: BTreeSet<i64> = st.due.iter().map(|(d, _)| *d).collect();
+            st.missed = overdue.iter().map(|(_, id)| id.clone()).collect();
+            st.started_at = t;
+            let dues: BTreeSet<i64> = st
+                .due
+                .range((t, String::new())..)
+                .map(|(d, _)| *d)
+                .collect();
             let arms: Vec<_> = dues
                 .into_iter()
                 .filter_map(|d| st.plan_arm(d, true))
                 .collect();
-            (late, arms)
+            (overdue.len(), arms)
         };
         self.arm(arms).await;
-        if !late.is_empty() {
+        if count > 0 {
             tracing::info!(
-                count = late.len(),
-                "schedules that fell due while the daemon was down fire now"
+                count,
+                "schedules fell due while the daemon was down; they fire once the engine answers"
             );
-        }
-        for f in late {
-            self.spawn_firing(f);
         }
         self.persist().await
     }
 
-    /// Stops firing. Firings under way finish but write nothing.
+    /// Fires, once, the schedules that fell due while the daemon was down: stops always,
+    /// starts and restarts only when they fell due within the start grace (otherwise the
+    /// firing is recorded as skipped). The daemon calls this after its reconcile pass, so
+    /// that pass cannot undo a missed stop.
+    pub async fn fire_missed(&self) {
+        let grace = i64::try_from(self.config.start_grace.as_secs()).unwrap_or(i64::MAX);
+        let t = now();
+        let (late, arms) = {
+            let mut st = self.state();
+            let started_at = st.started_at;
+            let ids = std::mem::take(&mut st.missed);
+            let mut late = Vec::new();
+            for id in ids {
+                let Some(due) = st.entries.get(&id).and_then(|e| e.next) else {
+                    continue;
+                };
+                let Some(mut f) = self.take_due(&mut st, &id, due, t) else {
+                    continue;
+                };
+                if f.action != Action::Stop && started_at - due > grace {
+                    f.skip = Some(format!(
+                        "it fell due {}s before the daemon started, more than the start grace of {grace}s",
+                        started_at - due
+                    ));
+                }
+                late.push(f);
+            }
+            // Cron schedules moved on to their next occurrence: arm those.
+            let next: BTreeSet<i64> = late
+                .iter()
+                .filter_map(|f| st.entries.get(&f.id).and_then(|e| e.next))
+                .collect();
+            let arms: Vec<_> = next
+                .into_iter()
+                .filter_map(|n| st.plan_arm(n, true))
+                .collect();
+            (late, arms)
+        };
+        self.arm(arms).await;
+        for f in late {
+            self.spawn_firing(f);
+        }
+    }
+
+    /// Stops firing and writes the last state. Firings still under way finish but write
+    /// nothing more (their schedules are already out of the file or advanced in it).
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
         if let Some(mut jobs) = self.jobs.lock().await.take()
             && let Err(e) = jobs.shutdown().await
         {
             tracing::warn!("job scheduler shutdown: {e}");
+        }
+        if let Err(e) = self.write_newest().await {
+            tracing::error!("{e}");
         }
     }
 
@@ -627,8 +669,12 @@ impl Scheduler {
                 return;
             }
             st.slots.remove(&due);
-            let ready: Vec<(i64, String)> =
-                st.due.range(..(due + 1, String::new())).cloned().collect();
+            let ready: Vec<(i64, String)> = st
+                .due
+                .range(..(due + 1, String::new()))
+                .filter(|(_, id)| !st.missed.contains(id))
+                .cloned()
+                .collect();
             let firings: Vec<Firing> = ready
                 .into_iter()
                 .filter_map(|(d, id)| self.take_due(&mut st, &id, d, t))
@@ -779,7 +825,14 @@ impl Scheduler {
     /// Writes the newest state to the file. Concurrent callers coalesce: whoever finds their
     /// change already written returns at once.
     async fn persist(&self) -> Result<(), ScheduleError> {
-        if self.closed.load(Ordering::SeqCst) || !self.started.load(Ordering::SeqCst) {
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.write_newest().await
+    }
+
+    async fn write_newest(&self) -> Result<(), ScheduleError> {
+        if !self.started.load(Ordering::SeqCst) {
             return Ok(());
         }
         let wanted = self.state().generation;
@@ -805,4 +858,211 @@ impl Scheduler {
 
 fn sort_views(v: &mut [ScheduleView]) {
     v.sort_by(|a, b| (a.next.unwrap_or(i64::MAX), &a.id).cmp(&(b.next.unwrap_or(i64::MAX), &b.id)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::time::Instant;
+
+    /// Records calls; fails for servers named `bad`, reports a no-op for `idle`.
+    #[derive(Default)]
+    struct FakeRunner {
+        calls: Mutex<Vec<(String, Action)>>,
+    }
+
+    impl Runner for FakeRunner {
+        fn run_scheduled<'a>(
+            &'a self,
+            uid: &'a Uid,
+            action: Action,
+        ) -> Pin<Box<dyn Future<Output = Result<Ran, String>> + Send + 'a>> {
+            Box::pin(async move {
+                self.calls.lock().unwrap().push((uid.to_string(), action));
+                match uid.name() {
+                    "bad" => Err("the engine said no".to_owned()),
+                    "idle" => Ok(Ran::Noop("exited".to_owned())),
+                    _ => Ok(Ran::Done("exited".to_owned())),
+                }
+            })
+        }
+    }
+
+    fn config(dir: &std::path::Path, grace: u64) -> Config {
+        Config {
+            file: dir.join("schedules.json"),
+            peon_file: dir.join("servers/schedule.json"),
+            timezone: chrono_tz::UTC,
+            start_grace: Duration::from_secs(grace),
+        }
+    }
+
+    async fn started(dir: &std::path::Path, grace: u64) -> (Arc<Scheduler>, Arc<FakeRunner>) {
+        let s = Scheduler::open(config(dir, grace)).unwrap();
+        let r = Arc::new(FakeRunner::default());
+        let dyn_r: Arc<dyn Runner> = r.clone();
+        s.attach(Arc::downgrade(&dyn_r));
+        s.start().await.unwrap();
+        s.fire_missed().await;
+        (s, r)
+    }
+
+    fn uid(s: &str) -> Uid {
+        Uid::parse(s).unwrap()
+    }
+
+    async fn wait_results(s: &Scheduler, u: &Uid, n: usize, within: Duration) -> Vec<FiringRecord> {
+        let deadline = Instant::now() + within;
+        loop {
+            let r = s.server(u).results;
+            if r.len() >= n {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} firings of {u}: {r:?}",
+                r.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn stop_timer_fires_once_on_time_and_a_cancelled_one_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, r) = started(dir.path(), 300).await;
+        let (a, b) = (uid("g.a"), uid("g.b"));
+        let t = now();
+        let shown = |d: i64| OneShot {
+            due: d,
+            shown: Value::from(d.to_string()),
+        };
+        s.set_stop(&a, shown(t + 1)).await.unwrap();
+        s.set_stop(&b, shown(t + 2)).await.unwrap();
+        assert_eq!(s.next_stop(&a), Some(Value::from((t + 1).to_string())));
+        s.cancel_stop(&a).await.unwrap();
+        assert_eq!(s.next_stop(&a), None);
+        let rec = wait_results(&s, &b, 1, Duration::from_secs(10)).await;
+        assert_eq!(rec[0].outcome, Outcome::Done);
+        assert_eq!(rec[0].due, t + 2);
+        assert!(
+            (0..2000).contains(&rec[0].delay_ms),
+            "fired {} ms after due",
+            rec[0].delay_ms
+        );
+        assert_eq!(s.next_stop(&b), None, "a fired timer is gone");
+        assert_eq!(*r.calls.lock().unwrap(), vec![("g.b".into(), Action::Stop)]);
+        assert!(s.server(&a).results.is_empty(), "cancelled timer fired");
+        // The file agrees: no schedules left, one result.
+        let f: SchedulesFile =
+            serde_json::from_slice(&std::fs::read(dir.path().join("schedules.json")).unwrap())
+                .unwrap();
+        assert!(f.schedules.is_empty(), "{f:?}");
+        assert_eq!(f.results["g.b"].len(), 1);
+        s.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn cron_keeps_firing_through_failures_and_noops() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _r) = started(dir.path(), 300).await;
+        let (bad, idle) = (uid("g.bad"), uid("g.idle"));
+        let every = || When::Cron(CronSpec::parse("* * * * * *").unwrap());
+        let v = s.add(&bad, Action::Restart, every()).await.unwrap();
+        s.add(&idle, Action::Start, every()).await.unwrap();
+        let rec = wait_results(&s, &bad, 3, Duration::from_secs(10)).await;
+        assert!(
+            rec.iter().all(|r| r.outcome == Outcome::Failed
+                && r.error.as_deref() == Some("the engine said no"))
+        );
+        let rec = wait_results(&s, &idle, 3, Duration::from_secs(10)).await;
+        assert!(rec.iter().all(|r| r.outcome == Outcome::Noop), "{rec:?}");
+        // Distinct occurrences, each fired once.
+        let mut dues: Vec<i64> = rec.iter().map(|r| r.due).collect();
+        dues.dedup();
+        assert_eq!(dues.len(), rec.len(), "{rec:?}");
+        let still = s.server(&bad).schedules;
+        assert_eq!(still.len(), 1);
+        assert_eq!(still[0].id, v.id);
+        s.remove(&bad, &v.id).await.unwrap();
+        assert!(matches!(
+            s.remove(&bad, &v.id).await,
+            Err(ScheduleError::NotFound(_))
+        ));
+        s.forget_server(&idle).await.unwrap();
+        assert!(s.is_empty());
+        assert!(s.server(&idle).results.is_empty());
+        s.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn missed_while_down_stop_fires_once_late_start_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = now();
+        let sched = |id: &str, server: &str, action, at: i64| StoredSchedule {
+            id: id.into(),
+            server_uid: server.into(),
+            action,
+            cron: None,
+            at: Some(at),
+            time: Some(Value::from(at)),
+            source: Source::Api,
+            created: t - 1000,
+            next: Some(at),
+        };
+        let f = SchedulesFile {
+            version: file::FORMAT,
+            schedules: vec![
+                sched("s1", "g.a", Action::Stop, t - 600),
+                sched("s2", "g.b", Action::Start, t - 600),
+                sched("s3", "g.c", Action::Start, t - 5),
+                sched("s4", "g.d", Action::Stop, t + 3600),
+            ],
+            results: Default::default(),
+        };
+        crate::store::atomic::write_json_atomic(&dir.path().join("schedules.json"), &f).unwrap();
+        let (s, r) = started(dir.path(), 60).await;
+        let a = wait_results(&s, &uid("g.a"), 1, Duration::from_secs(5)).await;
+        assert_eq!(a[0].outcome, Outcome::Done);
+        let b = wait_results(&s, &uid("g.b"), 1, Duration::from_secs(5)).await;
+        assert_eq!(b[0].outcome, Outcome::Skipped);
+        assert!(
+            b[0].error.as_deref().unwrap().contains("start grace"),
+            "{b:?}"
+        );
+        let c = wait_results(&s, &uid("g.c"), 1, Duration::from_secs(5)).await;
+        assert_eq!(c[0].outcome, Outcome::Done);
+        s.shutdown().await;
+        let mut calls = r.calls.lock().unwrap().clone();
+        calls.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            calls,
+            vec![("g.a".into(), Action::Stop), ("g.c".into(), Action::Start)]
+        );
+        // Reopened: only the future timer is left, and nothing fires twice.
+        let (s2, r2) = started(dir.path(), 60).await;
+        let left: Vec<String> = s2.all().into_iter().map(|v| v.id).collect();
+        assert_eq!(left, vec!["s4".to_owned()]);
+        assert_eq!(s2.server(&uid("g.a")).results.len(), 1);
+        s2.shutdown().await;
+        assert!(r2.calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn imports_peon_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("servers")).unwrap();
+        let at = now() + 3600;
+        std::fs::write(
+            dir.path().join("servers/schedule.json"),
+            format!(r#"[{{"server_uid": "g.a", "time": "{at}", "action": "stop"}}]"#),
+        )
+        .unwrap();
+        let (s, _r) = started(dir.path(), 60).await;
+        assert_eq!(s.next_stop(&uid("g.a")), Some(Value::from(at.to_string())));
+        s.shutdown().await;
+        assert!(dir.path().join("schedules.json").is_file());
+    }
 }
