@@ -56,9 +56,11 @@ enum Bench {
     },
 }
 
-fn init_logging() {
+fn init_logging(quiet: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = if std::env::var("DEV_MODE").is_ok_and(|v| v == "enabled") {
+    let default = if quiet {
+        "warn"
+    } else if std::env::var("DEV_MODE").is_ok_and(|v| v == "enabled") {
         "debug"
     } else {
         "info"
@@ -74,7 +76,8 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Benchmarks print numbers; their log would drown them.
+    init_logging(matches!(cli.command, Command::Bench(_)));
     peon::http::init_tls();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
