@@ -72,6 +72,15 @@ mod tests {
             five.next_after(from, chrono_tz::UTC),
             Some(utc("2026-11-20T18:00:00Z"))
         );
+        for ok in [
+            "@daily",
+            "@hourly",
+            "0 9 * * MON-FRI",
+            "0 0 1,15 JAN *",
+            "0 0 * * 7",
+        ] {
+            assert!(CronSpec::parse(ok).is_ok(), "{ok}");
+        }
         let six = CronSpec::parse("*/3 * * * * *").unwrap();
         let from = utc("2026-11-18T12:00:01Z");
         assert_eq!(
@@ -98,6 +107,32 @@ mod tests {
             spec.next_after(utc("2026-03-28T18:00:00Z"), berlin),
             Some(utc("2026-03-29T16:00:00Z"))
         );
+    }
+
+    #[test]
+    fn skipped_local_time_fires_after_the_gap_repeated_one_fires_once() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let spec = CronSpec::parse("30 2 * * *").unwrap();
+        let local = |t: i64| {
+            Utc.timestamp_opt(t, 0)
+                .unwrap()
+                .with_timezone(&berlin)
+                .to_rfc3339()
+        };
+        // 02:30 does not exist on 2026-03-29: it fires at 03:00 that day.
+        let t = spec
+            .next_after(utc("2026-03-28T12:00:00Z"), berlin)
+            .unwrap();
+        assert_eq!(local(t), "2026-03-29T03:00:00+02:00");
+        let t = spec.next_after(t, berlin).unwrap();
+        assert_eq!(local(t), "2026-03-30T02:30:00+02:00");
+        // 02:30 happens twice on 2026-10-25: it fires once.
+        let t = spec
+            .next_after(utc("2026-10-24T12:00:00Z"), berlin)
+            .unwrap();
+        assert_eq!(local(t), "2026-10-25T02:30:00+02:00");
+        let t = spec.next_after(t, berlin).unwrap();
+        assert_eq!(local(t), "2026-10-26T02:30:00+01:00");
     }
 
     #[test]
