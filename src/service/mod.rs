@@ -143,8 +143,8 @@ impl ServerService {
 }
 
 impl crate::schedule::Runner for ServerService {
-    /// Carries out a scheduled action. An action whose server already is in the wanted state
-    /// (a start of a running server, a stop of a stopped one) is a no-op.
+    /// Carries out a scheduled action. An action whose server already was in the wanted state
+    /// (a start of a running server, a stop of a stopped one) is reported as a no-op.
     fn run_scheduled<'a>(
         &'a self,
         uid: &'a Uid,
@@ -159,25 +159,30 @@ impl crate::schedule::Runner for ServerService {
         Box::pin(async move {
             use crate::schedule::{Action, Ran};
             self.record(uid).map_err(|e| e.to_string())?;
-            let running = self
+            let was_running = self
                 .engine
                 .inspect(&uid.container_name())
                 .await
                 .map_err(|e| e.to_string())?
-                .map(|c| (c.running, c.state));
-            match (action, &running) {
-                (Action::Start, Some((true, state))) => return Ok(Ran::Noop(state.clone())),
-                (Action::Stop, Some((false, state))) => return Ok(Ran::Noop(state.clone())),
-                (Action::Stop, None) => return Ok(Ran::Noop("absent".to_owned())),
-                _ => {}
-            }
+                .is_some_and(|c| c.running);
+            // The action runs even when it changes nothing: it also records what the host
+            // wants (a stop of a crashed server must not be undone by the next reconcile).
             let r = match action {
                 Action::Start => self.start_inner(uid, true).await,
                 Action::Stop => self.stop_inner(uid).await,
                 Action::Restart => self.restart(uid).await,
             };
-            r.map(|o| Ran::Done(o.container_state))
-                .map_err(|e| e.to_string())
+            let state = r.map_err(|e| e.to_string())?.container_state;
+            let noop = match action {
+                Action::Start => was_running,
+                Action::Stop => !was_running,
+                Action::Restart => false,
+            };
+            Ok(if noop {
+                Ran::Noop(state)
+            } else {
+                Ran::Done(state)
+            })
         })
     }
 }
