@@ -219,6 +219,19 @@ fn process_cpu() -> Option<Duration> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn process_cpu_counts_busy_time() {
+        let Some(before) = process_cpu() else { return };
+        let start = Instant::now();
+        let mut x: u64 = 1;
+        while start.elapsed() < Duration::from_millis(200) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let used = process_cpu().unwrap() - before;
+        assert!(used >= Duration::from_millis(100), "{used:?}");
+    }
+
     #[tokio::test]
     async fn small_bench_fires_every_timer() {
         let r = schedule(20, Duration::from_secs(1)).await.unwrap();
