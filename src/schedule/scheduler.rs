@@ -152,6 +152,7 @@ impl State {
     /// Removes a schedule; returns the due second to disarm when nothing else is due then.
     fn remove(&mut self, id: &str) -> Option<(Entry, Option<Slot>)> {
         let e = self.entries.remove(id)?;
+        self.missed.remove(id);
         if self.timers.get(&e.uid).is_some_and(|t| t == id) {
             self.timers.remove(&e.uid);
         }
