@@ -284,7 +284,16 @@ async fn bad_times_and_schedules_are_400s_that_say_what_is_accepted() {
     let d = Daemon::start().await;
     let (game, _) = d.new_game(1);
     let uid = format!("{game}.bad");
-    d.create_running(&uid).await;
+    // Create-with-start takes a timer too.
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{uid}"),
+            json!({"SERVER_NAME": "Test", "interval": "1h"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let due = v["time"].as_i64().expect("int time");
+    assert!((now() + 3590..=now() + 3600).contains(&due), "{v}");
 
     let start = format!("/server/start/{uid}");
     for (body, says) in [
@@ -328,11 +337,13 @@ async fn bad_times_and_schedules_are_400s_that_say_what_is_accepted() {
         let info = v["info"].as_str().unwrap();
         assert!(info.contains(says), "{body}: {info}");
     }
-    assert!(
-        schedules(&d, &uid).await["schedules"]
-            .as_array()
-            .unwrap()
-            .is_empty()
+    // Nothing was added: only the timer from the create is there.
+    let v = schedules(&d, &uid).await;
+    let list = v["schedules"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{v}");
+    assert_eq!(
+        (&list[0]["source"], &list[0]["next"]),
+        (&json!("timer"), &json!(due))
     );
 
     // `at` in RFC 3339 works; an unknown server is a 404.
