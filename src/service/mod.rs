@@ -158,6 +158,13 @@ impl crate::schedule::Runner for ServerService {
     > {
         Box::pin(async move {
             use crate::schedule::{Action, Ran};
+            if action == Action::Restart {
+                let o = self.restart(uid).await.map_err(|e| e.to_string())?;
+                return Ok(Ran::Done(o.container_state));
+            }
+            // The state is judged under the server's lock, so an action still under way (a
+            // start that takes a while) is not mistaken for work left to do.
+            let _g = self.lock(uid).await;
             self.record(uid).map_err(|e| e.to_string())?;
             let was_running = self
                 .engine
@@ -167,17 +174,11 @@ impl crate::schedule::Runner for ServerService {
                 .is_some_and(|c| c.running);
             // The action runs even when it changes nothing: it also records what the host
             // wants (a stop of a crashed server must not be undone by the next reconcile).
-            let r = match action {
-                Action::Start => self.start_inner(uid, true).await,
-                Action::Stop => self.stop_inner(uid).await,
-                Action::Restart => self.restart(uid).await,
+            let (r, noop) = match action {
+                Action::Start => (self.start_locked(uid, None).await, was_running),
+                _ => (self.stop_locked(uid).await, !was_running),
             };
             let state = r.map_err(|e| e.to_string())?.container_state;
-            let noop = match action {
-                Action::Start => was_running,
-                Action::Stop => !was_running,
-                Action::Restart => false,
-            };
             Ok(if noop {
                 Ran::Noop(state)
             } else {
