@@ -11,7 +11,7 @@ use crate::api::{self, AppState};
 use crate::config::{KeySource, Settings};
 use crate::docker::Engine;
 use crate::plans::{PlanStore, bundled};
-use crate::schedule::Scheduler;
+use crate::schedule::{Config as ScheduleConfig, Scheduler};
 use crate::service::ServerService;
 
 /// Errors that stop the daemon from starting.
@@ -37,7 +37,14 @@ pub fn build_service(settings: Settings) -> Result<Arc<ServerService>, DaemonErr
     }
     let engine = Arc::new(Engine::new(&settings.docker_host));
     let plans = PlanStore::new(&settings.plans_dir);
-    let scheduler = Scheduler::new();
+    let data = crate::store::DataDir::new(&settings.data_dir);
+    let scheduler = Scheduler::open(ScheduleConfig {
+        file: data.schedules_file(),
+        peon_file: data.servers().join("schedule.json"),
+        timezone: settings.timezone,
+        start_grace: settings.start_grace,
+    })
+    .map_err(crate::service::ServiceError::from)?;
     Ok(ServerService::open(
         Arc::new(settings),
         engine,
@@ -62,19 +69,26 @@ pub async fn launch(
     }
     let api_key: Arc<str> = Arc::from(settings.api_key.as_str());
     let service = build_service(settings)?;
+    let scheduler = service.scheduler().clone();
+    scheduler
+        .start()
+        .await
+        .map_err(crate::service::ServiceError::from)?;
     tokio::spawn(reconcile_when_engine_answers(service.clone()));
     let app = api::router(AppState { service, api_key });
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "peon is listening");
     }
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(DaemonError::Serve)
+        .map_err(DaemonError::Serve);
+    scheduler.shutdown().await;
+    served
 }
 
 /// Waits for the engine (retrying with backoff while it is down), then brings back the servers
-/// the host wants running.
+/// the host wants running, then fires the schedules missed while the daemon was down.
 async fn reconcile_when_engine_answers(service: Arc<ServerService>) {
     let mut delay = Duration::from_millis(500);
     loop {
@@ -84,6 +98,7 @@ async fn reconcile_when_engine_answers(service: Arc<ServerService>) {
                 if let Err(e) = service.reconcile().await {
                     tracing::warn!("reconcile failed: {e}");
                 }
+                service.scheduler().fire_missed().await;
                 return;
             }
             Err(e) => {

@@ -5,6 +5,7 @@ mod auth;
 mod body;
 pub mod error;
 mod plans;
+mod schedules;
 mod servers;
 mod system;
 
@@ -70,6 +71,15 @@ fn api_routes() -> Router<AppState> {
         .route(
             "/server/eradicate/{uid}",
             axum::routing::delete(servers::eradicate),
+        )
+        .route("/schedules", get(schedules::all))
+        .route(
+            "/server/schedules/{uid}",
+            get(schedules::list).post(schedules::add),
+        )
+        .route(
+            "/server/schedules/{uid}/{id}",
+            axum::routing::delete(schedules::remove),
         )
         .route("/server/{action}/{uid}", any(servers::unsupported))
 }

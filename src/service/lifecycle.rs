@@ -75,10 +75,6 @@ impl ServerService {
         self.start_locked(uid, timer).await
     }
 
-    pub(super) async fn start_inner(&self, uid: &Uid, _scheduled: bool) -> Result<ServerObject> {
-        self.start(uid, None).await
-    }
-
     /// Start, with the server's lock held by the caller. The container is recreated from the
     /// server's config when it is missing.
     pub(super) async fn start_locked(
@@ -168,13 +164,8 @@ impl ServerService {
         self.stop_locked(uid).await
     }
 
-    pub(super) async fn stop_inner(&self, uid: &Uid) -> Result<ServerObject> {
-        let _g = self.lock(uid).await;
-        self.record(uid)?;
-        self.stop_locked(uid).await
-    }
-
-    async fn stop_locked(&self, uid: &Uid) -> Result<ServerObject> {
+    /// Stop, with the server's lock held by the caller.
+    pub(super) async fn stop_locked(&self, uid: &Uid) -> Result<ServerObject> {
         let timeout = i32::try_from(self.settings.stop_timeout.as_secs()).unwrap_or(i32::MAX);
         match self
             .engine

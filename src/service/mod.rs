@@ -147,21 +147,47 @@ impl ServerService {
 }
 
 impl crate::schedule::Runner for ServerService {
+    /// Carries out a scheduled action. An action whose server already was in the wanted state
+    /// (a start of a running server, a stop of a stopped one) is reported as a no-op.
     fn run_scheduled<'a>(
         &'a self,
         uid: &'a Uid,
         action: crate::schedule::Action,
     ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = std::result::Result<String, String>> + Send + 'a>,
+        Box<
+            dyn std::future::Future<Output = std::result::Result<crate::schedule::Ran, String>>
+                + Send
+                + 'a,
+        >,
     > {
         Box::pin(async move {
-            use crate::schedule::Action;
-            let r = match action {
-                Action::Start => self.start_inner(uid, false).await,
-                Action::Stop => self.stop_inner(uid).await,
-                Action::Restart => self.restart(uid).await,
+            use crate::schedule::{Action, Ran};
+            if action == Action::Restart {
+                let o = self.restart(uid).await.map_err(|e| e.to_string())?;
+                return Ok(Ran::Done(o.container_state));
+            }
+            // The state is judged under the server's lock, so an action still under way (a
+            // start that takes a while) is not mistaken for work left to do.
+            let _g = self.lock(uid).await;
+            self.record(uid).map_err(|e| e.to_string())?;
+            let was_running = self
+                .engine
+                .inspect(&uid.container_name())
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some_and(|c| c.running);
+            // The action runs even when it changes nothing: it also records what the host
+            // wants (a stop of a crashed server must not be undone by the next reconcile).
+            let (r, noop) = match action {
+                Action::Start => (self.start_locked(uid, None).await, was_running),
+                _ => (self.stop_locked(uid).await, !was_running),
             };
-            r.map(|o| o.container_state).map_err(|e| e.to_string())
+            let state = r.map_err(|e| e.to_string())?.container_state;
+            Ok(if noop {
+                Ran::Noop(state)
+            } else {
+                Ran::Done(state)
+            })
         })
     }
 }

@@ -6,3 +6,4 @@ mod api_basics;
 mod create;
 mod lifecycle;
 mod resilience;
+mod schedules;

@@ -1,0 +1,93 @@
+//! Schedule handlers: a server's timers and cron schedules, and their last firings.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::{AppState, Body};
+use crate::names::Uid;
+use crate::schedule::{self, Action, ScheduleError, ScheduleView, ServerSchedules, When};
+use crate::service::ServiceError;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A known server's uid; 404 otherwise.
+fn server(s: &AppState, id: &str) -> ApiResult<Uid> {
+    let uid = Uid::parse(id)?;
+    if s.service.store().get(&uid).is_none() {
+        return Err(ServiceError::NotFound(format!("There is no server [{uid}].")).into());
+    }
+    Ok(uid)
+}
+
+fn invalid(msg: impl Into<String>) -> ApiError {
+    ScheduleError::Invalid(msg.into()).into()
+}
+
+/// `GET /server/schedules/<uid>`: schedules (soonest first) and last firings (newest first).
+pub async fn list(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ServerSchedules>> {
+    let uid = server(&s, &id)?;
+    Ok(Json(s.service.scheduler().server(&uid)))
+}
+
+/// `POST /server/schedules/<uid>` with `{"action", "cron"}` or `{"action", "at"}`.
+pub async fn add(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<ScheduleView>)> {
+    let uid = server(&s, &id)?;
+    let action = match body.0.get("action") {
+        Some(Value::String(a)) => Action::parse(a)?,
+        _ => return Err(invalid("action is required: start, stop or restart")),
+    };
+    let field = |k: &str| body.0.get(k).filter(|v| !v.is_null());
+    let when = match (field("cron"), field("at")) {
+        (Some(Value::String(c)), None) => When::Cron(schedule::cron::CronSpec::parse(c)?),
+        (Some(c), None) => {
+            return Err(invalid(format!(
+                "cron {c} must be a string such as \"0 18 * * FRI\""
+            )));
+        }
+        (None, Some(at)) => When::At(schedule::parse_at(at, chrono::Utc::now().timestamp())?),
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "give either cron (recurring) or at (once), not both",
+            ));
+        }
+        (None, None) => {
+            return Err(invalid(
+                "cron or at is required: cron as 5 or 6 fields, at as RFC 3339 or Unix seconds",
+            ));
+        }
+    };
+    let view = s.service.scheduler().add(&uid, action, when).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// `DELETE /server/schedules/<uid>/<id>`
+pub async fn remove(
+    State(s): State<AppState>,
+    Path((id, schedule_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let uid = server(&s, &id)?;
+    s.service.scheduler().remove(&uid, &schedule_id).await?;
+    Ok(Json(json!({
+        "status": "success",
+        "info": format!("Schedule {schedule_id} of {uid} was removed.")
+    })))
+}
+
+/// `GET /schedules`: every schedule of every server, soonest first.
+pub async fn all(State(s): State<AppState>) -> Json<Value> {
+    let sched = s.service.scheduler();
+    Json(json!({
+        "time_zone": sched.timezone().name(),
+        "schedules": sched.all(),
+    }))
+}
