@@ -4,3 +4,4 @@ mod support;
 
 mod api_basics;
 mod lifecycle;
+mod plans;
