@@ -113,6 +113,19 @@ impl Fetcher {
         if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
             return Ok(Fetched::Missing);
         }
+        if status.is_redirection() {
+            // reqwest hands back redirects it will not follow (to a non-HTTP(S) scheme).
+            let to = res
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .to_owned();
+            return Err(source_err(
+                url,
+                format!("refused a redirect to the non-HTTP(S) URL {to} ({status})"),
+            ));
+        }
         if !status.is_success() {
             return Err(source_err(url, format!("the server answered {status}")));
         }

@@ -185,6 +185,13 @@ async fn serve_plans(State(st): State<Arc<Mutex<Served>>>, req: Request) -> Resp
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    if let Some(to) = match path.as_str() {
+        "/redirect-file" => Some("file:///etc/passwd"),
+        "/redirect-ok" => Some("/plans.tar.gz"),
+        _ => None,
+    } {
+        return (AxStatus::FOUND, [(header::LOCATION, to)]).into_response();
+    }
     let mut s = st.lock().expect("state");
     let etag = s.etag.clone();
     let (status, body, tagged): (AxStatus, Vec<u8>, bool) = if s.fail {
@@ -472,6 +479,52 @@ async fn tarball_source_update_unchanged_failed_and_malicious() {
     assert_eq!(sorted(&v["removed"]), ["fx-unlisted"], "{v}");
     assert_eq!(sorted(&v["added"]), ["fx-new"], "{v}");
     assert_eq!(v["new_recipies"].as_object().unwrap().len(), 1, "{v}");
+}
+
+#[tokio::test]
+async fn fetcher_limits_redirects_and_names_the_url() {
+    use peon::plans::fetch::{Fetched, Fetcher};
+    let repo = read_repo(&own_fixtures());
+    let server = PlanServer::start(&repo).await;
+    let f = Fetcher::new(Duration::from_secs(5)).expect("client");
+    let url = |p: &str| reqwest::Url::parse(&format!("http://{}{p}", server.addr)).unwrap();
+
+    // A redirect to http(s) is followed; one to another scheme is refused, naming the URL.
+    match f.get(&url("/redirect-ok"), None).await.expect("followed") {
+        Fetched::Body { bytes, validators } => {
+            assert!(bytes.starts_with(&[0x1f, 0x8b]), "gzip");
+            assert!(validators.etag.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = f
+        .get(&url("/redirect-file"), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/redirect-file"), "{err}");
+    assert!(err.contains("non-HTTP(S)"), "{err}");
+
+    // The size limit.
+    let small = Fetcher::new(Duration::from_secs(5))
+        .unwrap()
+        .with_limit(100);
+    let err = small
+        .get(&url("/plans.tar.gz"), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("exceeds the limit of 100 bytes"), "{err}");
+
+    // 404 is "missing", not an error; a refused connection names the URL.
+    assert!(matches!(
+        f.get(&url("/nothing"), None).await,
+        Ok(Fetched::Missing)
+    ));
+    let closed =
+        reqwest::Url::parse(&format!("http://127.0.0.1:{}/plans.tar.gz", free_port())).unwrap();
+    let err = f.get(&closed, None).await.unwrap_err().to_string();
+    assert!(err.contains(closed.as_str()), "{err}");
 }
 
 /// A .tar.gz with raw header paths (which `tar::Builder` would refuse to write).
