@@ -1131,3 +1131,65 @@ fn schema_and_model_agree_on_every_fixture() {
         }
     }
 }
+
+/// A daemon whose plans are the project's fixtures (ports made free), installed from a local
+/// source, with the plans' images tagged.
+async fn daemon_with_fixtures() -> (Daemon, Repo, tempfile::TempDir) {
+    let mut repo = read_repo(&own_fixtures());
+    rewrite_ports(&mut repo);
+    let src = tempfile::tempdir().expect("tmp");
+    write_repo(&repo, src.path());
+    let d = Daemon::start_with(Opts {
+        plans_url: Some(src.path().display().to_string()),
+        ..Default::default()
+    })
+    .await;
+    tag_images(&d, &repo).await;
+    let (s, v) = d.put("/plans", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    (d, repo, src)
+}
+
+/// A game container can put symbolic links into its volumes; Docker would follow them on the
+/// host. peon never mounts a `files` source or a volume that is, or passes through, a link.
+#[tokio::test]
+async fn links_in_a_server_dir_are_never_mounted() {
+    let (d, _repo, _src) = daemon_with_fixtures().await;
+    let uid = format!("fx-files.{}", unique("s"));
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{uid}"),
+            json!({"SERVER_NAME": "x", "start_later": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let name = format!("peon.warcamp.{uid}");
+    let binds = |c: &Value| c.pointer("/HostConfig/Binds").unwrap().to_string();
+    assert!(binds(&inspect_raw(&name).await).contains(":/home/steam/server.cfg"));
+
+    // The shipped file becomes a link to a host file: the container is rebuilt without it.
+    let dir = d.server_dir(&uid);
+    let (s, v) = d.delete(&format!("/server/destroy/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    std::fs::remove_file(dir.join("server.cfg")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", dir.join("server.cfg")).unwrap();
+    let (s, v) = d.put(&format!("/server/start/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let b = binds(&inspect_raw(&name).await);
+    assert!(!b.contains("server.cfg"), "{b}");
+
+    // A volume replaced by a link: the start is refused, naming the volume.
+    let (s, v) = d.delete(&format!("/server/destroy/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    std::fs::remove_dir_all(dir.join("user")).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.join("user")).unwrap();
+    let (s, v) = d.put(&format!("/server/start/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let info = v["info"].as_str().unwrap();
+    assert!(
+        info.contains("~!/user") && info.contains("symbolic link"),
+        "{info}"
+    );
+    assert!(d.engine.inspect(&name).await.unwrap().is_none());
+}
