@@ -1193,3 +1193,74 @@ async fn links_in_a_server_dir_are_never_mounted() {
     );
     assert!(d.engine.inspect(&name).await.unwrap().is_none());
 }
+
+/// Tarball and local sources: a create first picks up the newer plan from the source; a
+/// second create within the rate limit asks the source nothing.
+#[tokio::test]
+async fn tarball_and_local_sources_refresh_before_create_rate_limited() {
+    // Tarball.
+    let mut repo = read_repo(&own_fixtures());
+    rewrite_ports(&mut repo);
+    let server = PlanServer::start(&repo).await;
+    let d = Daemon::start_with(Opts {
+        plans_url: Some(server.tarball_url()),
+        ..Default::default()
+    })
+    .await;
+    tag_images(&d, &repo).await;
+    let (s, v) = d.put("/plans", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let mut next = repo.clone();
+    let mut doc = plan_doc(&next, "fx-files");
+    doc["metadata"]["version"] = json!("2.0.0");
+    set_plan(&mut next, "fx-files", &doc);
+    server.set_repo(&next);
+    let create = |game: &str| {
+        let uid = format!("{game}.{}", unique("s"));
+        let d = &d;
+        async move {
+            let (s, v) = d
+                .put(
+                    &format!("/server/create/{uid}"),
+                    json!({"SERVER_NAME": "x", "start_later": true}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            let state: Value = serde_json::from_slice(
+                &std::fs::read(d.server_dir(&uid).join(".peon.json")).unwrap(),
+            )
+            .unwrap();
+            state["plan_version"].clone()
+        }
+    };
+    assert_eq!(create("fx-files").await, "2.0.0");
+    let before = server.hits().len();
+    // Another create right away: the archive is not asked again.
+    assert_eq!(create("fx-files").await, "2.0.0");
+    assert_eq!(server.hits().len(), before, "rate-limited");
+    drop(d);
+
+    // Local folder.
+    let src = tempfile::tempdir().unwrap();
+    write_repo(&repo, src.path());
+    let d = Daemon::start_with(Opts {
+        plans_url: Some(src.path().display().to_string()),
+        ..Default::default()
+    })
+    .await;
+    let (s, v) = d.put("/plans", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    write_repo(&next, src.path());
+    let uid = format!("fx-files.{}", unique("s"));
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{uid}"),
+            json!({"SERVER_NAME": "x", "start_later": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(d.server_dir(&uid).join(".peon.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["plan_version"], "2.0.0");
+}
