@@ -56,7 +56,8 @@ pub struct SourceMeta {
 pub struct UpdateReport {
     pub status: &'static str,
     pub source: String,
-    /// The source had not changed (a conditional request answered 304).
+    /// Nothing changed: the source answered 304 to the conditional request, or sent the same
+    /// plans.
     pub unchanged: bool,
     /// PEON's key (typo kept): the registry entries of the added plans.
     pub new_recipies: Map<String, Value>,
@@ -252,8 +253,37 @@ impl PlanStore {
         self.sync.source.as_ref()
     }
 
-    /// Puts back the plans dir if a crash interrupted a swap, and clears leftovers.
+    /// Puts back the plans dir (or a plan folder) if a crash interrupted a swap, and clears
+    /// leftovers of interrupted updates.
     pub fn recover(&self) -> io::Result<()> {
+        self.recover_dir()?;
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for e in entries {
+            let e = e?;
+            let n = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = n.strip_prefix('.') else {
+                continue;
+            };
+            if let Some((game, _)) = rest.split_once(".old-") {
+                let folder = self.dir.join(game);
+                if names::game_id(game).is_ok() && !folder.exists() {
+                    tracing::warn!("restoring plan {game} after an interrupted refresh");
+                    fs::rename(e.path(), folder)?;
+                } else {
+                    fs::remove_dir_all(e.path())?;
+                }
+            } else if rest.contains(".new-") && e.file_type()?.is_dir() {
+                fs::remove_dir_all(e.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn recover_dir(&self) -> io::Result<()> {
         let Some(parent) = self.dir.parent() else {
             return Ok(());
         };
@@ -428,6 +458,8 @@ impl PlanStore {
             .filter(|g| !after.contains_key(*g))
             .cloned()
             .collect();
+        report.unchanged =
+            report.added.is_empty() && report.removed.is_empty() && report.changed.is_empty();
         for g in &report.added {
             let entry = registry
                 .iter()
@@ -651,4 +683,35 @@ async fn fetch_plan_folder(
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recover_puts_back_interrupted_swaps_and_clears_leftovers() {
+        let d = tempfile::tempdir().unwrap();
+        let plans = d.path().join("plans");
+        let old = d.path().join(".plans.old-1a2b");
+        fs::create_dir_all(old.join(".g1.old-x")).unwrap();
+        fs::create_dir_all(old.join("g2")).unwrap();
+        fs::create_dir_all(old.join(".g2.old-y")).unwrap();
+        fs::create_dir_all(old.join(".g3.new-z")).unwrap();
+        fs::write(old.join("plans.json"), "[]").unwrap();
+        fs::create_dir_all(d.path().join(".plans.new-3c4d")).unwrap();
+        let store = PlanStore::new(&plans);
+        store.recover().unwrap();
+        let mut names: Vec<String> = fs::read_dir(&plans)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["g1", "g2", "plans.json"]);
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "only plans/ is left"
+        );
+    }
 }
