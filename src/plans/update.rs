@@ -41,6 +41,26 @@ pub const KNOWN_ACTIONS: [&str; 4] = [
 ];
 const PARALLEL_FETCHES: usize = 8;
 
+/// Prefix of the folders an update uses inside a plans dir that is a mount point.
+const IN_PLACE: &str = ".update.";
+
+/// Moves back every entry of `old` whose name is free again in `dest`.
+fn restore_entries(old: &Path, dest: &Path) {
+    if let Ok(rd) = fs::read_dir(old) {
+        for e in rd.flatten() {
+            let n = e.file_name();
+            if !dest.join(&n).exists()
+                && let Err(err) = fs::rename(e.path(), dest.join(&n))
+            {
+                tracing::error!(
+                    "cannot restore the plan entry {}: {err}",
+                    e.path().display()
+                );
+            }
+        }
+    }
+}
+
 /// What peon remembers about the last update.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SourceMeta {
@@ -265,6 +285,14 @@ impl PlanStore {
         for e in entries {
             let e = e?;
             let n = e.file_name().to_string_lossy().into_owned();
+            if let Some(kind) = n.strip_prefix(IN_PLACE) {
+                if kind.starts_with("old-") {
+                    tracing::warn!("restoring plans after an interrupted update");
+                    restore_entries(&e.path(), &self.dir);
+                }
+                fs::remove_dir_all(e.path())?;
+                continue;
+            }
             let Some(rest) = n.strip_prefix('.') else {
                 continue;
             };
@@ -326,7 +354,12 @@ impl PlanStore {
     async fn update_locked(&self, source: &PlanSource) -> Result<UpdateReport, PlanError> {
         let url = source.to_string();
         let meta = read_meta(&self.dir).filter(|m| m.url == url);
-        let stage = sibling(&self.dir, "new");
+        let stage = if self.is_mount_point() {
+            self.dir
+                .join(format!("{IN_PLACE}new-{}", atomic::random_suffix()))
+        } else {
+            sibling(&self.dir, "new")
+        };
         let st = stage.clone();
         blocking(move || fs::create_dir_all(&st).map_err(|e| io_err(&st, "cannot create", e)))
             .await?;
@@ -468,9 +501,56 @@ impl PlanStore {
                 .unwrap_or_else(|| json!({"game_uid": g, "title": g, "in_registry": false}));
             report.new_recipies.insert(g.clone(), entry);
         }
-        self.swap_in(root, &self.dir)
-            .map_err(|e| io_err(&self.dir, "cannot swap in the new plans", e))?;
+        let swapped = if self.is_mount_point() {
+            self.swap_entries(root)
+        } else {
+            self.swap_in(root, &self.dir)
+        };
+        swapped.map_err(|e| io_err(&self.dir, "cannot swap in the new plans", e))?;
         Ok(report)
+    }
+
+    /// Whether the plans dir is a mount point (PEON's compose mounts `plans/` on its own): it
+    /// cannot be renamed then, so updates are assembled inside it and swapped entry by entry.
+    fn is_mount_point(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let parent = self.dir.parent().unwrap_or(Path::new("/"));
+        match (fs::metadata(&self.dir), fs::metadata(parent)) {
+            (Ok(d), Ok(p)) => d.dev() != p.dev(),
+            _ => false,
+        }
+    }
+
+    /// Replaces the content of the plans dir by the entries of `new` (inside it), each with one
+    /// rename, all under the swap lock. On a failure the previous entries are put back.
+    fn swap_entries(&self, new: &Path) -> io::Result<()> {
+        let dest = &self.dir;
+        let old = dest.join(format!("{IN_PLACE}old-{}", atomic::random_suffix()));
+        fs::create_dir(&old)?;
+        let moved = {
+            let _w = self.sync.swap.write().unwrap_or_else(|p| p.into_inner());
+            let r = (|| {
+                for e in fs::read_dir(dest)? {
+                    let n = e?.file_name();
+                    if !n.to_string_lossy().starts_with(IN_PLACE) {
+                        fs::rename(dest.join(&n), old.join(&n))?;
+                    }
+                }
+                for e in fs::read_dir(new)? {
+                    let n = e?.file_name();
+                    fs::rename(new.join(&n), dest.join(&n))?;
+                }
+                atomic::sync_dir(dest)
+            })();
+            if r.is_err() {
+                restore_entries(&old, dest);
+            }
+            r
+        };
+        if let Err(e) = fs::remove_dir_all(&old) {
+            tracing::warn!("cannot remove the previous plans {}: {e}", old.display());
+        }
+        moved
     }
 
     /// Replaces `dest` by `new` with two renames under the swap lock (readers of plans take it
@@ -688,6 +768,36 @@ async fn fetch_plan_folder(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_place_swap_replaces_every_entry() {
+        let d = tempfile::tempdir().unwrap();
+        let plans = d.path().join("plans");
+        fs::create_dir_all(plans.join("gone")).unwrap();
+        fs::write(plans.join("plans.json"), "old").unwrap();
+        fs::write(plans.join(".source.json"), "{}").unwrap();
+        let new = plans.join(format!("{IN_PLACE}new-1")).join("repo-main");
+        fs::create_dir_all(new.join("g")).unwrap();
+        fs::write(new.join("plans.json"), "new").unwrap();
+        fs::write(new.join(".source.json"), "{\"url\":\"x\"}").unwrap();
+        let store = PlanStore::new(&plans);
+        store.swap_entries(&new).unwrap();
+        fs::remove_dir_all(plans.join(format!("{IN_PLACE}new-1"))).unwrap();
+        let mut names: Vec<String> = fs::read_dir(&plans)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".source.json", "g", "plans.json"]);
+        assert_eq!(fs::read_to_string(plans.join("plans.json")).unwrap(), "new");
+        // An interrupted in-place swap is undone at the next start.
+        let old = plans.join(format!("{IN_PLACE}old-2"));
+        fs::create_dir_all(old.join("kept")).unwrap();
+        fs::create_dir_all(plans.join(format!("{IN_PLACE}new-3"))).unwrap();
+        store.recover().unwrap();
+        assert!(plans.join("kept").is_dir());
+        assert!(!old.exists() && !plans.join(format!("{IN_PLACE}new-3")).exists());
+    }
 
     #[test]
     fn recover_puts_back_interrupted_swaps_and_clears_leftovers() {
