@@ -44,6 +44,19 @@ const PARALLEL_FETCHES: usize = 8;
 /// Prefix of the folders an update uses inside a plans dir that is a mount point.
 const IN_PLACE: &str = ".update.";
 
+/// Whether `path` is a mount point in `/proc/self/mountinfo` (a bind mount from the same
+/// filesystem keeps the device number, so that alone does not tell).
+fn listed_as_mount(path: &Path) -> bool {
+    let Ok(canon) = fs::canonicalize(path) else {
+        return false;
+    };
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = canon.to_string_lossy().replace(' ', "\\040");
+    info.lines().any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
 /// Moves back every entry of `old` whose name is free again in `dest`.
 fn restore_entries(old: &Path, dest: &Path) {
     if let Ok(rd) = fs::read_dir(old) {
@@ -515,10 +528,11 @@ impl PlanStore {
     fn is_mount_point(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
         let parent = self.dir.parent().unwrap_or(Path::new("/"));
-        match (fs::metadata(&self.dir), fs::metadata(parent)) {
+        let other_device = match (fs::metadata(&self.dir), fs::metadata(parent)) {
             (Ok(d), Ok(p)) => d.dev() != p.dev(),
             _ => false,
-        }
+        };
+        other_device || listed_as_mount(&self.dir)
     }
 
     /// Replaces the content of the plans dir by the entries of `new` (inside it), each with one
