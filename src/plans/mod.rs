@@ -50,6 +50,9 @@ pub enum PlanError {
     /// The plan source answered, but what it sent was refused (unsafe or invalid).
     #[error("plans from {url} were refused: {reason}")]
     Rejected { url: String, reason: String },
+    /// Writing the plans dir failed during an update.
+    #[error("cannot update the plans in {path}: {reason}")]
+    Update { path: PathBuf, reason: String },
     /// There is no plans list to show.
     #[error("{0}")]
     NoList(String),

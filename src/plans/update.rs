@@ -54,7 +54,8 @@ fn listed_as_mount(path: &Path) -> bool {
         return false;
     };
     let want = canon.to_string_lossy().replace(' ', "\\040");
-    info.lines().any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
 }
 
 /// Moves back every entry of `old` whose name is free again in `dest`.
@@ -119,8 +120,7 @@ fn sibling(path: &Path, tag: &str) -> PathBuf {
 }
 
 fn io_err(dir: &Path, what: &str, e: io::Error) -> PlanError {
-    PlanError::Io {
-        game: "*".into(),
+    PlanError::Update {
         path: dir.to_owned(),
         reason: format!("{what}: {e}"),
     }
@@ -131,10 +131,9 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, PlanError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| PlanError::Io {
-            game: "*".into(),
+        .map_err(|e| PlanError::Update {
             path: PathBuf::new(),
-            reason: format!("task failed: {e}"),
+            reason: format!("the task failed: {e}"),
         })?
 }
 

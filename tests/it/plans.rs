@@ -947,6 +947,18 @@ async fn unrunnable_plans_answer_400_naming_plan_and_problem() {
             "volumes[~!/../..]",
             "leaves the server directory",
         ),
+        (
+            "rootmount",
+            json!({"volumes": {"~!/data": "/"}}),
+            "volumes[~!/data]",
+            "root /",
+        ),
+        (
+            "colon",
+            json!({"volumes": {"~!/data": "/data:ro"}}),
+            "volumes[~!/data]",
+            "':'",
+        ),
     ];
     for (tag, patch, field, msg) in cases {
         let game = unique(&format!("bad{tag}"));
