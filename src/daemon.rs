@@ -39,10 +39,8 @@ pub fn build_service(settings: Settings) -> Result<Arc<ServerService>, DaemonErr
     let source = PlanSource::parse(&source_url).map_err(&plans_err)?;
     let plans = PlanStore::with_source(&settings.plans_dir, Some(source));
     plans.recover().map_err(|e| plans_err(e.to_string()))?;
-    let seeded = bundled::seed_if_empty(&settings.plans_dir).map_err(|e| DaemonError::Plans {
-        path: settings.plans_dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let seeded =
+        bundled::seed_if_empty(&settings.plans_dir).map_err(|e| plans_err(e.to_string()))?;
     if seeded {
         tracing::info!(dir = %settings.plans_dir.display(), "plans directory seeded with the bundled plans");
     }

@@ -13,9 +13,14 @@ use crate::plans;
 /// missing from it (`in_registry: false`).
 pub async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let store = s.service.plans().clone();
+    let dir = store.dir().to_owned();
     let list = tokio::task::spawn_blocking(move || store.listing())
         .await
-        .map_err(|e| ApiError::NotFound(format!("cannot list the plans: {e}")))??;
+        .map_err(|e| plans::PlanError::Io {
+            game: "*".into(),
+            path: dir,
+            reason: format!("the listing task failed: {e}"),
+        })??;
     Ok(Json(Value::Array(list)))
 }
 

@@ -359,8 +359,17 @@ impl PlanStore {
             url: "(none)".into(),
             reason: "no plan source is configured (--plans-url)".into(),
         })?;
-        let _one_at_a_time = self.sync.update.lock().await;
-        self.update_locked(&source).await
+        let store = self.clone();
+        // Its own task: a client that goes away does not cancel an update half-way.
+        tokio::spawn(async move {
+            let _one_at_a_time = store.sync.update.lock().await;
+            store.update_locked(&source).await
+        })
+        .await
+        .map_err(|e| PlanError::Update {
+            path: self.dir.clone(),
+            reason: format!("the update task failed: {e}"),
+        })?
     }
 
     async fn update_locked(&self, source: &PlanSource) -> Result<UpdateReport, PlanError> {
