@@ -1276,3 +1276,53 @@ async fn tarball_and_local_sources_refresh_before_create_rate_limited() {
             .unwrap();
     assert_eq!(state["plan_version"], "2.0.0");
 }
+
+/// Benchmark: a 200-plan repository served as a tarball and as a base URL. Prints the time of
+/// the first update and of an unchanged one; asserts only what they report.
+#[tokio::test]
+async fn update_benchmark_200_plans() {
+    let fixtures = read_repo(&own_fixtures());
+    let base = plan_doc(&fixtures, "fx-groups");
+    let script = fixtures["fx-groups/actions/server_start"].clone();
+    let mut repo = Repo::new();
+    let mut registry = Vec::new();
+    for i in 0..200 {
+        let game = format!("bench{i:03}");
+        let mut doc = base.clone();
+        doc["metadata"]["game_uid"] = json!(game);
+        set_plan(&mut repo, &game, &doc);
+        repo.insert(format!("{game}/actions/server_start"), script.clone());
+        registry.push(json!({"title": game, "game_uid": game, "plan_url": "u"}));
+    }
+    repo.insert(
+        "plans.json".into(),
+        (Value::Array(registry).to_string().into_bytes(), false),
+    );
+    let server = PlanServer::start(&repo).await;
+    for (form, url) in [
+        ("tarball", server.tarball_url()),
+        ("base URL", server.base_url()),
+    ] {
+        let d = Daemon::start_with(Opts {
+            plans_url: Some(url),
+            ..Default::default()
+        })
+        .await;
+        let hits = server.hits().len();
+        let t = Instant::now();
+        let (s, v) = d.put("/plans", json!({})).await;
+        let first = t.elapsed();
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["plans"], 200, "{form}");
+        let requests = server.hits().len() - hits;
+        let t = Instant::now();
+        let (s, v) = d.put("/plans", json!({})).await;
+        let again = t.elapsed();
+        assert_eq!((s, &v["unchanged"]), (StatusCode::OK, &json!(true)), "{v}");
+        println!(
+            "BENCH update from a {form} of 200 plans: {:.0} ms ({requests} requests), unchanged: {:.1} ms (1 request)",
+            first.as_secs_f64() * 1000.0,
+            again.as_secs_f64() * 1000.0
+        );
+    }
+}
