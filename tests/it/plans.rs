@@ -192,8 +192,28 @@ async fn serve_plans(State(st): State<Arc<Mutex<Served>>>, req: Request) -> Resp
     } {
         return (AxStatus::FOUND, [(header::LOCATION, to)]).into_response();
     }
+    let ims = req
+        .headers()
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let mut s = st.lock().expect("state");
     let etag = s.etag.clone();
+    // `/lm/plans.tar.gz`: the same archive with Last-Modified instead of an ETag.
+    if path == "/lm/plans.tar.gz" {
+        let stamp = format!("Wed, 21 Oct 2015 07:{:02}:00 GMT", s.version % 60);
+        let (status, body) = if ims.as_deref() == Some(stamp.as_str()) {
+            (AxStatus::NOT_MODIFIED, Vec::new())
+        } else {
+            (AxStatus::OK, s.tarball.clone())
+        };
+        s.hits.push(Hit {
+            path,
+            conditional: ims.is_some(),
+            status: status.as_u16(),
+        });
+        return (status, [(header::LAST_MODIFIED, stamp)], body).into_response();
+    }
     let (status, body, tagged): (AxStatus, Vec<u8>, bool) = if s.fail {
         (AxStatus::INTERNAL_SERVER_ERROR, b"boom".to_vec(), false)
     } else if path == "/plans.tar.gz" {
@@ -551,6 +571,31 @@ fn raw_targz(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &tar).expect("gz");
     gz.finish().expect("gz")
+}
+
+#[tokio::test]
+async fn last_modified_alone_makes_updates_conditional() {
+    let repo = read_repo(&own_fixtures());
+    let server = PlanServer::start(&repo).await;
+    let d = Daemon::start_with(Opts {
+        plans_url: Some(format!("http://{}/lm/plans.tar.gz", server.addr)),
+        ..Default::default()
+    })
+    .await;
+    let (s, v) = d.put("/plans", json!({})).await;
+    assert_eq!((s, &v["unchanged"]), (StatusCode::OK, &json!(false)), "{v}");
+    let (s, v) = d.put("/plans", json!({})).await;
+    assert_eq!((s, &v["unchanged"]), (StatusCode::OK, &json!(true)), "{v}");
+    let hits = server.hits();
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert!(hits[1].conditional && hits[1].status == 304, "{hits:?}");
+    // A newer archive (a new Last-Modified) is fetched again.
+    let mut next = repo.clone();
+    next.retain(|k, _| !k.starts_with("fx-unlisted/"));
+    server.set_repo(&next);
+    let (s, v) = d.put("/plans", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(sorted(&v["removed"]), ["fx-unlisted"], "{v}");
 }
 
 #[tokio::test]
