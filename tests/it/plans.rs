@@ -34,13 +34,8 @@ fn own_fixtures() -> PathBuf {
 
 /// The real community plans, when the shared folder is beside the repository.
 fn warplans() -> Option<PathBuf> {
-    let candidates = [
-        manifest().join("../shared/fixtures/warplans"),
-        PathBuf::from("/work/shared/fixtures/warplans"),
-    ];
-    let found = candidates
-        .into_iter()
-        .find(|p| p.join("plans.json").is_file());
+    let dir = manifest().join("../shared/fixtures/warplans");
+    let found = dir.join("plans.json").is_file().then_some(dir);
     if found.is_none() {
         println!(
             "SKIPPED: ../shared/fixtures/warplans is absent; only the project's own plans are used"
