@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState};
 use crate::config::{KeySource, Settings};
 use crate::docker::Engine;
-use crate::plans::{PlanStore, bundled};
+use crate::plans::{PlanSource, PlanStore, bundled};
 use crate::schedule::{Config as ScheduleConfig, Scheduler};
 use crate::service::ServerService;
 
@@ -28,15 +28,23 @@ pub enum DaemonError {
 /// Builds the service from settings: data dir, plans (seeded from the bundled ones when
 /// empty), scheduler, Docker engine handle.
 pub fn build_service(settings: Settings) -> Result<Arc<ServerService>, DaemonError> {
-    let seeded = bundled::seed_if_empty(&settings.plans_dir).map_err(|e| DaemonError::Plans {
+    let plans_err = |reason: String| DaemonError::Plans {
         path: settings.plans_dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let source_url = settings
+        .plans_url
+        .clone()
+        .unwrap_or_else(|| crate::config::DEFAULT_PLANS_URL.to_owned());
+    let source = PlanSource::parse(&source_url).map_err(&plans_err)?;
+    let plans = PlanStore::with_source(&settings.plans_dir, Some(source));
+    plans.recover().map_err(|e| plans_err(e.to_string()))?;
+    let seeded =
+        bundled::seed_if_empty(&settings.plans_dir).map_err(|e| plans_err(e.to_string()))?;
     if seeded {
         tracing::info!(dir = %settings.plans_dir.display(), "plans directory seeded with the bundled plans");
     }
     let engine = Arc::new(Engine::new(&settings.docker_host));
-    let plans = PlanStore::new(&settings.plans_dir);
     let data = crate::store::DataDir::new(&settings.data_dir);
     let scheduler = Scheduler::open(ScheduleConfig {
         file: data.schedules_file(),

@@ -21,6 +21,11 @@ struct Cli {
 enum Command {
     /// Run the daemon.
     Serve(Box<ServeArgs>),
+    /// Tools for plan authors.
+    Plan {
+        #[command(subcommand)]
+        command: PlanCommand,
+    },
     /// Build the busybox stand-in game image used by the bundled demo plan and the tests.
     DemoImage {
         /// Image tag to build.
@@ -58,6 +63,42 @@ enum Bench {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum PlanCommand {
+    /// Lint a plans repository (plans.json and <game>/plan.json folders): one line per problem
+    /// with the plan and the field, then a summary. Exits with 1 when there are errors.
+    Check {
+        /// The plans repository.
+        dir: std::path::PathBuf,
+    },
+}
+
+/// `peon plan check <dir>`.
+fn plan_check(dir: &std::path::Path) -> ExitCode {
+    let started = std::time::Instant::now();
+    match peon::plans::check::check_dir(dir) {
+        Ok(report) => {
+            for f in &report.findings {
+                println!("{f}");
+            }
+            println!(
+                "{} ({} ms)",
+                report.summary(),
+                started.elapsed().as_millis()
+            );
+            if report.errors() > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("peon: cannot read the plans in {}: {e}", dir.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn init_logging(quiet: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if quiet {
@@ -78,6 +119,12 @@ fn init_logging(quiet: bool) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Plan {
+        command: PlanCommand::Check { dir },
+    } = &cli.command
+    {
+        return plan_check(dir);
+    }
     // Benchmarks print numbers; their log would drown them.
     init_logging(matches!(cli.command, Command::Bench(_)));
     peon::http::init_tls();
@@ -100,6 +147,7 @@ fn main() -> ExitCode {
                     .map_err(|e| e.to_string())
             }
             Command::Bench(Bench::Api(opts)) => peon::bench::api::run(opts).await,
+            Command::Plan { .. } => Ok(()),
             Command::DemoImage {
                 tag,
                 busybox,

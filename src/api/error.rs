@@ -67,6 +67,10 @@ impl ApiError {
                     PlanError::Invalid { .. } => (S::BAD_REQUEST, "plan.invalid"),
                     PlanError::Name(_) => (S::BAD_REQUEST, "req.invalid"),
                     PlanError::Io { .. } => (S::INTERNAL_SERVER_ERROR, "plan.io"),
+                    PlanError::Source { .. } => (S::BAD_GATEWAY, "plan.source"),
+                    PlanError::Rejected { .. } => (S::BAD_GATEWAY, "plan.rejected"),
+                    PlanError::NoList(_) => (S::NOT_FOUND, "plan.notfound"),
+                    PlanError::Update { .. } => (S::INTERNAL_SERVER_ERROR, "plan.io"),
                 },
                 ServiceError::Schedule(s) => match s {
                     ScheduleError::Invalid(_) => (S::BAD_REQUEST, "req.invalid"),

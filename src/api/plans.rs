@@ -1,43 +1,55 @@
 //! Plans: the registry, one plan's settings, and updating from the plan source.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
 use crate::plans;
 
-/// `GET /plans`: the registry, sorted by title without regard to case.
+/// `GET /plans`: the registry sorted by title without regard to case, plus the plan folders
+/// missing from it (`in_registry: false`).
 pub async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let path = s.service.plans().dir().join("plans.json");
-    let text = tokio::fs::read(&path)
+    let store = s.service.plans().clone();
+    let dir = store.dir().to_owned();
+    let list = tokio::task::spawn_blocking(move || store.listing())
         .await
-        .map_err(|_| ApiError::NotFound("There is no local plans list; run PUT /plans.".into()))?;
-    let mut list: Vec<Value> = serde_json::from_slice(&text)
-        .map_err(|e| ApiError::NotFound(format!("The local plans list is not valid: {e}")))?;
-    list.sort_by_key(|p| {
-        p.get("title")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_lowercase()
-    });
+        .map_err(|e| plans::PlanError::Io {
+            game: "*".into(),
+            path: dir,
+            reason: format!("the listing task failed: {e}"),
+        })??;
     Ok(Json(Value::Array(list)))
 }
 
-/// `PUT /plans`: update the local plans from the plan source.
-pub async fn update(State(_s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Err(ApiError::NotFound(
-        "Updating plans from a source is not available yet.".into(),
-    ))
+/// `PUT /plans`: update the local plans from the plan source; answers what was added (also as
+/// PEON's `new_recipies`), removed and changed.
+pub async fn update(State(s): State<AppState>) -> Result<Json<plans::UpdateReport>, ApiError> {
+    Ok(Json(s.service.plans().update().await?))
 }
 
-/// `GET /plan/<game>`: the settings a user must and may give.
+#[derive(Debug, Deserialize)]
+pub struct PlanQuery {
+    full: Option<String>,
+}
+
+/// `GET /plan/<game>`: the settings a user must and may give; with `?full=true` the whole plan
+/// (ports, volumes, files, image, actions) as well.
 pub async fn settings(
     State(s): State<AppState>,
     Path(game): Path<String>,
+    Query(q): Query<PlanQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let loaded = s.service.plans().load(&game)?;
+    let full = q
+        .full
+        .as_deref()
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
+    if full {
+        return Ok(Json(plans::full_view(&game, &loaded)));
+    }
     Ok(Json(Value::Object(plans::settings_summary(
         &game,
         &loaded.plan,

@@ -363,6 +363,15 @@ fn parse_mounts(c: &mut Checker, key: &str, v: Option<&Value>, is_file: bool) ->
             );
             continue;
         }
+        if target.trim_end_matches('/').is_empty() {
+            c.bad(&f, "cannot mount over the container's root /");
+            continue;
+        }
+        // Docker's bind syntax is `source:target[:options]`.
+        if target.contains(':') || source.contains(':') {
+            c.bad(&f, "paths must not contain ':'");
+            continue;
+        }
         out.push(Mount {
             source,
             target: target.to_owned(),
@@ -464,6 +473,17 @@ mod tests {
                 "metadata.image",
                 "empty",
             ),
+            (
+                json!({"volumes": {"~!/data": "/"}}),
+                "volumes[~!/data]",
+                "root /",
+            ),
+            (
+                json!({"volumes": {"~!/data": "/data:ro"}}),
+                "volumes[~!/data]",
+                "':'",
+            ),
+            (json!({"files": {"~!/a:b": "/x"}}), "files[~!/a:b]", "':'"),
         ];
         for (patch, field, msg) in cases {
             let mut d = plan();

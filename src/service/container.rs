@@ -8,6 +8,7 @@ use super::{Result, ServerService, ServiceError};
 use crate::docker::{ContainerSpec, DockerError, labels};
 use crate::plans::model::Setting;
 use crate::store::ServerRecord;
+use crate::store::fsutil::{self, Within};
 
 /// Game containers run as PEON's `1000:1000`.
 pub(super) const GAME_USER: u32 = 1000;
@@ -59,6 +60,18 @@ impl ServerService {
             }
         }
         let host_dir = self.host_server_dir(rec);
+        // Docker follows a symbolic link in a bind source on the host: a link a game container
+        // made in its volume must never be mounted.
+        for m in &plan.volumes {
+            if let Within::Link(link) = fsutil::within(&rec.dir, &m.source)? {
+                return Err(ServiceError::BadRequest(format!(
+                    "The volume source ~!/{} of [{}] goes through the symbolic link {}; peon does not mount links. Replace it with a folder.",
+                    m.source,
+                    rec.uid,
+                    link.display()
+                )));
+            }
+        }
         let mut binds: Vec<String> = plan
             .volumes
             .iter()
@@ -66,7 +79,11 @@ impl ServerService {
             .collect();
         // A `files` entry is mounted once the user has put the file into the server directory.
         for f in &plan.files {
-            if rec.dir.join(&f.source).is_file() {
+            let found = fsutil::within(&rec.dir, &f.source)?;
+            if let Within::Link(link) = &found {
+                tracing::warn!(uid = %rec.uid, "files: {} is a symbolic link; not mounted", link.display());
+            }
+            if found == Within::File {
                 binds.push(format!(
                     "{}:{}",
                     host_dir.join(&f.source).display(),

@@ -209,6 +209,8 @@ impl ServerService {
                 "There is already a server [{uid}]. Use update on it, or destroy it first."
             )));
         }
+        // A newer plan on the source is fetched first (best effort; the local plan otherwise).
+        self.plans.refresh_before_create(&game).await;
         let loaded = self.plans.load(&game)?;
         // Settings are checked before any port or Docker work.
         build_config(&uid, &loaded, &req, 0)?;

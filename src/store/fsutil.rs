@@ -43,6 +43,44 @@ pub fn chown_tree(root: &Path, uid: u32, gid: u32) -> io::Result<()> {
     }
 }
 
+/// What a path inside a server directory is, looked at without following symbolic links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Within {
+    Missing,
+    File,
+    Dir,
+    Other,
+    /// The path is, or passes through, a symbolic link (here): mounting it would let whoever
+    /// made the link (a game container writes into its volumes) reach any host path.
+    Link(std::path::PathBuf),
+}
+
+/// Walks `rel` (a normalised relative path, as the plan model makes them) from `root`
+/// component by component without following links.
+pub fn within(root: &Path, rel: &str) -> io::Result<Within> {
+    let mut p = root.to_owned();
+    let mut kind = Within::Dir;
+    for part in rel.split('/').filter(|s| !s.is_empty()) {
+        p.push(part);
+        let m = match fs::symlink_metadata(&p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Within::Missing),
+            Err(e) => return Err(e),
+        };
+        let ft = m.file_type();
+        kind = if ft.is_symlink() {
+            return Ok(Within::Link(p));
+        } else if ft.is_dir() {
+            Within::Dir
+        } else if ft.is_file() {
+            Within::File
+        } else {
+            Within::Other
+        };
+    }
+    Ok(kind)
+}
+
 /// Removes everything inside `dir` (dotfiles included), keeping `dir` itself.
 pub fn empty_dir(dir: &Path) -> io::Result<()> {
     match fs::read_dir(dir) {
@@ -78,9 +116,34 @@ mod tests {
         copy_tree(&src, &dst).unwrap();
         assert!(dst.join("actions/server_start").is_file());
         assert!(!dst.join("evil").exists());
+        assert_eq!(within(&dst, "actions/server_start").unwrap(), Within::File);
+        assert_eq!(within(&dst, "actions").unwrap(), Within::Dir);
+        assert_eq!(within(&dst, "nothing/here").unwrap(), Within::Missing);
         fs::write(dst.join(".hidden"), "x").unwrap();
         empty_dir(&dst).unwrap();
         assert!(dst.is_dir());
         assert_eq!(fs::read_dir(&dst).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn within_never_follows_links() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("user/saves")).unwrap();
+        fs::write(root.join("server.cfg"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", root.join("admins.txt")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("config")).unwrap();
+        assert_eq!(within(root, "server.cfg").unwrap(), Within::File);
+        assert_eq!(within(root, "user/saves").unwrap(), Within::Dir);
+        assert_eq!(within(root, "").unwrap(), Within::Dir);
+        assert_eq!(within(root, "user/none").unwrap(), Within::Missing);
+        assert_eq!(
+            within(root, "admins.txt").unwrap(),
+            Within::Link(root.join("admins.txt"))
+        );
+        assert_eq!(
+            within(root, "config/hostname").unwrap(),
+            Within::Link(root.join("config"))
+        );
     }
 }

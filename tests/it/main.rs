@@ -5,5 +5,6 @@ mod support;
 mod api_basics;
 mod create;
 mod lifecycle;
+mod plans;
 mod resilience;
 mod schedules;
