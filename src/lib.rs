@@ -2,6 +2,7 @@
 //! `docs/` for the API, configuration and operations.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod docker;

@@ -1,4 +1,5 @@
-//! The `peon` binary: the daemon (`peon serve`) and its tools.
+//! The `peon` binary: the daemon (`peon serve`), its client commands (`peon servers`, `peon
+//! server ...`; see `docs/cli.md`) and its tools.
 
 use std::process::ExitCode;
 
@@ -37,6 +38,11 @@ enum Command {
         )]
         docker_host: String,
     },
+    /// Check that the daemon can run here: the Docker engine answers, the data dir is
+    /// writable, the host path of the data dir is known (the container's entrypoint runs this).
+    Preflight(peon::cli::preflight::PreflightArgs),
+    #[command(flatten)]
+    Client(peon::cli::ClientCommand),
 }
 
 fn init_logging() {
@@ -55,7 +61,10 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Client commands and preflight print their own output; the daemon and demo-image log.
+    if matches!(cli.command, Command::Serve(_) | Command::DemoImage { .. }) {
+        init_logging();
+    }
     peon::http::init_tls();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -64,8 +73,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let command = match cli.command {
+        Command::Client(c) => return rt.block_on(peon::cli::run(c)),
+        Command::Preflight(a) => return rt.block_on(peon::cli::preflight::run(a)),
+        other => other,
+    };
     let result: Result<(), String> = rt.block_on(async {
-        match cli.command {
+        match command {
             Command::Serve(args) => {
                 let settings = Settings::resolve(&args).map_err(|e| e.to_string())?;
                 let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -95,6 +109,7 @@ fn main() -> ExitCode {
                 println!("built {tag}");
                 Ok(())
             }
+            Command::Preflight(_) | Command::Client(_) => Ok(()),
         }
     });
     match result {

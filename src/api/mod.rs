@@ -4,6 +4,7 @@
 mod auth;
 mod body;
 pub mod error;
+mod maintenance;
 mod plans;
 mod servers;
 mod system;
@@ -42,6 +43,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(900);
 fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/orchestrator", get(system::orchestrator))
+        .route("/capacity", get(maintenance::capacity))
         .route(
             "/servers",
             get(servers::list)

@@ -3,4 +3,5 @@
 mod support;
 
 mod api_basics;
+mod cli;
 mod lifecycle;
