@@ -4,4 +4,5 @@ mod support;
 
 mod api_basics;
 mod cli;
+mod compose;
 mod lifecycle;
