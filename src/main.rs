@@ -41,6 +41,12 @@ enum Command {
     /// Check that the daemon can run here: the Docker engine answers, the data dir is
     /// writable, the host path of the data dir is known (the container's entrypoint runs this).
     Preflight(peon::cli::preflight::PreflightArgs),
+    /// Print the API's OpenAPI 3 document (what the daemon serves at /api/1.0/openapi.json).
+    Openapi {
+        /// Write it to this file instead (e.g. docs/openapi.json).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
     #[command(flatten)]
     Client(peon::cli::ClientCommand),
 }
@@ -76,6 +82,22 @@ fn main() -> ExitCode {
     let command = match cli.command {
         Command::Client(c) => return rt.block_on(peon::cli::run(c)),
         Command::Preflight(a) => return rt.block_on(peon::cli::preflight::run(a)),
+        Command::Openapi { output } => {
+            let doc = peon::api::openapi::document() + "\n";
+            return match output {
+                None => {
+                    print!("{doc}");
+                    ExitCode::SUCCESS
+                }
+                Some(p) => match peon::store::atomic::write_atomic(&p, doc.as_bytes()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("peon: cannot write {}: {e}", p.display());
+                        ExitCode::from(peon::cli::EXIT_LOCAL)
+                    }
+                },
+            };
+        }
         other => other,
     };
     let result: Result<(), String> = rt.block_on(async {
@@ -109,7 +131,7 @@ fn main() -> ExitCode {
                 println!("built {tag}");
                 Ok(())
             }
-            Command::Preflight(_) | Command::Client(_) => Ok(()),
+            Command::Preflight(_) | Command::Client(_) | Command::Openapi { .. } => Ok(()),
         }
     });
     match result {

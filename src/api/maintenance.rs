@@ -14,7 +14,7 @@ use crate::service::Capacity;
     tag = "maintenance",
     responses(
         (status = 200, description = "Disk use", body = Capacity),
-        (status = 401, description = "Missing or wrong X-Api-Key"),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
     ),
     security(("api_key" = []))
 )]

@@ -5,6 +5,7 @@ mod auth;
 mod body;
 pub mod error;
 mod maintenance;
+pub mod openapi;
 mod plans;
 mod servers;
 mod system;
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
     for base in BASES {
         app = app
             .route(&format!("{base}/health"), get(system::health))
+            .route(&format!("{base}/openapi.json"), get(openapi::serve))
             .nest(base, protected.clone());
     }
     let cors = CorsLayer::new()

@@ -8,6 +8,18 @@ use super::AppState;
 use super::error::ApiError;
 use crate::plans;
 
+#[utoipa::path(
+    get,
+    path = "/plans",
+    tag = "plans",
+    summary = "The plans registry, sorted by title",
+    responses(
+        (status = 200, description = "Plans", body = Vec<crate::api::openapi::PlanEntry>),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No local plans list", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `GET /plans`: the registry, sorted by title without regard to case.
 pub async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let path = s.service.plans().dir().join("plans.json");
@@ -25,6 +37,19 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(Value::Array(list)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/plans",
+    tag = "plans",
+    summary = "Update the local plans from the plan source",
+    responses(
+        (status = 200, description = "What changed (added plans under `new_recipies`)", body = Object),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "Not available", body = crate::api::openapi::ErrorBody),
+        (status = 502, description = "The plan source failed", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `PUT /plans`: update the local plans from the plan source.
 pub async fn update(State(_s): State<AppState>) -> Result<Json<Value>, ApiError> {
     Err(ApiError::NotFound(
@@ -32,6 +57,19 @@ pub async fn update(State(_s): State<AppState>) -> Result<Json<Value>, ApiError>
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/plan/{game}",
+    tag = "plans",
+    summary = "The settings a server of this game takes",
+    params(("game" = String, Path, description = "Game id")),
+    responses(
+        (status = 200, description = "Required keys with \"\", optional keys with their default, and description", body = Object),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such plan", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `GET /plan/<game>`: the settings a user must and may give.
 pub async fn settings(
     State(s): State<AppState>,

@@ -476,3 +476,23 @@ async fn read_until(
         }
     }
 }
+
+/// PEON's WebUI fetches `{base}/openapi.json` before it has a key: served without one, and
+/// the same document `peon openapi` prints.
+#[tokio::test]
+async fn openapi_json_is_served_without_the_key() {
+    let d = Daemon::start().await;
+    let printed = run_env(&[], &["openapi"]).await.ok().json();
+    for base in ["/api/1.0", "/api/v1"] {
+        let res = d
+            .http
+            .get(format!("{}{base}/openapi.json", d.root))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), reqwest::StatusCode::OK, "{base}");
+        let v: Value = res.json().await.expect("json");
+        assert!(v["paths"]["/server/get/{uid}"].is_object(), "{v}");
+        assert_eq!(v, printed, "the served document is `peon openapi`'s");
+    }
+}
