@@ -95,7 +95,7 @@ fn create_request(game: &str, name: Option<String>, body: &Body) -> ApiResult<Cr
     tag = "servers",
     summary = "Create and start a server from a plan",
     params(("id" = String, Path, description = "`<game>.<name>`, or `<game>` for a random name")),
-    request_body(content = crate::api::openapi::CreateBody, content_type = "application/json", description = "Optional; an empty body is an empty object"),
+    request_body(content = Option<crate::api::openapi::CreateBody>, content_type = "application/json", description = "Optional: plan settings as flat keys (`GET /plan/<game>` lists them) plus the fields below"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
         (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
@@ -124,7 +124,7 @@ pub async fn create_put(
     path = "/server/create",
     tag = "servers",
     summary = "Create a server (the WebUI's form)",
-    request_body(content = crate::api::openapi::CreateBody, content_type = "application/json", description = "Optional; an empty body is an empty object"),
+    request_body(content = crate::api::openapi::CreateBody, content_type = "application/json", description = "`game_uid` and `servername` (or `warcamp`), plan settings as flat keys, plus the fields below"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
         (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
@@ -162,7 +162,7 @@ struct Setting10 {
     path = "/servers",
     tag = "servers",
     summary = "Create a server (PEON 1.0's typed settings)",
-    request_body(content = crate::api::openapi::CreateV10Body, content_type = "application/json", description = "Optional; an empty body is an empty object"),
+    request_body(content = crate::api::openapi::CreateV10Body, content_type = "application/json", description = "PEON 1.0's create"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
         (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
@@ -340,7 +340,7 @@ pub async fn save(State(s): State<AppState>, Path(id): Path<String>) -> ApiResul
     tag = "servers",
     summary = "Start a server, with an optional stop timer",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = crate::api::openapi::TimerBody, content_type = "application/json", description = "Optional; an empty body is an empty object"),
+    request_body(content = Option<crate::api::openapi::TimerBody>, content_type = "application/json", description = "Optional stop timer"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
         (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
@@ -366,7 +366,7 @@ pub async fn start(
     tag = "servers",
     summary = "Stop a server now, or later with a timer",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = crate::api::openapi::TimerBody, content_type = "application/json", description = "Optional; an empty body is an empty object"),
+    request_body(content = Option<crate::api::openapi::TimerBody>, content_type = "application/json", description = "Optional: stop later instead of now"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
         (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
@@ -414,7 +414,7 @@ pub async fn restart(
     tag = "servers",
     summary = "Set a server's description",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = crate::api::openapi::DescriptionBody, content_type = "application/json", description = "Optional; an empty body is an empty object"),
+    request_body(content = crate::api::openapi::DescriptionBody, content_type = "application/json", description = "The new description"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
         (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
@@ -464,7 +464,7 @@ pub async fn skip(
     tag = "servers",
     summary = "Update a server's image and/or game",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = crate::api::openapi::UpdateBody, content_type = "application/json", description = "Optional; an empty body is an empty object"),
+    request_body(content = Option<crate::api::openapi::UpdateBody>, content_type = "application/json", description = "Optional; mode defaults to full"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
         (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
@@ -490,7 +490,7 @@ pub async fn update(
     tag = "servers",
     summary = "Remove the container and network (and the files with eradicate)",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = crate::api::openapi::DestroyBody, content_type = "application/json", description = "Optional; an empty body is an empty object"),
+    request_body(content = Option<crate::api::openapi::DestroyBody>, content_type = "application/json", description = "Optional; eradicate defaults to false"),
     responses(
         (status = 200, description = "Done", body = crate::api::openapi::SuccessBody),
         (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
@@ -517,7 +517,7 @@ pub async fn destroy(
     tag = "servers",
     summary = "Remove the server with all its files (needs eradicate: true)",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = crate::api::openapi::DestroyBody, content_type = "application/json", description = "Optional; an empty body is an empty object"),
+    request_body(content = crate::api::openapi::DestroyBody, content_type = "application/json", description = "Must be {\"eradicate\": true}"),
     responses(
         (status = 200, description = "Done", body = crate::api::openapi::SuccessBody),
         (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),

@@ -143,10 +143,22 @@ async fn servers(c: &Client, json: bool) -> Result<ExitCode> {
     if list.is_empty() {
         println!("No servers. Create one with `peon server create <game>.<name>`.");
     } else {
-        let rows: Vec<Vec<String>> = list.iter().map(server_row).collect();
-        print!("{}", output::table(&SERVER_HEADER, &rows));
+        print!("{}", server_table(&list));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The servers table; long descriptions are cut to keep rows on one line.
+fn server_table(list: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|v| {
+            let mut r = server_row(v);
+            r[6] = output::ellipsize(&r[6], 50);
+            r
+        })
+        .collect();
+    output::table(&SERVER_HEADER, &rows)
 }
 
 /// One server as `key: value` lines.
@@ -162,14 +174,24 @@ fn print_server(v: &Value) {
         ("plan version", s(v, "plan_version")),
         ("description", row[6].clone()),
     ];
-    for (k, val) in lines {
-        println!("{k:<13}{val}");
-    }
+    let mut all: Vec<(String, String)> = lines
+        .into_iter()
+        .map(|(k, val)| (k.to_owned(), val))
+        .collect();
     if let Some(cfg) = v.get("server_config").and_then(Value::as_object) {
         for (k, val) in cfg {
             let val = val.as_str().map(str::to_owned).unwrap_or(val.to_string());
-            println!("{:<13}{val}", format!("config.{k}"));
+            all.push((format!("config.{k}"), val));
         }
+    }
+    let width = all
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0)
+        + 2;
+    for (k, val) in all {
+        println!("{k:<width$}{val}");
     }
 }
 
@@ -579,7 +601,7 @@ async fn plan(c: &Client, json: bool, g: &str, full: bool) -> Result<ExitCode> {
         .filter(|(k, _)| k.as_str() != "description")
         .map(|(k, val)| {
             let shown = match val {
-                Value::String(x) if x.is_empty() => "(required)".to_owned(),
+                Value::String(x) if x.is_empty() => "\"\"".to_owned(),
                 Value::String(x) => x.clone(),
                 other => other.to_string(),
             };
@@ -587,7 +609,9 @@ async fn plan(c: &Client, json: bool, g: &str, full: bool) -> Result<ExitCode> {
         })
         .collect();
     print!("{}", output::table(&["SETTING", "DEFAULT"], &rows));
-    println!("\nGive settings with `peon server create {g}.<name> --set KEY=VALUE`.");
+    println!(
+        "\nSettings shown as \"\" have no default (PEON marks required ones so). Give settings with\n`peon server create {g}.<name> --set KEY=VALUE`."
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -716,8 +740,7 @@ async fn status(c: &Client, json: bool, quiet: bool) -> Result<ExitCode> {
         println!("servers: 0");
     } else {
         println!("servers: {} ({})\n", list.len(), summary.join(", "));
-        let rows: Vec<Vec<String>> = list.iter().map(server_row).collect();
-        print!("{}", output::table(&SERVER_HEADER, &rows));
+        print!("{}", server_table(&list));
     }
     Ok(ExitCode::SUCCESS)
 }

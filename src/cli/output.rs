@@ -47,6 +47,16 @@ pub fn s(v: &Value, k: &str) -> String {
     }
 }
 
+/// Cuts `s` to at most `max` characters, ending with `…` when cut.
+pub fn ellipsize(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// 1536 → "1.5 KiB".
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -183,6 +193,8 @@ mod tests {
         assert_eq!(duration(42), "42s");
         assert_eq!(duration(3725), "1h2m");
         assert_eq!(duration(90_000), "1d1h");
+        assert_eq!(ellipsize("abcdef", 4), "abc…");
+        assert_eq!(ellipsize("abc", 4), "abc");
     }
 
     #[test]
