@@ -42,6 +42,8 @@ fn command(env: &[(&str, &str)], args: &[&str]) -> tokio::process::Command {
         .env_remove("PEON_LISTEN")
         .env_remove("PEON_CONFIG")
         .env_remove("PEON_DATA_DIR")
+        .env_remove("HOST_DIR")
+        .env_remove("PEON_HOST_DIR")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     for (k, v) in env {
@@ -495,4 +497,57 @@ async fn openapi_json_is_served_without_the_key() {
         assert!(v["paths"]["/server/get/{uid}"].is_object(), "{v}");
         assert_eq!(v, printed, "the served document is `peon openapi`'s");
     }
+}
+
+/// The entrypoint's checks: the engine answers, the data dir is writable, and in a container
+/// HOST_DIR must be set; each failure says what to do, and the exit code is 1.
+#[tokio::test]
+async fn preflight_checks_say_what_is_wrong() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let data_s = data.to_str().expect("utf8");
+    let o = run_env(&[], &["preflight", "--data-dir", data_s])
+        .await
+        .ok();
+    assert!(
+        o.stdout.contains("ok   docker") && o.stdout.contains("is writable"),
+        "{o:?}"
+    );
+
+    let o = run_env(&[], &["preflight", "--data-dir", data_s, "--in-container"]).await;
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stderr.contains("FAIL host dir") && o.stderr.contains("HOST_DIR"),
+        "{o:?}"
+    );
+    run_env(
+        &[("HOST_DIR", "/srv/peon")],
+        &["preflight", "--data-dir", data_s, "--in-container"],
+    )
+    .await
+    .ok();
+
+    let o = run_env(
+        &[("HOST_DIR", "/srv/peon")],
+        &[
+            "preflight",
+            "--data-dir",
+            data_s,
+            "--docker-host",
+            "unix:///nonexistent/docker.sock",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("does not exist: mount"), "{o:?}");
+
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").expect("file");
+    let o = run_env(
+        &[],
+        &["preflight", "--data-dir", file.to_str().expect("utf8")],
+    )
+    .await;
+    assert_eq!(o.code, 1, "a file is not a data dir: {o:?}");
+    assert!(o.stderr.contains("FAIL data dir"), "{o:?}");
 }
