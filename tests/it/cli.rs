@@ -551,3 +551,53 @@ async fn preflight_checks_say_what_is_wrong() {
     assert_eq!(o.code, 1, "a file is not a data dir: {o:?}");
     assert!(o.stderr.contains("FAIL data dir"), "{o:?}");
 }
+
+/// Long actions draw a spinner with the elapsed time on a terminal's stderr, and nothing with
+/// --json (the other tests run without a terminal and check stderr stays empty).
+#[tokio::test]
+async fn progress_is_shown_on_a_terminal_only() {
+    if which("script").is_none() {
+        eprintln!("skipped: util-linux `script` (a pseudo-terminal runner) is not installed");
+        return;
+    }
+    let d = Daemon::start().await;
+    let (game, _) = d.new_game(1);
+    let run = |cmdline: String| {
+        let mut c = tokio::process::Command::new("script");
+        c.args(["-qec", &cmdline, "/dev/null"])
+            .env("PEON_URL", &d.root)
+            .env("PEON_API_KEY", &d.key)
+            .stdin(Stdio::null());
+        c
+    };
+    let o = run(format!(
+        "{BIN} server create {game}.tty --set SERVER_NAME=T"
+    ))
+    .output()
+    .await
+    .expect("script");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("creating {game}.tty")) && text.contains("\x1b[2K"),
+        "a spinner line was drawn and cleared: {text:?}"
+    );
+    let o = run(format!("{BIN} server restart {game}.tty --json"))
+        .output()
+        .await
+        .expect("script");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{text}");
+    assert!(
+        !text.contains("restarting"),
+        "no spinner with --json: {text:?}"
+    );
+}
+
+fn which(bin: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(bin))
+            .find(|f| f.is_file())
+    })
+}
