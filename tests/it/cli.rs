@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
-use crate::support::{Daemon, free_port, wait_for};
+use crate::support::{Daemon, Opts, free_port, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_peon");
 
@@ -370,7 +370,12 @@ async fn cli_plans_and_plan() {
 /// reports the API's answer with exit 1. Re-test the happy paths once they exist.
 #[tokio::test]
 async fn cli_plans_update_and_schedules_report_the_api_answer() {
-    let d = Daemon::start().await;
+    // The plan source is the project's own plans folder: no test reaches for the internet.
+    let d = Daemon::start_with(Opts {
+        plans_url: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/plans").into()),
+        ..Default::default()
+    })
+    .await;
     for args in [
         &["plans", "update"][..],
         &["schedules"],

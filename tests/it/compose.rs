@@ -149,6 +149,7 @@ async fn compose_deployment_runs_a_game_server() {
             ("PEON_PORT", api_port.to_string()),
             ("PEON_PUBLISH_ADDRESS", "127.0.0.1".into()),
             ("PEON_PREFLIGHT_DELAY", "1".into()),
+            ("PEON_PLANS_URL", "/home/peon/plan-source".into()),
         ],
     );
     let t = Instant::now();
