@@ -25,18 +25,17 @@ pub async fn dispatch(cmd: ClientCommand) -> Result<ExitCode> {
         ClientCommand::Servers { common } => servers(&connect(&common)?, common.json).await,
         ClientCommand::Server { common, cmd } => server(&connect(&common)?, common.json, cmd).await,
         ClientCommand::Plans { common, cmd } => plans(&connect(&common)?, common.json, cmd).await,
-        ClientCommand::Plan { common, cmd, game } => {
-            let (game, full) = match (cmd, game) {
-                (Some(PlanCmd::Show { game, full }), _) => (game, full),
-                (None, Some(game)) => (game, false),
-                (None, None) => {
-                    return Err(CliError::Usage(
-                        "name a game: `peon plan show <game>` or `peon plan <game>`".into(),
-                    ));
-                }
-            };
-            plan(&connect(&common)?, common.json, &game, full).await
-        }
+        // `peon plan show <game>`, or `peon plan <game>`. Local plan subcommands (such as a
+        // lint) go here too, before anything connects.
+        ClientCommand::Plan { common, cmd, game } => match (cmd, game) {
+            (Some(PlanCmd::Show { game, full }), _) => {
+                plan(&connect(&common)?, common.json, &game, full).await
+            }
+            (None, Some(game)) => plan(&connect(&common)?, common.json, &game, false).await,
+            (None, None) => Err(CliError::Usage(
+                "name a game: `peon plan show <game>` or `peon plan <game>`".into(),
+            )),
+        },
         ClientCommand::Schedules { common, cmd } => {
             schedules(&connect(&common)?, common.json, cmd).await
         }
