@@ -1,6 +1,7 @@
 #!/bin/sh
 # peon's container entrypoint (PEON's init/peon.orc): pre-flight checks with clear messages,
-# then the daemon. Arguments are passed to `peon serve`.
+# then the daemon. Arguments are passed to `peon serve` (a leading `serve` is optional); a
+# command that does not start with `-` or `serve` runs as given.
 #
 # Checks (by `peon preflight`, since the image has no docker CLI):
 #   - the Docker socket is mounted and the engine answers;
@@ -15,7 +16,9 @@ set -eu
 tries="${PEON_PREFLIGHT_TRIES:-3}"
 delay="${PEON_PREFLIGHT_DELAY:-5}"
 
-if [ "${1:-}" != "" ] && [ "${1#-}" = "$1" ]; then
+if [ "${1:-}" = "serve" ]; then
+  shift
+elif [ "${1:-}" != "" ] && [ "${1#-}" = "$1" ]; then
   # A command other than serve flags (e.g. `docker run peon peon servers`): run it as is.
   exec "$@"
 fi
