@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod docker;

@@ -1,4 +1,5 @@
-//! The `peon` binary: the daemon (`peon serve`) and its tools.
+//! The `peon` binary: the daemon (`peon serve`), its client commands (`peon servers`, `peon
+//! server ...`; see `docs/cli.md`) and its tools.
 
 use std::process::ExitCode;
 
@@ -21,11 +22,6 @@ struct Cli {
 enum Command {
     /// Run the daemon.
     Serve(Box<ServeArgs>),
-    /// Tools for plan authors.
-    Plan {
-        #[command(subcommand)]
-        command: PlanCommand,
-    },
     /// Build the busybox stand-in game image used by the bundled demo plan and the tests.
     DemoImage {
         /// Image tag to build.
@@ -45,6 +41,17 @@ enum Command {
     /// Benchmarks that print numbers.
     #[command(subcommand)]
     Bench(Bench),
+    /// Check that the daemon can run here: the Docker engine answers, the data dir is
+    /// writable, the host path of the data dir is known (the container's entrypoint runs this).
+    Preflight(peon::cli::preflight::PreflightArgs),
+    /// Print the API's OpenAPI 3 document (what the daemon serves at /api/1.0/openapi.json).
+    Openapi {
+        /// Write it to this file instead (e.g. docs/openapi.json).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
+    #[command(flatten)]
+    Client(peon::cli::ClientCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,42 +68,6 @@ enum Bench {
         #[arg(long, default_value_t = 2)]
         lead: u64,
     },
-}
-
-#[derive(Debug, Subcommand)]
-enum PlanCommand {
-    /// Lint a plans repository (plans.json and <game>/plan.json folders): one line per problem
-    /// with the plan and the field, then a summary. Exits with 1 when there are errors.
-    Check {
-        /// The plans repository.
-        dir: std::path::PathBuf,
-    },
-}
-
-/// `peon plan check <dir>`.
-fn plan_check(dir: &std::path::Path) -> ExitCode {
-    let started = std::time::Instant::now();
-    match peon::plans::check::check_dir(dir) {
-        Ok(report) => {
-            for f in &report.findings {
-                println!("{f}");
-            }
-            println!(
-                "{} ({} ms)",
-                report.summary(),
-                started.elapsed().as_millis()
-            );
-            if report.errors() > 0 {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Err(e) => {
-            eprintln!("peon: cannot read the plans in {}: {e}", dir.display());
-            ExitCode::from(2)
-        }
-    }
 }
 
 fn init_logging(quiet: bool) {
@@ -119,14 +90,13 @@ fn init_logging(quiet: bool) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Plan {
-        command: PlanCommand::Check { dir },
-    } = &cli.command
-    {
-        return plan_check(dir);
+    // Client commands and preflight print their own output; benchmarks print numbers and log
+    // only warnings; the daemon and demo-image log.
+    match cli.command {
+        Command::Serve(_) | Command::DemoImage { .. } => init_logging(false),
+        Command::Bench(_) => init_logging(true),
+        _ => {}
     }
-    // Benchmarks print numbers; their log would drown them.
-    init_logging(matches!(cli.command, Command::Bench(_)));
     peon::http::init_tls();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -135,8 +105,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let command = match cli.command {
+        Command::Client(c) => return rt.block_on(peon::cli::run(c)),
+        Command::Preflight(a) => return rt.block_on(peon::cli::preflight::run(a)),
+        Command::Openapi { output } => {
+            let doc = peon::api::openapi::document() + "\n";
+            return match output {
+                None => {
+                    print!("{doc}");
+                    ExitCode::SUCCESS
+                }
+                Some(p) => match peon::store::atomic::write_atomic(&p, doc.as_bytes()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("peon: cannot write {}: {e}", p.display());
+                        ExitCode::from(peon::cli::EXIT_LOCAL)
+                    }
+                },
+            };
+        }
+        other => other,
+    };
     let result: Result<(), String> = rt.block_on(async {
-        match cli.command {
+        match command {
             Command::Serve(args) => {
                 let settings = Settings::resolve(&args).map_err(|e| e.to_string())?;
                 let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -147,7 +138,6 @@ fn main() -> ExitCode {
                     .map_err(|e| e.to_string())
             }
             Command::Bench(Bench::Api(opts)) => peon::bench::api::run(opts).await,
-            Command::Plan { .. } => Ok(()),
             Command::DemoImage {
                 tag,
                 busybox,
@@ -176,6 +166,7 @@ fn main() -> ExitCode {
                 println!("{report}");
                 Ok(())
             }
+            Command::Preflight(_) | Command::Client(_) | Command::Openapi { .. } => Ok(()),
         }
     });
     match result {
@@ -184,5 +175,16 @@ fn main() -> ExitCode {
             eprintln!("peon: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks: no two subcommands or options share a name (the client
+    /// commands are flattened beside `serve`).
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

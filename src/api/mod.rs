@@ -4,6 +4,8 @@
 mod auth;
 mod body;
 pub mod error;
+mod maintenance;
+pub mod openapi;
 mod plans;
 mod schedules;
 mod servers;
@@ -43,6 +45,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(900);
 fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/orchestrator", get(system::orchestrator))
+        .route("/capacity", get(maintenance::capacity))
         .route(
             "/servers",
             get(servers::list)
@@ -97,6 +100,7 @@ pub fn router(state: AppState) -> Router {
     for base in BASES {
         app = app
             .route(&format!("{base}/health"), get(system::health))
+            .route(&format!("{base}/openapi.json"), get(openapi::serve))
             .nest(base, protected.clone());
     }
     let cors = CorsLayer::new()

@@ -9,6 +9,18 @@ use super::AppState;
 use super::error::ApiError;
 use crate::plans;
 
+#[utoipa::path(
+    get,
+    path = "/plans",
+    tag = "plans",
+    summary = "The plans registry, sorted by title",
+    responses(
+        (status = 200, description = "Plans", body = Vec<crate::api::openapi::PlanEntry>),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No local plans list", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `GET /plans`: the registry sorted by title without regard to case, plus the plan folders
 /// missing from it (`in_registry: false`).
 pub async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -24,6 +36,18 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(Value::Array(list)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/plans",
+    tag = "plans",
+    summary = "Update the local plans from the plan source",
+    responses(
+        (status = 200, description = "What changed (added plans under `new_recipies`)", body = Object),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+                (status = 502, description = "The plan source failed", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `PUT /plans`: update the local plans from the plan source; answers what was added (also as
 /// PEON's `new_recipies`), removed and changed.
 pub async fn update(State(s): State<AppState>) -> Result<Json<plans::UpdateReport>, ApiError> {
@@ -35,6 +59,19 @@ pub struct PlanQuery {
     full: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/plan/{game}",
+    tag = "plans",
+    summary = "The settings a server of this game takes",
+    params(("game" = String, Path, description = "Game id"), ("full" = Option<String>, Query, description = "true: the whole plan")),
+    responses(
+        (status = 200, description = "Required keys with \"\", optional keys with their default, and description", body = Object),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such plan", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `GET /plan/<game>`: the settings a user must and may give; with `?full=true` the whole plan
 /// (ports, volumes, files, image, actions) as well.
 pub async fn settings(

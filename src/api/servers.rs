@@ -24,11 +24,33 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+#[utoipa::path(
+    get,
+    path = "/servers",
+    tag = "servers",
+    summary = "All servers",
+    responses(
+        (status = 200, description = "All servers, sorted by game then name", body = Vec<ServerObject>),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `GET /servers`
 pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<ServerObject>>> {
     Ok(Json(s.service.list().await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/servers",
+    tag = "servers",
+    summary = "Adopt server folders and containers",
+    responses(
+        (status = 200, description = "All servers", body = Vec<ServerObject>),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `PUT /servers`: adopt server directories and give containers to servers without one.
 pub async fn import(State(s): State<AppState>) -> ApiResult<Json<Vec<ServerObject>>> {
     Ok(Json(s.service.import().await?))
@@ -67,6 +89,22 @@ fn create_request(game: &str, name: Option<String>, body: &Body) -> ApiResult<Cr
     })
 }
 
+#[utoipa::path(
+    put,
+    path = "/server/create/{id}",
+    tag = "servers",
+    summary = "Create and start a server from a plan",
+    params(("id" = String, Path, description = "`<game>.<name>`, or `<game>` for a random name")),
+    request_body(content = Option<crate::api::openapi::CreateBody>, content_type = "application/json", description = "Optional: plan settings as flat keys (`GET /plan/<game>` lists them) plus the fields below"),
+    responses(
+        (status = 200, description = "The server", body = ServerObject),
+        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such plan", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "The server exists or its ports are in use", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `PUT /server/create/<game>[.<name>]`: PEON's create with flat settings.
 pub async fn create_put(
     State(s): State<AppState>,
@@ -81,6 +119,20 @@ pub async fn create_put(
     Ok(Json(s.service.create(req).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/server/create",
+    tag = "servers",
+    summary = "Create a server (the WebUI's form)",
+    request_body(content = crate::api::openapi::CreateBody, content_type = "application/json", description = "`game_uid` and `servername` (or `warcamp`), plan settings as flat keys, plus the fields below"),
+    responses(
+        (status = 200, description = "The server", body = ServerObject),
+        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "The server exists or its ports are in use", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `POST /server/create`: the WebUI's create, with `game_uid` and `servername` in the body.
 pub async fn create_post(State(s): State<AppState>, body: Body) -> ApiResult<Json<ServerObject>> {
     let game = body
@@ -105,6 +157,20 @@ struct Setting10 {
     content: Value,
 }
 
+#[utoipa::path(
+    post,
+    path = "/servers",
+    tag = "servers",
+    summary = "Create a server (PEON 1.0's typed settings)",
+    request_body(content = crate::api::openapi::CreateV10Body, content_type = "application/json", description = "PEON 1.0's create"),
+    responses(
+        (status = 200, description = "The server", body = ServerObject),
+        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "The server exists or its ports are in use", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `POST /servers`: PEON 1.0's create, `settings: [{type: env|json|txt, name, content}]`.
 pub async fn create_v10(State(s): State<AppState>, body: Body) -> ApiResult<Json<ServerObject>> {
     let need = |k: &str| -> ApiResult<String> {
@@ -158,6 +224,20 @@ pub async fn create_v10(State(s): State<AppState>, body: Body) -> ApiResult<Json
     Ok(Json(s.service.create(req).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/server/get/{uid}",
+    tag = "servers",
+    summary = "One server (also /server/info/{uid})",
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    responses(
+        (status = 200, description = "The server", body = ServerObject),
+        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `GET /server/get/<uid>` (also `info`)
 pub async fn get(
     State(s): State<AppState>,
@@ -166,6 +246,20 @@ pub async fn get(
     Ok(Json(s.service.get(&uid(&id)?).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/server/stats/{uid}",
+    tag = "servers",
+    summary = "One server with its resource use",
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    responses(
+        (status = 200, description = "The server", body = ServerObject),
+        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `GET /server/stats/<uid>`
 pub async fn stats(
     State(s): State<AppState>,
@@ -179,6 +273,20 @@ pub struct LogsQuery {
     lines: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/server/logs/{uid}",
+    tag = "servers",
+    summary = "The last lines of the server's console",
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`"), ("lines" = Option<usize>, Query, description = "How many lines, 1-10000 (default 100)")),
+    responses(
+        (status = 200, description = "Console lines", body = crate::api::openapi::LogsBody),
+        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `GET /server/logs/<uid>?lines=N` → `{"logs": [...]}`
 pub async fn logs(
     State(s): State<AppState>,
@@ -190,6 +298,20 @@ pub async fn logs(
     Ok(Json(json!({ "logs": logs })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/server/save/{uid}",
+    tag = "servers",
+    summary = "Back up the server's files (without data/) and download the zip",
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    responses(
+        (status = 200, description = "A zip archive", content_type = "application/zip"),
+        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `GET /server/save/<uid>`: a zip of the server's files without `data/`, streamed.
 pub async fn save(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let b = s.service.save(&uid(&id)?).await?;
@@ -212,6 +334,21 @@ pub async fn save(State(s): State<AppState>, Path(id): Path<String>) -> ApiResul
         .into_response())
 }
 
+#[utoipa::path(
+    put,
+    path = "/server/start/{uid}",
+    tag = "servers",
+    summary = "Start a server, with an optional stop timer",
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    request_body(content = Option<crate::api::openapi::TimerBody>, content_type = "application/json", description = "Optional stop timer"),
+    responses(
+        (status = 200, description = "The server", body = ServerObject),
+        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `PUT /server/start/<uid>` with an optional `interval` / `epoch_time` stop timer.
 pub async fn start(
     State(s): State<AppState>,
@@ -223,6 +360,21 @@ pub async fn start(
     Ok(Json(s.service.start(&u, timer).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/server/stop/{uid}",
+    tag = "servers",
+    summary = "Stop a server now, or later with a timer",
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    request_body(content = Option<crate::api::openapi::TimerBody>, content_type = "application/json", description = "Optional: stop later instead of now"),
+    responses(
+        (status = 200, description = "The server", body = ServerObject),
+        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `PUT /server/stop/<uid>`: now, or at the time given by `interval` / `epoch_time`.
 pub async fn stop(
     State(s): State<AppState>,
@@ -234,6 +386,20 @@ pub async fn stop(
     Ok(Json(s.service.stop(&u, timer).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/server/restart/{uid}",
+    tag = "servers",
+    summary = "Restart a server",
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    responses(
+        (status = 200, description = "The server", body = ServerObject),
+        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `PUT /server/restart/<uid>`
 pub async fn restart(
     State(s): State<AppState>,
@@ -242,6 +408,21 @@ pub async fn restart(
     Ok(Json(s.service.restart(&uid(&id)?).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/server/description/{uid}",
+    tag = "servers",
+    summary = "Set a server's description",
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    request_body(content = crate::api::openapi::DescriptionBody, content_type = "application/json", description = "The new description"),
+    responses(
+        (status = 200, description = "The server", body = ServerObject),
+        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `PUT /server/description/<uid>` with `{"description": str}`
 pub async fn description(
     State(s): State<AppState>,
@@ -255,6 +436,20 @@ pub async fn description(
     Ok(Json(s.service.describe(&u, &d).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/server/skip/{uid}",
+    tag = "servers",
+    summary = "Do nothing and return the server (PEON)",
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    responses(
+        (status = 200, description = "The server", body = ServerObject),
+        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `PUT /server/skip/<uid>`: does nothing and returns the server (PEON).
 pub async fn skip(
     State(s): State<AppState>,
@@ -263,6 +458,21 @@ pub async fn skip(
     Ok(Json(s.service.get(&uid(&id)?).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/server/update/{uid}",
+    tag = "servers",
+    summary = "Update a server's image and/or game",
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    request_body(content = Option<crate::api::openapi::UpdateBody>, content_type = "application/json", description = "Optional; mode defaults to full"),
+    responses(
+        (status = 200, description = "The server", body = ServerObject),
+        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `PUT /server/update/<uid>` with `{"mode": ...}` (default `full`).
 pub async fn update(
     State(s): State<AppState>,
@@ -274,6 +484,21 @@ pub async fn update(
     Ok(Json(s.service.update(&u, mode).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/server/destroy/{uid}",
+    tag = "servers",
+    summary = "Remove the container and network (and the files with eradicate)",
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    request_body(content = Option<crate::api::openapi::DestroyBody>, content_type = "application/json", description = "Optional; eradicate defaults to false"),
+    responses(
+        (status = 200, description = "Done", body = crate::api::openapi::SuccessBody),
+        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `DELETE /server/destroy/<uid>`: container and network go; `{"eradicate": true}` also
 /// deletes the files.
 pub async fn destroy(
@@ -286,6 +511,21 @@ pub async fn destroy(
     Ok(Json(json!({ "status": "success", "info": note })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/server/eradicate/{uid}",
+    tag = "servers",
+    summary = "Remove the server with all its files (needs eradicate: true)",
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    request_body(content = crate::api::openapi::DestroyBody, content_type = "application/json", description = "Must be {\"eradicate\": true}"),
+    responses(
+        (status = 200, description = "Done", body = crate::api::openapi::SuccessBody),
+        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `DELETE /server/eradicate/<uid>` with `{"eradicate": true}`: container, network and files.
 pub async fn eradicate(
     State(s): State<AppState>,

@@ -14,6 +14,13 @@ pub fn version() -> String {
         .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned())
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "system",
+    summary = "Liveness and whether the Docker engine answers (no key; also at /health)",
+    responses((status = 200, description = "The daemon answers", body = crate::api::openapi::Health))
+)]
 /// `GET /health`: no key needed; says whether the engine answers.
 pub async fn health(State(s): State<AppState>) -> Json<Value> {
     let engine = s.service.engine().info().await;
@@ -24,6 +31,17 @@ pub async fn health(State(s): State<AppState>) -> Json<Value> {
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/orchestrator",
+    tag = "system",
+    summary = "The daemon's version, instance, engine and server count",
+    responses(
+        (status = 200, description = "About the daemon", body = crate::api::openapi::Orchestrator),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `GET /orchestrator`: PEON's `{"version"}`, plus the engine and server counts.
 pub async fn orchestrator(State(s): State<AppState>) -> Json<Value> {
     let engine = match s.service.engine().info().await {

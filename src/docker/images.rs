@@ -19,6 +19,18 @@ impl Engine {
         }
     }
 
+    /// The size in bytes of a local image, or `None` when the image is not present.
+    pub async fn image_size(&self, image: &str) -> Result<Option<u64>> {
+        let c = self.client().await?;
+        match c.inspect_image(image).await {
+            Ok(i) => Ok(Some(i.size.unwrap_or(0).max(0) as u64)),
+            Err(e) => match self.fail("inspect image", e).await {
+                DockerError::NotFound(_) => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
     /// Pulls `image` from its registry.
     pub async fn pull_image(&self, image: &str) -> Result<()> {
         let c = self.client().await?;

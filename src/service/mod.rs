@@ -5,6 +5,7 @@
 //! Actions on one server are serialized by a per-server lock; different servers run in parallel.
 
 mod backup;
+mod capacity;
 mod container;
 mod create;
 mod lifecycle;
@@ -24,6 +25,7 @@ use crate::schedule::{ScheduleError, Scheduler};
 use crate::store::{DataDir, ServerStore, StoreError};
 
 pub use backup::Backup;
+pub use capacity::{Capacity, ImageUsage, ServerUsage};
 pub use create::CreateRequest;
 pub use lifecycle::UpdateMode;
 pub use view::{ServerObject, StatsView};

@@ -100,6 +100,35 @@ pub fn empty_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Bytes used by the regular files under `root` (symlinks are not followed; unreadable entries
+/// are skipped). A missing `root` uses 0 bytes.
+pub fn tree_size(root: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(root) else {
+        return 0;
+    };
+    if meta.is_file() {
+        return meta.len();
+    }
+    if !meta.is_dir() {
+        return 0;
+    }
+    let mut total = 0;
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +174,19 @@ mod tests {
             within(root, "config/hostname").unwrap(),
             Within::Link(root.join("config"))
         );
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn tree_size_adds_files_and_ignores_missing_roots() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("a/b")).unwrap();
+        std::fs::write(d.path().join("a/x"), [0u8; 10]).unwrap();
+        std::fs::write(d.path().join("a/b/y"), [0u8; 32]).unwrap();
+        assert_eq!(super::tree_size(d.path()), 42);
+        assert_eq!(super::tree_size(&d.path().join("a/x")), 10);
+        assert_eq!(super::tree_size(&d.path().join("nope")), 0);
     }
 }

@@ -3,6 +3,8 @@
 mod support;
 
 mod api_basics;
+mod cli;
+mod compose;
 mod create;
 mod lifecycle;
 mod plans;

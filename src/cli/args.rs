@@ -1,0 +1,230 @@
+//! The client subcommands as clap sees them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+/// Options every client command takes: where the daemon is, its key, and the output form.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Common {
+    /// Daemon URL, e.g. http://127.0.0.1:5000 [default: from PEON_LISTEN or the daemon's
+    /// config, else http://127.0.0.1:5000].
+    #[arg(long, env = "PEON_URL", global = true)]
+    pub url: Option<String>,
+    /// API key [default: API_KEY, the daemon's config file, or <data dir>/api.key].
+    #[arg(long, env = "PEON_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
+    /// Print the API's JSON instead of a table; no progress display.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Client commands, each run against a daemon.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// List the servers (a table; --json for the API's objects).
+    Servers {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// One server: get, stats, logs, start, stop, restart, create, update, describe, destroy,
+    /// eradicate, save.
+    Server {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        cmd: ServerCmd,
+    },
+    /// The plans the daemon knows; `peon plans update` fetches them from the plan source.
+    Plans {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        cmd: Option<PlansCmd>,
+    },
+    /// One plan: `peon plan show <game>` (or just `peon plan <game>`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Plan {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        cmd: Option<PlanCmd>,
+        /// Shorthand for `peon plan show <game>`.
+        game: Option<String>,
+    },
+    /// Schedules: all of them, or `list|add|remove` for one server.
+    Schedules {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        cmd: Option<ScheduleCmd>,
+    },
+    /// The daemon's version, its engine, and the state of every server's container.
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// Print nothing; the exit code says whether the daemon answers.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check the daemon's /health (no key needed); exit 0 when it and its engine are up.
+    Health {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Resource use (CPU, memory, uptime) of every running game server.
+    Metrics {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Disk used by each server's folder, backups, plans and the images in use.
+    Capacity {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `peon server <action> <uid>`.
+#[derive(Debug, Subcommand)]
+pub enum ServerCmd {
+    /// Show a server.
+    Get { uid: String },
+    /// Show a server's resource use.
+    Stats { uid: String },
+    /// Print the last lines of a server's console output.
+    Logs {
+        uid: String,
+        /// How many lines.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        lines: usize,
+        /// Keep printing new lines (polls the logs endpoint every --poll seconds).
+        #[arg(long, short)]
+        follow: bool,
+        /// Seconds between polls with --follow.
+        #[arg(long, default_value_t = 2.0)]
+        poll: f64,
+    },
+    /// Start a server, optionally with a stop timer.
+    Start {
+        uid: String,
+        #[command(flatten)]
+        timer: Timer,
+    },
+    /// Stop a server now, or at the time given by --interval/--epoch.
+    Stop {
+        uid: String,
+        #[command(flatten)]
+        timer: Timer,
+    },
+    /// Restart a server.
+    Restart { uid: String },
+    /// Create a server from a plan: `<game>.<name>` (or `<game>` for a random name).
+    Create {
+        uid: String,
+        /// A plan setting, KEY=VALUE (repeatable). `peon plan <game>` lists them.
+        #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// A description of the server.
+        #[arg(long, short)]
+        description: Option<String>,
+        /// Create it stopped.
+        #[arg(long)]
+        start_later: bool,
+        #[command(flatten)]
+        timer: Timer,
+    },
+    /// Update a server's game or image.
+    Update {
+        uid: String,
+        /// server, image, full, reinit, quick or validate.
+        #[arg(long, short, default_value = "full")]
+        mode: String,
+    },
+    /// Set a server's description.
+    Describe {
+        uid: String,
+        /// The new description (all remaining words).
+        #[arg(required = true, num_args = 1..)]
+        description: Vec<String>,
+    },
+    /// Remove a server's container and network; its files stay (--eradicate removes them too).
+    Destroy {
+        uid: String,
+        /// Also delete the server's files.
+        #[arg(long)]
+        eradicate: bool,
+    },
+    /// Remove a server with all its files (needs --yes).
+    Eradicate {
+        uid: String,
+        /// Confirm that the server's files are to be deleted.
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Back up a server (without data/) and download the zip.
+    Save {
+        uid: String,
+        /// Where to write the zip (`-` for standard output) [default: the daemon's file name
+        /// in the current directory].
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// PEON's timer options.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Timer {
+    /// Stop after this long: 30s, 10m, 2h, 1d, 1h30m.
+    #[arg(long, short, conflicts_with = "epoch")]
+    pub interval: Option<String>,
+    /// Stop at this Unix time (10 digits).
+    #[arg(long, short)]
+    pub epoch: Option<String>,
+}
+
+/// `peon plans <cmd>`.
+#[derive(Debug, Subcommand)]
+pub enum PlansCmd {
+    /// Fetch the plans from the daemon's plan source (`PUT /plans`).
+    Update,
+}
+
+/// `peon plan <cmd>`.
+#[derive(Debug, Subcommand)]
+pub enum PlanCmd {
+    /// Lint a plans repository (plans.json and <game>/plan.json folders) without a daemon: one
+    /// line per problem with the plan and the field, then a summary. Exits 1 on errors.
+    Check {
+        /// The plans repository.
+        dir: PathBuf,
+    },
+    /// The settings a server of this game takes (`GET /plan/<game>`).
+    Show {
+        game: String,
+        /// The whole plan: ports, volumes, files and image.
+        #[arg(long)]
+        full: bool,
+    },
+}
+
+/// `peon schedules <cmd>`.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCmd {
+    /// The schedules of one server and their last results.
+    List { uid: String },
+    /// Add a schedule: --cron "0 0 18 * * Fri" or --at <Unix time | RFC 3339>.
+    Add {
+        uid: String,
+        /// start, stop or restart.
+        #[arg(long, short)]
+        action: String,
+        /// A cron expression (seconds optional) in the daemon's time zone.
+        #[arg(long, conflicts_with = "at", required_unless_present = "at")]
+        cron: Option<String>,
+        /// A one-off time.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Remove one schedule of a server.
+    Remove { uid: String, id: String },
+}

@@ -1,0 +1,95 @@
+//! Disk use: each server's folder (and its `data/` part), backups, plans, and the images the
+//! servers run. PEON's `capacity` maintenance command shows this.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::{Result, ServerService};
+use crate::store::fsutil::tree_size;
+
+/// Disk use of one server's folder.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ServerUsage {
+    pub uid: String,
+    /// The whole server folder.
+    pub bytes: u64,
+    /// The `data/` part of it (the game's files and worlds).
+    pub data_bytes: u64,
+}
+
+/// An image the servers use.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ImageUsage {
+    pub image: String,
+    /// Size on the engine; `None` when the image is not present locally.
+    pub bytes: Option<u64>,
+    /// The servers whose plan names this image.
+    pub servers: Vec<String>,
+}
+
+/// The answer of `GET /capacity`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Capacity {
+    pub data_dir: String,
+    pub servers: Vec<ServerUsage>,
+    pub servers_bytes: u64,
+    pub backups_bytes: u64,
+    pub plans_bytes: u64,
+    pub images: Vec<ImageUsage>,
+    pub images_bytes: u64,
+}
+
+impl ServerService {
+    /// Measures the data dir and asks the engine for the size of each image in use.
+    pub async fn capacity(&self) -> Result<Capacity> {
+        let records = self.store.list();
+        let dirs: Vec<(String, PathBuf)> = records
+            .iter()
+            .map(|r| (r.uid.to_string(), r.dir.clone()))
+            .collect();
+        let data = self.store.data_dir();
+        let backups = data.backups();
+        let plans = self.settings.plans_dir.clone();
+        let (servers, backups_bytes, plans_bytes) = tokio::task::spawn_blocking(move || {
+            let servers: Vec<ServerUsage> = dirs
+                .into_iter()
+                .map(|(uid, dir)| ServerUsage {
+                    uid,
+                    bytes: tree_size(&dir),
+                    data_bytes: tree_size(&dir.join("data")),
+                })
+                .collect();
+            (servers, tree_size(&backups), tree_size(&plans))
+        })
+        .await
+        .map_err(|e| super::ServiceError::Failed(format!("measuring the data dir failed: {e}")))?;
+
+        let mut by_image: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in &records {
+            by_image
+                .entry(r.plan.image.clone())
+                .or_default()
+                .push(r.uid.to_string());
+        }
+        let mut images = Vec::with_capacity(by_image.len());
+        for (image, servers) in by_image {
+            let bytes = self.engine.image_size(&image).await?;
+            images.push(ImageUsage {
+                image,
+                bytes,
+                servers,
+            });
+        }
+        Ok(Capacity {
+            data_dir: data.root().display().to_string(),
+            servers_bytes: servers.iter().map(|s| s.bytes).sum(),
+            servers,
+            backups_bytes,
+            plans_bytes,
+            images_bytes: images.iter().filter_map(|i| i.bytes).sum(),
+            images,
+        })
+    }
+}

@@ -1,0 +1,608 @@
+//! The `peon` CLI against a daemon started by the test: the real binary with PEON_URL and
+//! PEON_API_KEY, every subcommand's happy path, and the failure modes with their exit codes
+//! (1 API error, 2 usage, 3 daemon unreachable).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::AsyncBufReadExt;
+
+use crate::support::{Daemon, Opts, free_port, wait_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_peon");
+
+/// What one run of the CLI did.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "{self:?}");
+        self
+    }
+}
+
+/// A CLI command with only the given environment (no key or URL leaking in from the host).
+fn command(env: &[(&str, &str)], args: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(BIN);
+    c.args(args)
+        .env_remove("PEON_URL")
+        .env_remove("PEON_API_KEY")
+        .env_remove("API_KEY")
+        .env_remove("PEON_LISTEN")
+        .env_remove("PEON_CONFIG")
+        .env_remove("PEON_DATA_DIR")
+        .env_remove("HOST_DIR")
+        .env_remove("PEON_HOST_DIR")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+async fn run_env(env: &[(&str, &str)], args: &[&str]) -> Out {
+    let o = command(env, args).output().await.expect("run peon");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Runs `peon <args>` against `d`.
+async fn peon(d: &Daemon, args: &[&str]) -> Out {
+    run_env(&[("PEON_URL", &d.root), ("PEON_API_KEY", &d.key)], args).await
+}
+
+#[tokio::test]
+async fn cli_server_lifecycle() {
+    let d = Daemon::start().await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.cli");
+
+    let o = peon(
+        &d,
+        &[
+            "server",
+            "create",
+            &uid,
+            "--set",
+            "SERVER_NAME=Cli Test",
+            "--description",
+            "made by the cli",
+        ],
+    )
+    .await
+    .ok();
+    assert!(o.stdout.contains(&uid), "{o:?}");
+    assert!(o.stdout.contains("running"), "{o:?}");
+    assert!(
+        o.stderr.is_empty(),
+        "no progress line when not a TTY: {o:?}"
+    );
+
+    let o = peon(&d, &["servers"]).await.ok();
+    let header = o.stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("UID") && header.contains("STATE"),
+        "{o:?}"
+    );
+    let row = o.stdout.lines().find(|l| l.contains(&uid)).expect("row");
+    assert!(
+        row.contains("running") && row.contains("made by the cli"),
+        "{row}"
+    );
+
+    let v = peon(&d, &["servers", "--json"]).await.ok().json();
+    assert_eq!(v[0]["uid"], uid.as_str());
+
+    let v = peon(&d, &["server", "get", &uid, "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(v["description"], "made by the cli");
+    let o = peon(&d, &["server", "get", &uid]).await.ok();
+    assert!(o.stdout.contains("config.server_name"), "{o:?}");
+
+    let o = peon(&d, &["server", "stats", &uid]).await.ok();
+    assert!(
+        o.stdout.contains("cpu") && o.stdout.contains("memory"),
+        "{o:?}"
+    );
+    let v = peon(&d, &["server", "stats", &uid, "--json"])
+        .await
+        .ok()
+        .json();
+    assert!(v["memory_bytes"].as_u64().unwrap_or(0) > 0, "{v}");
+
+    let o = wait_for(Duration::from_secs(15), "the game's log", || async {
+        let o = peon(&d, &["server", "logs", &uid, "--lines", "50"]).await;
+        (o.code == 0 && o.stdout.contains("listening on port")).then_some(o)
+    })
+    .await;
+    assert!(o.stdout.contains("booting (boot #1)"), "{o:?}");
+    let v = peon(&d, &["server", "logs", &uid, "--json"])
+        .await
+        .ok()
+        .json();
+    assert!(v["logs"].is_array(), "{v}");
+
+    let o = peon(&d, &["server", "describe", &uid, "a", "new", "text"])
+        .await
+        .ok();
+    assert_eq!(o.stdout.trim(), format!("{uid}: a new text"));
+
+    let o = peon(&d, &["server", "stop", &uid]).await.ok();
+    assert_eq!(o.stdout.trim(), format!("{uid}: exited"));
+    let o = peon(&d, &["server", "start", &uid, "--interval", "2h"])
+        .await
+        .ok();
+    assert!(o.stdout.contains("running (stops at"), "{o:?}");
+    let v = peon(&d, &["server", "restart", &uid, "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(v["container_state"], "running");
+    let o = peon(&d, &["server", "update", &uid, "--mode", "server"])
+        .await
+        .ok();
+    assert!(o.stdout.contains(&uid), "{o:?}");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let zip = dir.path().join("b.zip");
+    let o = peon(
+        &d,
+        &[
+            "server",
+            "save",
+            &uid,
+            "--output",
+            zip.to_str().expect("utf8"),
+        ],
+    )
+    .await
+    .ok();
+    assert!(o.stdout.starts_with("saved "), "{o:?}");
+    let bytes = std::fs::read(&zip).expect("zip written");
+    assert_eq!(&bytes[..2], b"PK", "a zip file");
+    // Into a directory: the daemon's file name.
+    let o = peon(
+        &d,
+        &[
+            "server",
+            "save",
+            &uid,
+            "-o",
+            dir.path().to_str().expect("utf8"),
+            "--json",
+        ],
+    )
+    .await
+    .ok();
+    let file = o.json()["file"].as_str().expect("file").to_owned();
+    assert!(
+        file.ends_with(".zip") && std::path::Path::new(&file).exists(),
+        "{file}"
+    );
+
+    let o = peon(&d, &["server", "destroy", &uid]).await.ok();
+    assert!(!o.stdout.trim().is_empty(), "{o:?}");
+    assert!(d.server_dir(&uid).exists(), "destroy keeps the files");
+
+    let o = peon(&d, &["server", "eradicate", &uid]).await;
+    assert_eq!(o.code, 2, "eradicate needs --yes: {o:?}");
+    assert!(o.stderr.contains("--yes"), "{o:?}");
+    assert!(d.server_dir(&uid).exists());
+    peon(&d, &["server", "eradicate", &uid, "--yes"]).await.ok();
+    assert!(!d.server_dir(&uid).exists(), "eradicate removes the files");
+
+    let o = peon(&d, &["server", "get", &uid]).await;
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("404"), "{o:?}");
+}
+
+#[tokio::test]
+async fn cli_failure_modes_have_distinct_exit_codes() {
+    let d = Daemon::start().await;
+
+    // Unknown server: the API's info, exit 1.
+    let o = peon(&d, &["server", "get", "nosuchgame.nobody"]).await;
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stderr.starts_with("peon: ") && o.stderr.contains("HTTP 404"),
+        "{o:?}"
+    );
+    let o = peon(&d, &["server", "start", "nosuchgame.nobody"]).await;
+    assert_eq!(o.code, 1, "{o:?}");
+
+    // Bad key: exit 1, and says the key was refused.
+    let o = run_env(
+        &[("PEON_URL", &d.root), ("PEON_API_KEY", "wrong")],
+        &["servers"],
+    )
+    .await;
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stderr.contains("refused") && o.stderr.contains("401"),
+        "{o:?}"
+    );
+
+    // No key at all: says where it looked.
+    let empty = tempfile::tempdir().expect("tmp");
+    let o = run_env(
+        &[
+            ("PEON_URL", &d.root),
+            ("PEON_DATA_DIR", empty.path().to_str().expect("utf8")),
+        ],
+        &["servers"],
+    )
+    .await;
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("api.key"), "{o:?}");
+
+    // Daemon down: exit 3.
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let o = run_env(&[("PEON_URL", &down), ("PEON_API_KEY", "k")], &["servers"]).await;
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(o.stderr.contains("cannot connect"), "{o:?}");
+    let o = run_env(&[], &["status", "--url", &down]).await;
+    assert_eq!(o.code, 3, "{o:?}");
+
+    // Usage errors: exit 2, from clap and from the CLI's own checks.
+    for args in [
+        &["server", "frobnicate", "a.b"][..],
+        &["server", "get"],
+        &["server", "get", "not-a-uid"],
+        &["server", "create", "demo.x", "--set", "NOEQUALS"],
+        &["servers", "--url", "ftp://x"],
+        &["plan"],
+    ] {
+        let o = peon(&d, args).await;
+        assert_eq!(o.code, 2, "{args:?}: {o:?}");
+    }
+
+    // Something that is not peon answers: a connection-class error.
+    let o = run_env(
+        &[
+            ("PEON_URL", &format!("{}/nothing-here", d.root)),
+            ("PEON_API_KEY", &d.key),
+        ],
+        &["servers"],
+    )
+    .await;
+    assert_ne!(o.code, 0, "{o:?}");
+}
+
+#[tokio::test]
+async fn cli_status_health_metrics_capacity() {
+    let d = Daemon::start().await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.mon");
+    d.create_running(&uid).await;
+
+    let o = peon(&d, &["status"]).await.ok();
+    assert!(o.stdout.starts_with("peon "), "{o:?}");
+    assert!(o.stdout.contains("engine: Docker"), "{o:?}");
+    assert!(o.stdout.contains("servers: 1 (1 running)"), "{o:?}");
+    assert!(o.stdout.contains(&uid), "{o:?}");
+    let o = peon(&d, &["status", "--quiet"]).await.ok();
+    assert!(o.stdout.is_empty(), "{o:?}");
+    let v = peon(&d, &["status", "--json"]).await.ok().json();
+    assert_eq!(v["orchestrator"]["instance"], d.instance.as_str());
+
+    let o = peon(&d, &["health"]).await.ok();
+    assert!(o.stdout.starts_with("ok"), "{o:?}");
+    // health needs no key.
+    run_env(&[("PEON_URL", &d.root)], &["health"]).await.ok();
+
+    let o = peon(&d, &["metrics"]).await.ok();
+    let row = o.stdout.lines().find(|l| l.contains(&uid)).expect("row");
+    assert!(row.contains('%') && row.contains("B"), "{row}");
+    let v = peon(&d, &["metrics", "--json"]).await.ok().json();
+    assert_eq!(v[0]["uid"], uid.as_str());
+    assert!(v[0]["memory_bytes"].as_u64().unwrap_or(0) > 0, "{v}");
+
+    std::fs::write(
+        d.server_dir(&uid).join("data/world.bin"),
+        vec![7u8; 100_000],
+    )
+    .expect("write a world file");
+    let v = peon(&d, &["capacity", "--json"]).await.ok().json();
+    let s = v["servers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["uid"] == uid.as_str()))
+        .expect("server in capacity")
+        .clone();
+    assert!(s["data_bytes"].as_u64().unwrap_or(0) >= 100_000, "{v}");
+    assert!(s["bytes"].as_u64() >= s["data_bytes"].as_u64(), "{v}");
+    assert!(v["images"][0]["bytes"].as_u64().unwrap_or(0) > 0, "{v}");
+    let o = peon(&d, &["capacity"]).await.ok();
+    assert!(
+        o.stdout.contains(&uid) && o.stdout.contains("IMAGE"),
+        "{o:?}"
+    );
+
+    d.put(&format!("/server/stop/{uid}"), serde_json::json!({}))
+        .await;
+    let o = peon(&d, &["metrics"]).await.ok();
+    assert!(o.stdout.contains("No running servers"), "{o:?}");
+}
+
+#[tokio::test]
+async fn cli_plans_and_plan() {
+    let d = Daemon::start().await;
+    let o = peon(&d, &["plans"]).await.ok();
+    assert!(o.stdout.lines().any(|l| l.starts_with("demo ")), "{o:?}");
+    let v = peon(&d, &["plans", "--json"]).await.ok().json();
+    assert!(v.as_array().is_some_and(|a| !a.is_empty()), "{v}");
+
+    let o = peon(&d, &["plan", "show", "demo"]).await.ok();
+    assert!(
+        o.stdout.contains("SETTING") && o.stdout.contains("SERVER_NAME"),
+        "{o:?}"
+    );
+    let short = peon(&d, &["plan", "demo"]).await.ok();
+    assert_eq!(
+        short.stdout, o.stdout,
+        "`peon plan <game>` is `peon plan show <game>`"
+    );
+    let v = peon(&d, &["plan", "demo", "--json"]).await.ok().json();
+    assert!(v.get("SERVER_NAME").is_some(), "{v}");
+
+    let o = peon(&d, &["plan", "show", "nosuchgame"]).await;
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("404"), "{o:?}");
+}
+
+/// `PUT /plans` and the schedules API come with other issues; on a daemon without them the CLI
+/// reports the API's answer with exit 1. Re-test the happy paths once they exist.
+#[tokio::test]
+async fn cli_plans_update_and_schedules_report_the_api_answer() {
+    // The plan source is the project's own plans folder: no test reaches for the internet.
+    let d = Daemon::start_with(Opts {
+        plans_url: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/plans").into()),
+        ..Default::default()
+    })
+    .await;
+    for args in [
+        &["plans", "update"][..],
+        &["schedules"],
+        &["schedules", "list", "demo.x"],
+        &[
+            "schedules",
+            "add",
+            "demo.x",
+            "--action",
+            "start",
+            "--cron",
+            "0 0 18 * * Fri",
+        ],
+        &["schedules", "remove", "demo.x", "1"],
+    ] {
+        let o = peon(&d, args).await;
+        if o.code == 0 {
+            continue; // the endpoint exists on this branch
+        }
+        assert_eq!(o.code, 1, "{args:?}: {o:?}");
+        assert!(o.stderr.starts_with("peon: "), "{args:?}: {o:?}");
+    }
+    let o = peon(&d, &["schedules", "add", "demo.x", "--action", "start"]).await;
+    assert_eq!(o.code, 2, "--cron or --at is required: {o:?}");
+}
+
+/// Inside the daemon's container there is no PEON_URL: the CLI finds the daemon from
+/// PEON_LISTEN and its key in `<PEON_DATA_DIR>/api.key`, or from the daemon's config file.
+#[tokio::test]
+async fn cli_finds_the_daemon_from_its_own_settings() {
+    let d = Daemon::start().await;
+    let listen = d.root.trim_start_matches("http://").to_owned();
+    let data = tempfile::tempdir().expect("tmp");
+    std::fs::write(data.path().join("api.key"), format!("{}\n", d.key)).expect("key");
+    let o = run_env(
+        &[
+            ("PEON_LISTEN", &listen),
+            ("PEON_DATA_DIR", data.path().to_str().expect("utf8")),
+        ],
+        &["servers", "--json"],
+    )
+    .await
+    .ok();
+    assert!(o.json().is_array());
+
+    let port = listen.rsplit(':').next().expect("port");
+    let cfg = data.path().join("peon.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"0.0.0.0:{port}\"\napi_key = \"{}\"\ninstance = \"x\"\n",
+            d.key
+        ),
+    )
+    .expect("config");
+    run_env(
+        &[("PEON_CONFIG", cfg.to_str().expect("utf8"))],
+        &["status", "-q"],
+    )
+    .await
+    .ok();
+}
+
+#[tokio::test]
+async fn cli_logs_follow_prints_new_lines() {
+    let d = Daemon::start().await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.follow");
+    d.create_running(&uid).await;
+
+    let mut child = command(
+        &[("PEON_URL", &d.root), ("PEON_API_KEY", &d.key)],
+        &[
+            "server", "logs", &uid, "--follow", "--poll", "0.3", "-n", "5",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    read_until(&mut lines, &mut seen, "listening", Duration::from_secs(15)).await;
+    // A restart writes new lines; --follow prints them once.
+    d.put(&format!("/server/restart/{uid}"), serde_json::json!({}))
+        .await;
+    read_until(&mut lines, &mut seen, "boot #2", Duration::from_secs(20)).await;
+    let boots = seen.iter().filter(|l| l.contains("boot #1")).count();
+    assert_eq!(boots, 1, "no line is printed twice: {seen:?}");
+    let _ = child.kill().await;
+}
+
+/// Reads lines into `seen` until one contains `needle`, failing after `within`.
+async fn read_until(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    seen: &mut Vec<String>,
+    needle: &str,
+    within: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !seen.iter().any(|l| l.contains(needle)) {
+        match tokio::time::timeout_at(deadline, lines.next_line()).await {
+            Ok(Ok(Some(l))) => seen.push(l),
+            Ok(_) => panic!("peon logs --follow ended early: {seen:?}"),
+            Err(_) => panic!("timed out after {within:?} waiting for {needle:?}: {seen:?}"),
+        }
+    }
+}
+
+/// PEON's WebUI fetches `{base}/openapi.json` before it has a key: served without one, and
+/// the same document `peon openapi` prints.
+#[tokio::test]
+async fn openapi_json_is_served_without_the_key() {
+    let d = Daemon::start().await;
+    let printed = run_env(&[], &["openapi"]).await.ok().json();
+    for base in ["/api/1.0", "/api/v1"] {
+        let res = d
+            .http
+            .get(format!("{}{base}/openapi.json", d.root))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), reqwest::StatusCode::OK, "{base}");
+        let v: Value = res.json().await.expect("json");
+        assert!(v["paths"]["/server/get/{uid}"].is_object(), "{v}");
+        assert_eq!(v, printed, "the served document is `peon openapi`'s");
+    }
+}
+
+/// The entrypoint's checks: the engine answers, the data dir is writable, and in a container
+/// HOST_DIR must be set; each failure says what to do, and the exit code is 1.
+#[tokio::test]
+async fn preflight_checks_say_what_is_wrong() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let data_s = data.to_str().expect("utf8");
+    let o = run_env(&[], &["preflight", "--data-dir", data_s])
+        .await
+        .ok();
+    assert!(
+        o.stdout.contains("ok   docker") && o.stdout.contains("is writable"),
+        "{o:?}"
+    );
+
+    let o = run_env(&[], &["preflight", "--data-dir", data_s, "--in-container"]).await;
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stderr.contains("FAIL host dir") && o.stderr.contains("HOST_DIR"),
+        "{o:?}"
+    );
+    run_env(
+        &[("HOST_DIR", "/srv/peon")],
+        &["preflight", "--data-dir", data_s, "--in-container"],
+    )
+    .await
+    .ok();
+
+    let o = run_env(
+        &[("HOST_DIR", "/srv/peon")],
+        &[
+            "preflight",
+            "--data-dir",
+            data_s,
+            "--docker-host",
+            "unix:///nonexistent/docker.sock",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("does not exist: mount"), "{o:?}");
+
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").expect("file");
+    let o = run_env(
+        &[],
+        &["preflight", "--data-dir", file.to_str().expect("utf8")],
+    )
+    .await;
+    assert_eq!(o.code, 1, "a file is not a data dir: {o:?}");
+    assert!(o.stderr.contains("FAIL data dir"), "{o:?}");
+}
+
+/// Long actions draw a spinner with the elapsed time on a terminal's stderr, and nothing with
+/// --json (the other tests run without a terminal and check stderr stays empty).
+#[tokio::test]
+async fn progress_is_shown_on_a_terminal_only() {
+    if which("script").is_none() {
+        eprintln!("skipped: util-linux `script` (a pseudo-terminal runner) is not installed");
+        return;
+    }
+    let d = Daemon::start().await;
+    let (game, _) = d.new_game(1);
+    let run = |cmdline: String| {
+        let mut c = tokio::process::Command::new("script");
+        c.args(["-qec", &cmdline, "/dev/null"])
+            .env("PEON_URL", &d.root)
+            .env("PEON_API_KEY", &d.key)
+            .stdin(Stdio::null());
+        c
+    };
+    let o = run(format!(
+        "{BIN} server create {game}.tty --set SERVER_NAME=T"
+    ))
+    .output()
+    .await
+    .expect("script");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("creating {game}.tty")) && text.contains("\x1b[2K"),
+        "a spinner line was drawn and cleared: {text:?}"
+    );
+    let o = run(format!("{BIN} server restart {game}.tty --json"))
+        .output()
+        .await
+        .expect("script");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{text}");
+    assert!(
+        !text.contains("restarting"),
+        "no spinner with --json: {text:?}"
+    );
+}
+
+fn which(bin: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(bin))
+            .find(|f| f.is_file())
+    })
+}
