@@ -12,7 +12,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{maintenance, plans, servers, system};
+use super::{maintenance, plans, schedules, servers, system};
 use crate::service::{Capacity, ImageUsage, ServerObject, ServerUsage, StatsView};
 
 /// Every error: `{"status": "error", "info": ..., "err_code": ...}`.
@@ -114,6 +114,18 @@ pub struct Orchestrator {
     pub engine: Value,
 }
 
+/// `POST /server/schedules/<uid>`: give `cron` or `at`.
+#[derive(Serialize, ToSchema)]
+pub struct ScheduleBody {
+    /// `start`, `stop` or `restart`.
+    pub action: String,
+    /// 5 or 6 fields (seconds optional), in the daemon's time zone, e.g. `0 18 * * FRI`.
+    pub cron: Option<String>,
+    /// Once: RFC 3339 or Unix seconds.
+    #[schema(value_type = Option<String>)]
+    pub at: Option<Value>,
+}
+
 /// One entry of `GET /plans`.
 #[derive(Serialize, ToSchema)]
 pub struct PlanEntry {
@@ -167,11 +179,15 @@ impl Modify for ApiKeyScheme {
         plans::update,
         plans::settings,
         maintenance::capacity,
+        schedules::list,
+        schedules::add,
+        schedules::remove,
+        schedules::all,
     ),
     components(schemas(
         ServerObject, StatsView, Capacity, ServerUsage, ImageUsage, ErrorBody, SuccessBody,
         TimerBody, CreateBody, CreateV10Body, UpdateBody, DescriptionBody, DestroyBody,
-        LogsBody, Health, Orchestrator, PlanEntry
+        LogsBody, Health, Orchestrator, PlanEntry, ScheduleBody
     )),
     modifiers(&ApiKeyScheme),
     tags(
@@ -179,6 +195,7 @@ impl Modify for ApiKeyScheme {
         (name = "servers", description = "Game servers"),
         (name = "plans", description = "Game plans"),
         (name = "maintenance", description = "Resource and disk use"),
+        (name = "schedules", description = "Timers and recurring schedules"),
     )
 )]
 pub struct ApiDoc;

@@ -26,6 +26,19 @@ fn invalid(msg: impl Into<String>) -> ApiError {
     ScheduleError::Invalid(msg.into()).into()
 }
 
+#[utoipa::path(
+    get,
+    path = "/server/schedules/{uid}",
+    tag = "schedules",
+    summary = "A server's schedules and last firings",
+    params(("uid" = String, Path, description = "Server uid <game>.<name>")),
+    responses(
+        (status = 200, description = "Schedules (soonest first) and results (newest first)", body = Object),
+        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `GET /server/schedules/<uid>`: schedules (soonest first) and last firings (newest first).
 pub async fn list(
     State(s): State<AppState>,
@@ -35,6 +48,21 @@ pub async fn list(
     Ok(Json(s.service.scheduler().server(&uid)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/server/schedules/{uid}",
+    tag = "schedules",
+    summary = "Add a recurring (cron) or one-shot (at) schedule",
+    params(("uid" = String, Path, description = "Server uid <game>.<name>")),
+    request_body = crate::api::openapi::ScheduleBody,
+    responses(
+        (status = 201, description = "The new schedule", body = Object),
+        (status = 400, description = "Invalid action, cron or at", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `POST /server/schedules/<uid>` with `{"action", "cron"}` or `{"action", "at"}`.
 pub async fn add(
     State(s): State<AppState>,
@@ -70,6 +98,19 @@ pub async fn add(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/server/schedules/{uid}/{id}",
+    tag = "schedules",
+    summary = "Remove a schedule",
+    params(("uid" = String, Path, description = "Server uid"), ("id" = String, Path, description = "Schedule id")),
+    responses(
+        (status = 200, description = "Removed", body = crate::api::openapi::SuccessBody),
+        (status = 404, description = "No such server or schedule", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `DELETE /server/schedules/<uid>/<id>`
 pub async fn remove(
     State(s): State<AppState>,
@@ -83,6 +124,17 @@ pub async fn remove(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/schedules",
+    tag = "schedules",
+    summary = "Every schedule of every server",
+    responses(
+        (status = 200, description = "{time_zone, schedules}", body = Object),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 /// `GET /schedules`: every schedule of every server, soonest first.
 pub async fn all(State(s): State<AppState>) -> Json<Value> {
     let sched = s.service.scheduler();

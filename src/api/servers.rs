@@ -545,6 +545,6 @@ pub async fn eradicate(
 /// Any other `/server/<action>/<uid>`.
 pub async fn unsupported(Path((action, _id)): Path<(String, String)>) -> ApiError {
     ApiError::BadRequest(format!(
-        "Unsupported action [{action}]. Supported: get, info, stats, logs, save (GET); create, start, stop, restart, description, skip, update (PUT); destroy, eradicate (DELETE)."
+        "Unsupported action [{action}]. Supported: get, info, stats, logs, save (GET); create, start, stop, restart, description, skip, update (PUT); destroy, eradicate (DELETE); schedules (GET, POST)."
     ))
 }
