@@ -34,11 +34,11 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 }
 
 impl Body {
-    /// PEON's truthiness, made strict: JSON `true` or the strings "True"/"true".
+    /// PEON's truthiness, made strict: only JSON `true` or the string "True".
     pub fn flag(&self, key: &str) -> bool {
         match self.0.get(key) {
             Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => s == "True" || s == "true",
+            Some(Value::String(s)) => s == "True",
             _ => false,
         }
     }

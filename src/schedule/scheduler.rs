@@ -174,6 +174,17 @@ impl State {
     }
 
     /// Reserves a slot for `t` when none exists; returns its token to arm.
+    /// The slots to arm for the next occurrences of the schedules that just fired.
+    fn plan_next_arms(&mut self, fired: &[Firing]) -> Vec<(i64, u64)> {
+        let next: BTreeSet<i64> = fired
+            .iter()
+            .filter_map(|f| self.entries.get(&f.id).and_then(|e| e.next))
+            .collect();
+        next.into_iter()
+            .filter_map(|n| self.plan_arm(n, true))
+            .collect()
+    }
+
     fn plan_arm(&mut self, t: i64, armed: bool) -> Option<(i64, u64)> {
         if !armed || self.slots.contains_key(&t) {
             return None;
@@ -392,14 +403,7 @@ impl Scheduler {
                 late.push(f);
             }
             // Cron schedules moved on to their next occurrence: arm those.
-            let next: BTreeSet<i64> = late
-                .iter()
-                .filter_map(|f| st.entries.get(&f.id).and_then(|e| e.next))
-                .collect();
-            let arms: Vec<_> = next
-                .into_iter()
-                .filter_map(|n| st.plan_arm(n, true))
-                .collect();
+            let arms = st.plan_next_arms(&late);
             (late, arms)
         };
         self.arm(arms).await;
@@ -680,14 +684,7 @@ impl Scheduler {
                 .into_iter()
                 .filter_map(|(d, id)| self.take_due(&mut st, &id, d, t))
                 .collect();
-            let next: BTreeSet<i64> = firings
-                .iter()
-                .filter_map(|f| st.entries.get(&f.id).and_then(|e| e.next))
-                .collect();
-            let arms: Vec<_> = next
-                .into_iter()
-                .filter_map(|n| st.plan_arm(n, true))
-                .collect();
+            let arms = st.plan_next_arms(&firings);
             (firings, arms)
         };
         self.arm(arms).await;

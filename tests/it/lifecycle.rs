@@ -248,10 +248,11 @@ async fn destroy_and_eradicate() {
     for n in ["a", "b", "c"] {
         d.create_running(&format!("{game}.{n}")).await;
     }
-    // eradicate needs an explicit true; "False" (truthy in PEON) deletes nothing.
+    // eradicate needs JSON true or "True"; "False" (truthy in PEON) deletes nothing.
     for body in [
         json!({}),
         json!({"eradicate": "False"}),
+        json!({"eradicate": "true"}),
         json!({"eradicate": 1}),
     ] {
         let (s, v) = d
