@@ -334,18 +334,6 @@ struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let instance = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(support::cleanup_instance(
-                    &peon::docker::Engine::new(support::DOCKER),
-                    &instance,
-                ));
-            }
-        })
-        .join();
+        support::cleanup_instance_blocking(&self.0);
     }
 }

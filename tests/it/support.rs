@@ -328,6 +328,21 @@ pub async fn cleanup_instance(engine: &Engine, instance: &str) {
     }
 }
 
+/// [`cleanup_instance`] from synchronous code (a `Drop`, which cannot await): runs on a thread
+/// with its own runtime.
+pub fn cleanup_instance_blocking(instance: &str) {
+    let instance = instance.to_owned();
+    let _ = std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(cleanup_instance(&Engine::new(DOCKER), &instance));
+        }
+    })
+    .join();
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -336,19 +351,8 @@ impl Drop for Daemon {
         if let Some(t) = self.task.take() {
             t.abort();
         }
-        let instance = self.instance.clone();
-        let tmp = self.tmp.take();
-        // Drop cannot await: clean up on a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(cleanup_instance(&Engine::new(DOCKER), &instance));
-            }
-            drop(tmp);
-        })
-        .join();
+        cleanup_instance_blocking(&self.instance);
+        drop(self.tmp.take());
     }
 }
 
