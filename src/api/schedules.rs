@@ -9,16 +9,13 @@ use super::error::ApiError;
 use super::{AppState, Body};
 use crate::names::Uid;
 use crate::schedule::{self, Action, ScheduleError, ScheduleView, ServerSchedules, When};
-use crate::service::ServiceError;
 
 type ApiResult<T> = Result<T, ApiError>;
 
 /// A known server's uid; 404 otherwise.
 fn server(s: &AppState, id: &str) -> ApiResult<Uid> {
     let uid = Uid::parse(id)?;
-    if s.service.store().get(&uid).is_none() {
-        return Err(ServiceError::NotFound(format!("There is no server [{uid}].")).into());
-    }
+    s.service.record(&uid)?;
     Ok(uid)
 }
 

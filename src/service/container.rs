@@ -34,7 +34,13 @@ impl ServerService {
     }
 
     /// The container of a server, as its config describes it.
-    pub(super) async fn container_spec(&self, rec: &ServerRecord) -> Result<ContainerSpec> {
+    /// `image_env` is the environment the image declares (its `CONTAINER_TYPE` and `VERSION`
+    /// become labels).
+    pub(super) fn container_spec(
+        &self,
+        rec: &ServerRecord,
+        image_env: &[String],
+    ) -> Result<ContainerSpec> {
         let plan = &rec.plan;
         let group = plan.port_groups.first().cloned().unwrap_or_default();
         let mut env: Vec<String> = Vec::new();
@@ -92,14 +98,12 @@ impl ServerService {
             }
         }
         let mut labels = self.labels(rec);
-        if let Some(env) = self.engine.image_env(&plan.image).await? {
-            for (key, label) in [
-                ("CONTAINER_TYPE=", labels::CONTAINER_TYPE),
-                ("VERSION=", labels::BUILD_VERSION),
-            ] {
-                if let Some(v) = env.iter().find_map(|e| e.strip_prefix(key)) {
-                    labels.insert(label.to_owned(), v.to_owned());
-                }
+        for (key, label) in [
+            ("CONTAINER_TYPE=", labels::CONTAINER_TYPE),
+            ("VERSION=", labels::BUILD_VERSION),
+        ] {
+            if let Some(v) = image_env.iter().find_map(|e| e.strip_prefix(key)) {
+                labels.insert(label.to_owned(), v.to_owned());
             }
         }
         Ok(ContainerSpec {
@@ -132,10 +136,18 @@ impl ServerService {
                 "The container name {name} is used by a container peon does not manage; remove or rename it."
             )));
         }
-        if self.engine.image_env(&rec.plan.image).await?.is_none() {
-            tracing::info!(uid = %rec.uid, image = %rec.plan.image, "image not present, pulling");
-            self.engine.pull_image(&rec.plan.image).await?;
-        }
+        // One image inspect: it says whether to pull and gives the labels' values.
+        let image_env = match self.engine.image_env(&rec.plan.image).await? {
+            Some(env) => env,
+            None => {
+                tracing::info!(uid = %rec.uid, image = %rec.plan.image, "image not present, pulling");
+                self.engine.pull_image(&rec.plan.image).await?;
+                self.engine
+                    .image_env(&rec.plan.image)
+                    .await?
+                    .unwrap_or_default()
+            }
+        };
         self.engine
             .ensure_network(
                 &rec.uid.network_name(),
@@ -143,7 +155,7 @@ impl ServerService {
                 &self.settings.network_pool,
             )
             .await?;
-        let spec = self.container_spec(rec).await?;
+        let spec = self.container_spec(rec, &image_env)?;
         match self.engine.create_container(&spec).await {
             Ok(_) => Ok(()),
             Err(DockerError::Conflict(m)) => Err(ServiceError::Conflict(m)),

@@ -141,7 +141,8 @@ impl ServerService {
         m.lock_owned().await
     }
 
-    fn record(&self, uid: &Uid) -> Result<Arc<crate::store::ServerRecord>> {
+    /// The server's record, or `NotFound` naming it.
+    pub fn record(&self, uid: &Uid) -> Result<Arc<crate::store::ServerRecord>> {
         self.store
             .get(uid)
             .ok_or_else(|| ServiceError::NotFound(format!("There is no server [{uid}].")))
