@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::store::atomic;
+use crate::fsio::atomic;
 
 /// Errors while assembling the configuration.
 #[derive(Debug, thiserror::Error)]

@@ -115,7 +115,7 @@ fn main() -> ExitCode {
                     print!("{doc}");
                     ExitCode::SUCCESS
                 }
-                Some(p) => match peon::store::atomic::write_atomic(&p, doc.as_bytes()) {
+                Some(p) => match peon::fsio::atomic::write_atomic(&p, doc.as_bytes()) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("peon: cannot write {}: {e}", p.display());

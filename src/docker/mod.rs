@@ -17,7 +17,7 @@ use bollard::Docker;
 use serde::Serialize;
 use tokio::sync::RwLock;
 
-use crate::plans::model::Protocol;
+use crate::model::plan::Protocol;
 
 pub use images::busybox_game_context;
 pub use stats::Stats;

@@ -24,7 +24,7 @@ fn write_dir(d: &Dir<'_>, root: &Path) -> std::io::Result<()> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        crate::store::atomic::write_atomic_mode(&path, f.contents(), mode_for(f.path()))?;
+        crate::fsio::atomic::write_atomic_mode(&path, f.contents(), mode_for(f.path()))?;
     }
     for sub in d.dirs() {
         write_dir(sub, root)?;

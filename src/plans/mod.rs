@@ -5,7 +5,7 @@
 pub mod bundled;
 pub mod check;
 pub mod fetch;
-pub mod model;
+pub use crate::model::plan as model;
 pub mod schema;
 pub mod source;
 pub mod unpack;
@@ -30,7 +30,7 @@ pub enum PlanError {
     NotFound(String),
     #[error(
         "plan [{game}] cannot be run: {}",
-        crate::store::problems_text(problems)
+        crate::model::plan::problems_text(problems)
     )]
     Invalid {
         game: String,

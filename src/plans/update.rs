@@ -20,8 +20,8 @@ use serde_json::{Map, Value, json};
 use super::fetch::{Fetched, Fetcher, Validators};
 use super::source::PlanSource;
 use super::{PlanError, PlanStore, unpack};
+use crate::fsio::atomic;
 use crate::names;
-use crate::store::atomic;
 
 /// The file in the plans dir that remembers the source and its validators.
 pub const SOURCE_FILE: &str = ".source.json";
@@ -266,7 +266,7 @@ fn validate(root: &Path) -> Result<(Vec<Value>, Problems), String> {
             Err(e) => vec![format!("plan.json: cannot be read: {e}")],
             Ok(b) => match serde_json::from_slice::<Value>(&b) {
                 Err(e) => vec![format!("plan.json: is not valid JSON: {e}")],
-                Ok(doc) => match super::model::parse_plan(g, &doc) {
+                Ok(doc) => match crate::model::plan::parse_plan(g, &doc) {
                     Ok(_) => Vec::new(),
                     Err(ps) => ps.iter().map(ToString::to_string).collect(),
                 },

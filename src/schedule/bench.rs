@@ -91,7 +91,7 @@ impl Runner for NoopRunner {
 pub async fn schedule(timers: usize, lead: Duration) -> Result<BenchReport, ScheduleError> {
     let dir = std::env::temp_dir().join(format!(
         "peon-bench-{}",
-        crate::store::atomic::random_suffix()
+        crate::fsio::atomic::random_suffix()
     ));
     std::fs::create_dir_all(&dir).map_err(|e| ScheduleError::Storage(e.to_string()))?;
     let result = run(&dir, timers, lead).await;

@@ -1,5 +1,5 @@
 //! The schedules file, `<data>/schedules.json`, and the one-time import of PEON's
-//! `<data>/servers/schedule.json`. Writing goes through [`crate::store::atomic`].
+//! `<data>/servers/schedule.json`. Writing goes through [`crate::fsio::atomic`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -210,7 +210,7 @@ pub fn import_peon(bytes: &[u8], now: i64) -> SchedulesFile {
 
 /// A new schedule id: `s` and 12 hex digits.
 pub fn new_id() -> String {
-    format!("s{}", crate::store::atomic::random_suffix())
+    format!("s{}", crate::fsio::atomic::random_suffix())
 }
 
 #[cfg(test)]

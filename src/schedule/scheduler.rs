@@ -844,7 +844,7 @@ impl Scheduler {
         };
         let path = self.config.file.clone();
         tokio::task::spawn_blocking(move || {
-            crate::store::atomic::write_json_atomic(&path, &snapshot)
+            crate::fsio::atomic::write_json_atomic(&path, &snapshot)
         })
         .await
         .map_err(|e| ScheduleError::Storage(e.to_string()))?
@@ -1020,7 +1020,7 @@ mod tests {
             ],
             results: Default::default(),
         };
-        crate::store::atomic::write_json_atomic(&dir.path().join("schedules.json"), &f).unwrap();
+        crate::fsio::atomic::write_json_atomic(&dir.path().join("schedules.json"), &f).unwrap();
         let (s, r) = started(dir.path(), 60).await;
         let a = wait_results(&s, &uid("g.a"), 1, Duration::from_secs(5)).await;
         assert_eq!(a[0].outcome, Outcome::Done);

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{Result, ServerService, ServiceError};
+use crate::fsio::atomic;
 use crate::names::Uid;
-use crate::store::atomic;
 
 /// A finished backup file.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::{Result, ServerService};
-use crate::store::fsutil::tree_size;
+use crate::fsio::fsutil::tree_size;
 
 /// Disk use of one server's folder.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use super::{Result, ServerService, ServiceError};
 use crate::docker::{ContainerSpec, DockerError, labels};
-use crate::plans::model::Setting;
+use crate::fsio::fsutil::{self, Within};
+use crate::model::plan::Setting;
 use crate::store::ServerRecord;
-use crate::store::fsutil::{self, Within};
 
 /// Game containers run as PEON's `1000:1000`.
 pub(super) const GAME_USER: u32 = 1000;

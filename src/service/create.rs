@@ -8,10 +8,11 @@ use serde_json::{Map, Value};
 
 use super::container::GAME_USER;
 use super::{Result, ServerObject, ServerService, ServiceError};
+use crate::fsio::{atomic, fsutil};
 use crate::names::{self, Uid};
 use crate::plans::LoadedPlan;
 use crate::schedule::OneShot;
-use crate::store::{self, CONFIG_FILE, STATE_FILE, ServerState, atomic, fsutil};
+use crate::store::{self, CONFIG_FILE, STATE_FILE, ServerState};
 
 /// Everything a client may give when creating a server.
 #[derive(Debug, Clone, Default)]
@@ -188,7 +189,7 @@ impl ServerService {
                 return n;
             }
         }
-        format!("server{}", store::atomic::random_suffix())
+        format!("server{}", atomic::random_suffix())
     }
 
     /// Creates a server and, unless `start_later`, starts it.
@@ -305,7 +306,7 @@ fn assemble(
     ];
     if let Some(v) = config.get("volumes").and_then(Value::as_object) {
         for src in v.keys() {
-            if let Ok(rel) = crate::plans::model::server_relative(src) {
+            if let Ok(rel) = crate::model::plan::server_relative(src) {
                 dirs.push(rel);
             }
         }

@@ -7,9 +7,10 @@ use serde_json::Value;
 
 use super::{Result, ServerObject, ServerService, ServiceError};
 use crate::docker::DockerError;
+use crate::fsio::{atomic, fsutil};
 use crate::names::Uid;
 use crate::schedule::OneShot;
-use crate::store::{ServerState, atomic, fsutil};
+use crate::store::ServerState;
 
 /// PEON's update modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use super::{Result, ServerService, ServiceError};
 use crate::docker::{ContainerInfo, labels};
+use crate::model::plan::{PortSpec, Protocol};
 use crate::names::Uid;
-use crate::plans::model::{PortSpec, Protocol};
 
 /// Host ports in use and who holds them.
 #[derive(Debug, Default)]

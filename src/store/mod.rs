@@ -4,9 +4,6 @@
 //! The server directory is the truth; containers are disposable and rebuilt from `config.json`.
 //! Every write goes through [`atomic`].
 
-pub mod atomic;
-pub mod fsutil;
-
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,8 +12,9 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::fsio::atomic;
+use crate::model::plan::{Plan, parse_plan, problems_text};
 use crate::names::Uid;
-use crate::plans::model::{Plan, Problem, parse_plan};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -161,14 +159,6 @@ pub fn read_server(uid: &Uid, dir: &Path) -> Result<ServerRecord> {
         plan,
         state,
     })
-}
-
-/// `a; b; c` from a list of problems.
-pub fn problems_text(p: &[Problem]) -> String {
-    p.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The index of all servers, sorted by game then name.

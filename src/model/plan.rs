@@ -77,6 +77,14 @@ impl fmt::Display for Problem {
     }
 }
 
+/// `a; b; c` from a list of problems.
+pub fn problems_text(p: &[Problem]) -> String {
+    p.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 struct Checker {
     problems: Vec<Problem>,
 }
