@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -44,7 +43,7 @@ pub fn build_service(settings: Settings) -> Result<Arc<ServerService>, DaemonErr
     if seeded {
         tracing::info!(dir = %settings.plans_dir.display(), "plans directory seeded with the bundled plans");
     }
-    let engine = Arc::new(Engine::new(&settings.docker_host));
+    let engine: Arc<dyn crate::runtime::Runtime> = Arc::new(Engine::new(&settings.docker_host));
     let data = crate::store::DataDir::new(&settings.data_dir);
     let scheduler = Scheduler::open(ScheduleConfig {
         file: data.schedules_file(),
@@ -60,6 +59,9 @@ pub fn build_service(settings: Settings) -> Result<Arc<ServerService>, DaemonErr
         scheduler,
     )?)
 }
+
+/// How long the daemon waits for the first sync with the engine before it serves anyway.
+const BOOT_SYNC: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves the API on `listener` until `shutdown` completes.
 pub async fn launch(
@@ -82,7 +84,17 @@ pub async fn launch(
         .start()
         .await
         .map_err(crate::service::ServiceError::from)?;
-    tokio::spawn(reconcile_when_engine_answers(service.clone()));
+    // The live model: one subscription to the engine's events, resynced at boot and after
+    // every reconnect; the first resync brings back wanted servers and fires missed schedules.
+    let supervisor = tokio::spawn(service.clone().supervise());
+    // Lists answer from the live model: serve once it is filled (or the engine is slow to
+    // answer; it fills as soon as the engine does).
+    if !service.wait_synced(BOOT_SYNC).await {
+        tracing::warn!(
+            "the engine did not answer within {}s; serving, the live model fills when it does",
+            BOOT_SYNC.as_secs()
+        );
+    }
     let app = api::router(AppState { service, api_key });
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "peon is listening");
@@ -91,31 +103,9 @@ pub async fn launch(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(DaemonError::Serve);
+    supervisor.abort();
     scheduler.shutdown().await;
     served
-}
-
-/// Waits for the engine (retrying with backoff while it is down), then brings back the servers
-/// the host wants running, then fires the schedules missed while the daemon was down.
-async fn reconcile_when_engine_answers(service: Arc<ServerService>) {
-    let mut delay = Duration::from_millis(500);
-    loop {
-        match service.engine().info().await {
-            Ok(info) => {
-                tracing::info!(version = %info.version, api = %info.api_version, "Docker engine answers");
-                if let Err(e) = service.reconcile().await {
-                    tracing::warn!("reconcile failed: {e}");
-                }
-                service.scheduler().fire_missed().await;
-                return;
-            }
-            Err(e) => {
-                tracing::warn!("{e}; retrying in {}s", delay.as_secs_f32());
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

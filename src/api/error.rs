@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::docker::DockerError;
+use crate::docker::RuntimeError;
 use crate::plans::PlanError;
 use crate::schedule::ScheduleError;
 use crate::service::ServiceError;
@@ -61,6 +61,7 @@ impl ApiError {
                 ServiceError::Conflict(_) => (S::CONFLICT, "srv.exists"),
                 ServiceError::PortsInUse(_) => (S::CONFLICT, "srv.portsused"),
                 ServiceError::Failed(_) => (S::BAD_GATEWAY, "srv.failed"),
+                ServiceError::NotRunning(_) => (S::CONFLICT, "srv.notrunning"),
                 ServiceError::Store(_) => (S::INTERNAL_SERVER_ERROR, "store.io"),
                 ServiceError::Plan(p) => match p {
                     PlanError::NotFound(_) => (S::NOT_FOUND, "plan.notfound"),
@@ -78,14 +79,14 @@ impl ApiError {
                     ScheduleError::Storage(_) => (S::INTERNAL_SERVER_ERROR, "schedule.io"),
                 },
                 ServiceError::Docker(d) => match d {
-                    DockerError::Unavailable { .. } => {
+                    RuntimeError::Unavailable { .. } => {
                         (S::SERVICE_UNAVAILABLE, "docker.unavailable")
                     }
-                    DockerError::NotFound(_) => (S::NOT_FOUND, "docker.notfound"),
-                    DockerError::Conflict(_) => (S::CONFLICT, "docker.conflict"),
-                    DockerError::PortInUse(_) => (S::CONFLICT, "srv.portsused"),
-                    DockerError::ImageUnavailable { .. } => (S::BAD_GATEWAY, "docker.image"),
-                    DockerError::Engine(_) => (S::BAD_GATEWAY, "docker.error"),
+                    RuntimeError::NotFound(_) => (S::NOT_FOUND, "docker.notfound"),
+                    RuntimeError::Conflict(_) => (S::CONFLICT, "docker.conflict"),
+                    RuntimeError::PortInUse(_) => (S::CONFLICT, "srv.portsused"),
+                    RuntimeError::ImageUnavailable { .. } => (S::BAD_GATEWAY, "docker.image"),
+                    RuntimeError::Engine(_) => (S::BAD_GATEWAY, "docker.error"),
                 },
             },
         }

@@ -4,6 +4,7 @@
 mod auth;
 mod body;
 pub mod error;
+mod live;
 mod maintenance;
 pub mod openapi;
 mod plans;
@@ -75,6 +76,12 @@ fn api_routes() -> Router<AppState> {
             "/server/eradicate/{uid}",
             axum::routing::delete(servers::eradicate),
         )
+        .route("/server/kill/{uid}", put(live::kill))
+        .route("/server/options/{uid}", put(live::options))
+        .route("/server/command/{uid}", post(live::command))
+        .route("/server/console/{uid}", get(live::sse))
+        .route("/ws/console/{uid}", get(live::ws))
+        .route("/events", get(live::events))
         .route("/schedules", get(schedules::all))
         .route(
             "/server/schedules/{uid}",

@@ -12,7 +12,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{maintenance, plans, schedules, servers, system};
+use super::{live, maintenance, plans, schedules, servers, system};
 use crate::service::{Capacity, ImageUsage, ServerObject, ServerUsage, StatsView};
 
 /// Every error: `{"status": "error", "info": ..., "err_code": ...}`.
@@ -175,6 +175,12 @@ impl Modify for ApiKeyScheme {
         servers::update,
         servers::destroy,
         servers::eradicate,
+        live::kill,
+        live::options,
+        live::command,
+        live::sse,
+        live::ws,
+        live::events,
         plans::list,
         plans::update,
         plans::settings,
@@ -187,7 +193,8 @@ impl Modify for ApiKeyScheme {
     components(schemas(
         ServerObject, StatsView, Capacity, ServerUsage, ImageUsage, ErrorBody, SuccessBody,
         TimerBody, CreateBody, CreateV10Body, UpdateBody, DescriptionBody, DestroyBody,
-        LogsBody, Health, Orchestrator, PlanEntry, ScheduleBody
+        LogsBody, Health, Orchestrator, PlanEntry, ScheduleBody, live::CommandBody, live::Done,
+        live::OptionsBody, crate::live::Event, crate::live::ExitRecord
     )),
     modifiers(&ApiKeyScheme),
     tags(
@@ -196,6 +203,8 @@ impl Modify for ApiKeyScheme {
         (name = "plans", description = "Game plans"),
         (name = "maintenance", description = "Resource and disk use"),
         (name = "schedules", description = "Timers and recurring schedules"),
+        (name = "console", description = "The live console of a game"),
+        (name = "events", description = "What happens to servers, as it happens"),
     )
 )]
 pub struct ApiDoc;

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::{AppState, Body};
+use crate::model::lifecycle::{RestartPolicy, parse_duration};
 use crate::names::Uid;
 use crate::schedule;
 use crate::service::{CreateRequest, ServerObject, UpdateMode};
@@ -57,7 +58,9 @@ pub async fn import(State(s): State<AppState>) -> ApiResult<Json<Vec<ServerObjec
 }
 
 /// Body keys of a create request that are not plan settings.
-const CREATE_KEYS: [&str; 9] = [
+const CREATE_KEYS: [&str; 11] = [
+    "restart_policy",
+    "stop_grace",
     "description",
     "start_later",
     "noclean",
@@ -86,7 +89,39 @@ fn create_request(game: &str, name: Option<String>, body: &Body) -> ApiResult<Cr
         start_later: body.flag("start_later"),
         noclean: body.flag("noclean"),
         timer: schedule::timer_from_body(&body.0, now())?,
+        restart_policy: restart_policy(body)?,
+        stop_grace: stop_grace(body)?,
     })
+}
+
+/// `restart_policy` of a create or options body.
+pub(super) fn restart_policy(body: &Body) -> ApiResult<Option<RestartPolicy>> {
+    match body.str("restart_policy")? {
+        None => Ok(None),
+        Some(p) => RestartPolicy::parse(&p).map(Some).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "Unknown restart_policy [{p}]: use never, on-crash or always."
+            ))
+        }),
+    }
+}
+
+/// `stop_grace` (seconds, or a duration like `90s`, `2m`) of a create or options body.
+pub(super) fn stop_grace(body: &Body) -> ApiResult<Option<std::time::Duration>> {
+    let text = match body.0.get("stop_grace") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => String::new(),
+    };
+    parse_duration(&text)
+        .filter(|d| d.as_secs() <= 3600)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "stop_grace [{text}] must be seconds or a duration like 90s or 2m, at most 1h."
+            ))
+        })
 }
 
 #[utoipa::path(
@@ -545,6 +580,6 @@ pub async fn eradicate(
 /// Any other `/server/<action>/<uid>`.
 pub async fn unsupported(Path((action, _id)): Path<(String, String)>) -> ApiError {
     ApiError::BadRequest(format!(
-        "Unsupported action [{action}]. Supported: get, info, stats, logs, save (GET); create, start, stop, restart, description, skip, update (PUT); destroy, eradicate (DELETE); schedules (GET, POST)."
+        "Unsupported action [{action}]. Supported: get, info, stats, logs, save, console (GET); create, start, stop, restart, kill, options, description, skip, update (PUT); command (POST); destroy, eradicate (DELETE); schedules (GET, POST)."
     ))
 }

@@ -23,7 +23,7 @@ pub fn version() -> String {
 )]
 /// `GET /health`: no key needed; says whether the engine answers.
 pub async fn health(State(s): State<AppState>) -> Json<Value> {
-    let engine = s.service.engine().info().await;
+    let engine = s.service.runtime().info().await;
     Json(json!({
         "status": "ok",
         "version": version(),
@@ -44,7 +44,7 @@ pub async fn health(State(s): State<AppState>) -> Json<Value> {
 )]
 /// `GET /orchestrator`: PEON's `{"version"}`, plus the engine and server counts.
 pub async fn orchestrator(State(s): State<AppState>) -> Json<Value> {
-    let engine = match s.service.engine().info().await {
+    let engine = match s.service.runtime().info().await {
         Ok(i) => {
             json!({ "reachable": true, "version": i.version, "api_version": i.api_version, "os": i.os })
         }

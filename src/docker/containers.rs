@@ -1,20 +1,24 @@
-//! Containers: list, inspect, create, start, stop, restart, remove, logs.
+//! Containers: list, inspect, create, start, stop, kill, remove, logs, limits.
 
 use std::collections::HashMap;
 
+use std::time::Duration;
+
 use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerUpdateBody, HostConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder,
-    StartContainerOptions, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StartContainerOptions, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
 use super::{
-    ContainerDetails, ContainerInfo, ContainerSpec, DockerError, Engine, PublishedPort, Result,
+    ContainerDetails, ContainerInfo, ContainerSpec, Engine, PublishedPort, Result, RuntimeError,
 };
+use crate::runtime::Limits;
 
 impl Engine {
     /// All containers (running or not) that carry `label=value`.
@@ -82,13 +86,27 @@ impl Engine {
             Ok(r) => r,
             Err(e) => {
                 return match self.fail("inspect container", e).await {
-                    DockerError::NotFound(_) => Ok(None),
+                    RuntimeError::NotFound(_) => Ok(None),
                     e => Err(e),
                 };
             }
         };
         let state = r.state.unwrap_or_default();
+        let restart_policy = r
+            .host_config
+            .as_ref()
+            .and_then(|h| h.restart_policy.as_ref())
+            .and_then(|p| p.name)
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        let stdin_open = r
+            .config
+            .as_ref()
+            .and_then(|c| c.open_stdin)
+            .unwrap_or(false);
         Ok(Some(ContainerDetails {
+            stdin_open,
+            restart_policy,
             id: r.id.unwrap_or_default(),
             name: r
                 .name
@@ -132,6 +150,8 @@ impl Engine {
             labels: Some(spec.labels.clone()),
             exposed_ports: Some(port_bindings.keys().cloned().collect()),
             open_stdin: Some(true),
+            stdin_once: Some(false),
+            tty: Some(false),
             attach_stdin: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
@@ -140,10 +160,16 @@ impl Engine {
                 binds: Some(spec.binds.clone()),
                 port_bindings: Some(port_bindings),
                 network_mode: Some(spec.network.clone()),
+                // peon is the one authority for restarts.
                 restart_policy: Some(RestartPolicy {
-                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    name: Some(RestartPolicyNameEnum::NO),
                     maximum_retry_count: None,
                 }),
+                memory: spec.limits.memory_bytes,
+                // No swap beyond the memory limit, so the limit means what it says.
+                memory_swap: spec.limits.memory_bytes,
+                nano_cpus: spec.limits.nano_cpus,
+                pids_limit: spec.limits.pids,
                 init: Some(true),
                 ..Default::default()
             }),
@@ -158,7 +184,7 @@ impl Engine {
                 Ok(r.id)
             }
             Err(e) => Err(match self.fail("create container", e).await {
-                DockerError::NotFound(m) => DockerError::ImageUnavailable {
+                RuntimeError::NotFound(m) => RuntimeError::ImageUnavailable {
                     image: spec.image.clone(),
                     reason: m,
                 },
@@ -182,11 +208,39 @@ impl Engine {
         }
     }
 
-    /// Stops a container: SIGTERM, then SIGKILL after `timeout_s`. The call returns once the
-    /// container has exited. Stopping a stopped container is not an error.
-    pub async fn stop_container(&self, name: &str, timeout_s: i32) -> Result<()> {
+    /// Stops a container: `signal` (SIGTERM when `None`), then SIGKILL after `grace`. The call
+    /// returns once the container has exited. Stopping a stopped container is not an error.
+    pub async fn stop_container(
+        &self,
+        name: &str,
+        signal: Option<&str>,
+        grace: Duration,
+    ) -> Result<()> {
+        if let Some(sig) = signal.filter(|s| !matches!(*s, "TERM" | "SIGTERM" | "15")) {
+            // The engine's stop call takes a signal only from API 1.42 on: send it, wait, kill.
+            match self.kill_container(name, sig).await {
+                Ok(()) => {}
+                Err(RuntimeError::Conflict(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            if tokio::time::timeout(grace, self.wait_exit(name))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            return match self.kill_container(name, "KILL").await {
+                Ok(()) | Err(RuntimeError::Conflict(_)) => {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(10), self.wait_exit(name)).await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+        }
         let c = self.client().await?;
-        let opts = StopContainerOptionsBuilder::default().t(timeout_s).build();
+        let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let opts = StopContainerOptionsBuilder::default().t(t).build();
         match c.stop_container(name, Some(opts)).await {
             Ok(()) => {
                 tracing::info!(container = %name, "docker: container stopped");
@@ -199,18 +253,48 @@ impl Engine {
         }
     }
 
-    /// Restarts a container with the same stop timeout semantics as [`Engine::stop_container`].
-    pub async fn restart_container(&self, name: &str, timeout_s: i32) -> Result<()> {
-        let c = self.client().await?;
-        let opts = RestartContainerOptionsBuilder::default()
-            .t(timeout_s)
+    /// Waits until the container is not running (returns at once when it is not).
+    async fn wait_exit(&self, name: &str) {
+        let Ok(c) = self.client().await else { return };
+        let opts = WaitContainerOptionsBuilder::default()
+            .condition("not-running")
             .build();
-        match c.restart_container(name, Some(opts)).await {
+        let mut s = c.wait_container(name, Some(opts));
+        let _ = s.next().await;
+    }
+
+    /// Sends `signal` to the container's main process. A container that is not running is a
+    /// `Conflict`.
+    pub async fn kill_container(&self, name: &str, signal: &str) -> Result<()> {
+        let c = self.client().await?;
+        let opts = KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
+        match c.kill_container(name, Some(opts)).await {
             Ok(()) => {
-                tracing::info!(container = %name, "docker: container restarted");
+                tracing::info!(container = %name, signal, "docker: signal sent");
                 Ok(())
             }
-            Err(e) => Err(self.fail("restart container", e).await),
+            Err(e) => Err(self.fail("kill container", e).await),
+        }
+    }
+
+    /// Changes the limits of a container in place (running or not).
+    pub async fn update_limits(&self, name: &str, limits: Limits) -> Result<()> {
+        let c = self.client().await?;
+        let body = ContainerUpdateBody {
+            memory: limits.memory_bytes,
+            memory_swap: limits.memory_bytes,
+            nano_cpus: limits.nano_cpus,
+            pids_limit: limits.pids,
+            ..Default::default()
+        };
+        match c.update_container(name, body).await {
+            Ok(()) => {
+                tracing::info!(container = %name, ?limits, "docker: limits updated");
+                Ok(())
+            }
+            Err(e) => Err(self.fail("update container", e).await),
         }
     }
 
@@ -228,7 +312,7 @@ impl Engine {
                 Ok(())
             }
             Err(e) => match self.fail("remove container", e).await {
-                DockerError::NotFound(_) => Ok(()),
+                RuntimeError::NotFound(_) => Ok(()),
                 e => Err(e),
             },
         }

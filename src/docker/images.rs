@@ -4,7 +4,7 @@
 use bollard::query_parameters::{BuildImageOptionsBuilder, CreateImageOptionsBuilder};
 use futures_util::StreamExt;
 
-use super::{DockerError, Engine, Result};
+use super::{Engine, Result, RuntimeError};
 
 impl Engine {
     /// The `KEY=value` environment an image declares, or `None` when the image is not present.
@@ -13,7 +13,7 @@ impl Engine {
         match c.inspect_image(image).await {
             Ok(i) => Ok(Some(i.config.and_then(|c| c.env).unwrap_or_default())),
             Err(e) => match self.fail("inspect image", e).await {
-                DockerError::NotFound(_) => Ok(None),
+                RuntimeError::NotFound(_) => Ok(None),
                 e => Err(e),
             },
         }
@@ -25,7 +25,7 @@ impl Engine {
         match c.inspect_image(image).await {
             Ok(i) => Ok(Some(i.size.unwrap_or(0).max(0) as u64)),
             Err(e) => match self.fail("inspect image", e).await {
-                DockerError::NotFound(_) => Ok(None),
+                RuntimeError::NotFound(_) => Ok(None),
                 e => Err(e),
             },
         }
@@ -44,7 +44,7 @@ impl Engine {
             match item {
                 Ok(info) => {
                     if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                        return Err(DockerError::ImageUnavailable {
+                        return Err(RuntimeError::ImageUnavailable {
                             image: image.to_owned(),
                             reason: err,
                         });
@@ -52,10 +52,10 @@ impl Engine {
                 }
                 Err(e) => {
                     return Err(match self.fail("pull image", e).await {
-                        DockerError::Unavailable { host, reason } => {
-                            DockerError::Unavailable { host, reason }
+                        RuntimeError::Unavailable { host, reason } => {
+                            RuntimeError::Unavailable { host, reason }
                         }
-                        other => DockerError::ImageUnavailable {
+                        other => RuntimeError::ImageUnavailable {
                             image: image.to_owned(),
                             reason: other.to_string(),
                         },
@@ -84,7 +84,7 @@ impl Engine {
             match item {
                 Ok(info) => {
                     if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                        return Err(DockerError::Engine(format!("build {tag}: {err}")));
+                        return Err(RuntimeError::Engine(format!("build {tag}: {err}")));
                     }
                 }
                 Err(e) => return Err(self.fail("build image", e).await),

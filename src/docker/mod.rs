@@ -1,129 +1,26 @@
-//! Every call to the Docker engine lives in this module, one file per resource. bollard's types
-//! stop here: the rest of peon sees the small types defined below.
+//! Every call to the Docker engine lives in this module, one file per resource. It implements
+//! the runtime seam ([`crate::runtime::Runtime`]); bollard's types stop here.
 //!
 //! The engine is reached lazily and the API version is negotiated at connect time (the engine on
 //! a host may speak an older API than bollard's default). When the engine is down, calls fail
-//! with [`DockerError::Unavailable`] and the next call tries again, so peon recovers by itself.
+//! with [`RuntimeError::Unavailable`] and the next call tries again, so peon recovers by itself.
 
+mod attach;
 mod containers;
+mod events;
 mod images;
 mod networks;
+mod seam;
 mod stats;
 
-use std::collections::HashMap;
-use std::time::Duration;
-
 use bollard::Docker;
-use serde::Serialize;
 use tokio::sync::RwLock;
 
-use crate::model::plan::Protocol;
-
+pub use crate::runtime::{
+    ContainerDetails, ContainerInfo, ContainerSpec, EngineInfo, PublishedPort, Result,
+    RuntimeError, Stats, labels,
+};
 pub use images::busybox_game_context;
-pub use stats::Stats;
-
-/// Label keys peon puts on everything it creates.
-pub mod labels {
-    /// Marks a container or network as peon's; the value is the daemon instance name.
-    pub const INSTANCE: &str = "peon.instance";
-    /// The server uid `<game>.<name>`.
-    pub const UID: &str = "peon.uid";
-    pub const GAME: &str = "peon.game";
-    pub const SERVER: &str = "peon.server";
-    /// `CONTAINER_TYPE` and `VERSION` of the image, read once at container creation.
-    pub const CONTAINER_TYPE: &str = "peon.container_type";
-    pub const BUILD_VERSION: &str = "peon.build_version";
-}
-
-/// Errors of the Docker layer.
-#[derive(Debug, thiserror::Error)]
-pub enum DockerError {
-    #[error("the Docker engine at {host} is unreachable: {reason}")]
-    Unavailable { host: String, reason: String },
-    #[error("{0} was not found on the Docker engine")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    PortInUse(String),
-    #[error("image {image} is not available: {reason}")]
-    ImageUnavailable { image: String, reason: String },
-    #[error("the Docker engine refused the request: {0}")]
-    Engine(String),
-}
-
-pub type Result<T> = std::result::Result<T, DockerError>;
-
-/// A container to create.
-#[derive(Debug, Clone)]
-pub struct ContainerSpec {
-    pub name: String,
-    pub hostname: String,
-    pub image: String,
-    pub env: Vec<String>,
-    /// `host_path:container_path` bind mounts.
-    pub binds: Vec<String>,
-    pub ports: Vec<(u16, Protocol)>,
-    /// Host address the ports are published on (`0.0.0.0` for the world, `127.0.0.1` for tests).
-    pub publish_ip: String,
-    pub labels: HashMap<String, String>,
-    pub network: String,
-    pub user: Option<String>,
-    pub stop_timeout: Duration,
-}
-
-/// A port a container publishes on the host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PublishedPort {
-    pub host_ip: String,
-    pub host_port: u16,
-    pub container_port: u16,
-    pub protocol: String,
-}
-
-/// A container as seen in the engine's list.
-#[derive(Debug, Clone, Serialize)]
-pub struct ContainerInfo {
-    pub id: String,
-    pub name: String,
-    pub image: String,
-    /// created, running, paused, restarting, exited, dead, removing.
-    pub state: String,
-    pub status: String,
-    pub labels: HashMap<String, String>,
-    pub ports: Vec<PublishedPort>,
-}
-
-impl ContainerInfo {
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.get(key).map(String::as_str)
-    }
-}
-
-/// Details of one container from inspect.
-#[derive(Debug, Clone, Serialize)]
-pub struct ContainerDetails {
-    pub id: String,
-    pub name: String,
-    pub image: String,
-    pub state: String,
-    pub running: bool,
-    pub exit_code: Option<i64>,
-    pub oom_killed: bool,
-    /// How often the engine restarted the container (restart policy).
-    pub restart_count: i64,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub labels: HashMap<String, String>,
-}
-
-/// What the engine says about itself.
-#[derive(Debug, Clone, Serialize)]
-pub struct EngineInfo {
-    pub version: String,
-    pub api_version: String,
-    pub os: String,
-}
 
 /// A lazily connected, self-reconnecting handle on the Docker engine.
 pub struct Engine {
@@ -164,7 +61,7 @@ impl Engine {
     }
 
     async fn connect(&self) -> Result<Docker> {
-        let unavailable = |e: bollard::errors::Error| DockerError::Unavailable {
+        let unavailable = |e: bollard::errors::Error| RuntimeError::Unavailable {
             host: self.host.clone(),
             reason: e.to_string(),
         };
@@ -186,17 +83,17 @@ impl Engine {
 
     /// Maps a bollard error, forgetting the client when the engine is unreachable so that the
     /// next call reconnects and negotiates again (the engine may have been upgraded).
-    async fn fail(&self, what: &str, e: bollard::errors::Error) -> DockerError {
+    async fn fail(&self, what: &str, e: bollard::errors::Error) -> RuntimeError {
         use bollard::errors::Error as E;
         match e {
             E::DockerResponseServerError {
                 status_code,
                 message,
             } => match status_code {
-                404 => DockerError::NotFound(format!("{what}: {message}")),
-                409 => DockerError::Conflict(format!("{what}: {message}")),
-                _ if is_port_clash(&message) => DockerError::PortInUse(message),
-                _ => DockerError::Engine(format!("{what}: {message}")),
+                404 => RuntimeError::NotFound(format!("{what}: {message}")),
+                409 => RuntimeError::Conflict(format!("{what}: {message}")),
+                _ if is_port_clash(&message) => RuntimeError::PortInUse(message),
+                _ => RuntimeError::Engine(format!("{what}: {message}")),
             },
             E::SocketNotFoundError(_)
             | E::IOError { .. }
@@ -205,12 +102,12 @@ impl Engine {
             | E::HttpClientError { .. }
             | E::RequestTimeoutError => {
                 *self.client.write().await = None;
-                DockerError::Unavailable {
+                RuntimeError::Unavailable {
                     host: self.host.clone(),
                     reason: e.to_string(),
                 }
             }
-            other => DockerError::Engine(format!("{what}: {other}")),
+            other => RuntimeError::Engine(format!("{what}: {other}")),
         }
     }
 

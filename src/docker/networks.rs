@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptions};
 
-use super::{DockerError, Engine, Result};
+use super::{Engine, Result, RuntimeError};
 
 impl Engine {
     /// Creates the bridge network `name` unless it exists already. The engine's default address
@@ -23,12 +23,12 @@ impl Engine {
         match c.inspect_network(name, None::<InspectNetworkOptions>).await {
             Ok(_) => return Ok(()),
             Err(e) => match self.fail("inspect network", e).await {
-                DockerError::NotFound(_) => {}
+                RuntimeError::NotFound(_) => {}
                 e => return Err(e),
             },
         }
         match self.create_network(name, labels, None).await {
-            Err(DockerError::Engine(m)) | Err(DockerError::NotFound(m))
+            Err(RuntimeError::Engine(m)) | Err(RuntimeError::NotFound(m))
                 if m.contains("non-overlapping") =>
             {
                 let _one_at_a_time = self.net_alloc.lock().await;
@@ -65,7 +65,7 @@ impl Engine {
             }
             // Created concurrently by someone else: it exists, which is what we want.
             Err(e) => match self.fail("create network", e).await {
-                DockerError::Conflict(_) => Ok(()),
+                RuntimeError::Conflict(_) => Ok(()),
                 e => Err(e),
             },
         }
@@ -79,7 +79,7 @@ impl Engine {
         pool: &str,
     ) -> Result<()> {
         let (base, len) = parse_cidr(pool)
-            .ok_or_else(|| DockerError::Engine(format!("invalid network pool {pool:?}")))?;
+            .ok_or_else(|| RuntimeError::Engine(format!("invalid network pool {pool:?}")))?;
         let c = self.client().await?;
         let used: Vec<(u32, u8)> = match c.list_networks(None::<ListNetworksOptions>).await {
             Ok(l) => l
@@ -92,11 +92,11 @@ impl Engine {
         for block in free_blocks(base, len, SUBNET_LEN, &used) {
             let subnet = format!("{}/{SUBNET_LEN}", Ipv4Addr::from(block));
             match self.create_network(name, labels, Some(subnet)).await {
-                Err(DockerError::Engine(m)) if m.contains("overlap") => continue,
+                Err(RuntimeError::Engine(m)) if m.contains("overlap") => continue,
                 r => return r,
             }
         }
-        Err(DockerError::Engine(format!(
+        Err(RuntimeError::Engine(format!(
             "no free /{SUBNET_LEN} subnet left in the network pool {pool}"
         )))
     }
@@ -110,7 +110,7 @@ impl Engine {
                 Ok(())
             }
             Err(e) => match self.fail("remove network", e).await {
-                DockerError::NotFound(_) => Ok(()),
+                RuntimeError::NotFound(_) => Ok(()),
                 e => Err(e),
             },
         }

@@ -1,21 +1,8 @@
 //! One-shot resource statistics of a container, with the percentages clients want computed.
 
+use super::{Engine, Result, Stats};
 use bollard::query_parameters::StatsOptionsBuilder;
 use futures_util::StreamExt;
-use serde::Serialize;
-
-use super::{Engine, Result};
-
-/// Resource use of one container.
-#[derive(Debug, Clone, Serialize)]
-pub struct Stats {
-    pub cpu_percent: f64,
-    pub memory_bytes: u64,
-    pub memory_limit_bytes: u64,
-    pub memory_percent: f64,
-    /// The engine's own stats document, as PEON returned it.
-    pub raw: serde_json::Value,
-}
 
 impl Engine {
     /// Samples a container's stats once (the engine takes two readings about a second apart so

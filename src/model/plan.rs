@@ -4,9 +4,13 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+pub use super::lifecycle::{Lifecycle, PlanLimits, RestartPolicy};
+use super::lifecycle::{parse_bytes, parse_duration};
 
 /// A transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -62,6 +66,12 @@ pub struct Plan {
     pub environment: Vec<(String, Setting)>,
     pub volumes: Vec<Mount>,
     pub files: Vec<Mount>,
+    /// The optional `lifecycle` object (stop, readiness, restart policy).
+    #[serde(skip)]
+    pub lifecycle: Lifecycle,
+    /// The optional `limits` object.
+    #[serde(skip)]
+    pub limits: PlanLimits,
 }
 
 /// One thing wrong with a plan, and where.
@@ -149,6 +159,8 @@ pub fn parse_plan(game: &str, doc: &Value) -> Result<Plan, Vec<Problem>> {
     let environment = parse_environment(&mut c, root.get("environment"));
     let volumes = parse_mounts(&mut c, "volumes", root.get("volumes"), false);
     let files = parse_mounts(&mut c, "files", root.get("files"), true);
+    let lifecycle = parse_lifecycle(&mut c, root.get("lifecycle"));
+    let limits = parse_limits(&mut c, root.get("limits"));
 
     let mut targets = BTreeSet::new();
     for (kind, m) in volumes
@@ -175,10 +187,123 @@ pub fn parse_plan(game: &str, doc: &Value) -> Result<Plan, Vec<Problem>> {
             environment,
             volumes,
             files,
+            lifecycle,
+            limits,
         })
     } else {
         Err(c.problems)
     }
+}
+
+/// The optional `lifecycle` object: `stop_command` (a string or a list), `stop_signal`,
+/// `stop_grace`, `ready_pattern`, `ready_timeout`, `restart_policy`.
+fn parse_lifecycle(c: &mut Checker, v: Option<&Value>) -> Lifecycle {
+    let mut l = Lifecycle::default();
+    let m = match v {
+        None | Some(Value::Null) => return l,
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            c.bad("lifecycle", "must be an object");
+            return l;
+        }
+    };
+    let duration = |c: &mut Checker, k: &str| -> Option<Duration> {
+        let d = match m.get(k)? {
+            Value::Number(n) => n.as_u64().map(Duration::from_secs),
+            Value::String(s) => parse_duration(s),
+            _ => None,
+        };
+        if d.is_none() {
+            c.bad(
+                format!("lifecycle.{k}"),
+                "must be seconds or a duration like 30s, 5m, 1h",
+            );
+        }
+        d
+    };
+    l.stop_grace = duration(c, "stop_grace");
+    l.ready_timeout = duration(c, "ready_timeout");
+    for (k, slot) in [
+        ("stop_signal", &mut l.stop_signal),
+        ("ready_pattern", &mut l.ready_pattern),
+    ] {
+        match m.get(k) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if !s.trim().is_empty() && !s.contains('\n') => {
+                *slot = Some(s.trim().to_owned());
+            }
+            Some(_) => c.bad(
+                format!("lifecycle.{k}"),
+                "must be a non-empty one-line string",
+            ),
+        }
+    }
+    if let Some(sig) = &l.stop_signal {
+        let ok = sig
+            .trim_start_matches("SIG")
+            .chars()
+            .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit());
+        if !ok {
+            c.bad("lifecycle.stop_signal", "must be a signal name like SIGINT");
+        }
+    }
+    let one_line = |s: &str| !s.is_empty() && !s.contains(['\n', '\r']) && s.len() <= 4096;
+    match m.get("stop_command") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if one_line(s) => l.stop_command = vec![s.clone()],
+        Some(Value::Array(a)) if a.iter().all(|v| v.as_str().is_some_and(one_line)) => {
+            l.stop_command = a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+        }
+        Some(_) => c.bad(
+            "lifecycle.stop_command",
+            "must be a console command or a list of them (one line each)",
+        ),
+    }
+    match m.get("restart_policy") {
+        None | Some(Value::Null) => {}
+        Some(v) => match v.as_str().and_then(RestartPolicy::parse) {
+            Some(p) => l.restart_policy = Some(p),
+            None => c.bad(
+                "lifecycle.restart_policy",
+                "must be never, on-crash or always",
+            ),
+        },
+    }
+    l
+}
+
+/// The optional `limits` object: `memory` (bytes, or text like `512m`).
+fn parse_limits(c: &mut Checker, v: Option<&Value>) -> PlanLimits {
+    let mut l = PlanLimits::default();
+    let m = match v {
+        None | Some(Value::Null) => return l,
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            c.bad("limits", "must be an object");
+            return l;
+        }
+    };
+    match m.get("memory") {
+        None | Some(Value::Null) => {}
+        Some(v) => {
+            let b = match v {
+                Value::Number(n) => n.as_i64(),
+                Value::String(s) => parse_bytes(s),
+                _ => None,
+            };
+            match b {
+                Some(b) if b >= 6 << 20 => l.memory_bytes = Some(b),
+                _ => c.bad(
+                    "limits.memory",
+                    "must be a size of at least 6m, like 512m or 2g",
+                ),
+            }
+        }
+    }
+    l
 }
 
 /// `ports` is a list of groups (a plan) or a flat list of entries (a server's config.json).

@@ -75,7 +75,7 @@ impl ServerService {
         }
         let mut images = Vec::with_capacity(by_image.len());
         for (image, servers) in by_image {
-            let bytes = self.engine.image_size(&image).await?;
+            let bytes = self.runtime.image_size(&image).await?;
             images.push(ImageUsage {
                 image,
                 bytes,

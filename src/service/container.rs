@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::{Result, ServerService, ServiceError};
-use crate::docker::{ContainerSpec, DockerError, labels};
 use crate::fsio::fsutil::{self, Within};
 use crate::model::plan::Setting;
+use crate::runtime::{ContainerSpec, RuntimeError, labels};
 use crate::store::ServerRecord;
 
 /// Game containers run as PEON's `1000:1000`.
@@ -120,7 +120,11 @@ impl ServerService {
             labels,
             network: rec.uid.network_name(),
             user: Some(format!("{GAME_USER}:{GAME_USER}")),
-            stop_timeout: self.settings.stop_timeout,
+            stop_timeout: self.stop_grace(rec),
+            limits: crate::runtime::Limits {
+                memory_bytes: plan.limits.memory_bytes,
+                ..Default::default()
+            },
         })
     }
 
@@ -128,7 +132,7 @@ impl ServerService {
     /// when it is not present locally.
     pub(super) async fn ensure_container(&self, rec: &ServerRecord) -> Result<()> {
         let name = rec.uid.container_name();
-        if let Some(existing) = self.engine.inspect(&name).await? {
+        if let Some(existing) = self.runtime.inspect(&name).await? {
             if existing.labels.get(labels::INSTANCE) == Some(&self.settings.instance) {
                 return Ok(());
             }
@@ -137,18 +141,18 @@ impl ServerService {
             )));
         }
         // One image inspect: it says whether to pull and gives the labels' values.
-        let image_env = match self.engine.image_env(&rec.plan.image).await? {
+        let image_env = match self.runtime.image_env(&rec.plan.image).await? {
             Some(env) => env,
             None => {
                 tracing::info!(uid = %rec.uid, image = %rec.plan.image, "image not present, pulling");
-                self.engine.pull_image(&rec.plan.image).await?;
-                self.engine
+                self.runtime.pull_image(&rec.plan.image).await?;
+                self.runtime
                     .image_env(&rec.plan.image)
                     .await?
                     .unwrap_or_default()
             }
         };
-        self.engine
+        self.runtime
             .ensure_network(
                 &rec.uid.network_name(),
                 &self.labels(rec),
@@ -156,19 +160,17 @@ impl ServerService {
             )
             .await?;
         let spec = self.container_spec(rec, &image_env)?;
-        match self.engine.create_container(&spec).await {
+        match self.runtime.create(&spec).await {
             Ok(_) => Ok(()),
-            Err(DockerError::Conflict(m)) => Err(ServiceError::Conflict(m)),
+            Err(RuntimeError::Conflict(m)) => Err(ServiceError::Conflict(m)),
             Err(e) => Err(e.into()),
         }
     }
 
     /// Removes the server's container and network.
     pub(super) async fn remove_container(&self, rec: &ServerRecord) -> Result<()> {
-        self.engine
-            .remove_container(&rec.uid.container_name())
-            .await?;
-        self.engine.remove_network(&rec.uid.network_name()).await?;
+        self.runtime.remove(&rec.uid.container_name()).await?;
+        self.runtime.remove_network(&rec.uid.network_name()).await?;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use super::container::GAME_USER;
 use super::{Result, ServerObject, ServerService, ServiceError};
 use crate::fsio::{atomic, fsutil};
+use crate::model::lifecycle::RestartPolicy;
 use crate::names::{self, Uid};
 use crate::plans::LoadedPlan;
 use crate::schedule::OneShot;
@@ -30,6 +31,10 @@ pub struct CreateRequest {
     pub noclean: bool,
     /// A stop timer for the first start.
     pub timer: Option<OneShot>,
+    /// The server's restart policy (the plan's when `None`).
+    pub restart_policy: Option<RestartPolicy>,
+    /// The server's stop grace period (the plan's when `None`).
+    pub stop_grace: Option<std::time::Duration>,
 }
 
 const PREFIXES: [&str; 33] = [
@@ -224,6 +229,9 @@ impl ServerService {
             wanted_running: false,
             plan_version: loaded.plan.version.clone(),
             created: chrono::Utc::now().timestamp(),
+            restart_policy: req.restart_policy,
+            stop_grace_s: req.stop_grace.map(|d| d.as_secs()),
+            exits: Vec::new(),
         };
         let staging = self
             .store
@@ -256,8 +264,9 @@ impl ServerService {
             return Err(e);
         }
         if req.start_later {
-            let c = self.container(&uid).await?;
-            return Ok(self.object(&rec, c.as_ref()));
+            let h = self.handle_of(&uid);
+            self.refresh_container(&h).await?;
+            return Ok(self.object(&rec, &h, true));
         }
         match self.start_locked(&uid, req.timer.clone()).await {
             Ok(o) => Ok(o),

@@ -5,12 +5,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use super::{Result, ServerObject, ServerService, ServiceError};
-use crate::docker::DockerError;
 use crate::fsio::{atomic, fsutil};
+use crate::live::events::EventKind;
+use crate::live::{Phase, ServerHandle};
+use crate::model::exit::Expected;
+use crate::model::lifecycle::RestartPolicy;
 use crate::names::Uid;
+use crate::runtime::RuntimeError;
 use crate::schedule::OneShot;
-use crate::store::ServerState;
+use crate::store::{ServerRecord, ServerState};
 
 /// PEON's update modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,79 +63,201 @@ impl UpdateMode {
 const START_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a started game is watched for an immediate crash.
 const SETTLE: Duration = Duration::from_secs(1);
+/// How long an action waits for the live model to see an exit the engine reported.
+const SEE_EXIT: Duration = Duration::from_secs(3);
+
+/// What `PUT /server/options` may change.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    pub restart_policy: Option<RestartPolicy>,
+    pub stop_grace: Option<Duration>,
+}
 
 impl ServerService {
-    async fn set_wanted(&self, uid: &Uid, running: bool) -> Result<()> {
-        if let Some(rec) = self.store.get(uid) {
-            let state = ServerState {
-                wanted_running: running,
-                ..rec.state.clone()
-            };
-            self.store.write_state(uid, state)?;
+    /// Rewrites `.peon.json` through the store, off the async workers.
+    pub(super) async fn save_state(
+        &self,
+        uid: &Uid,
+        change: impl FnOnce(&mut ServerState) + Send + 'static,
+    ) -> Result<()> {
+        let Some(svc) = self.me.upgrade() else {
+            return Ok(());
+        };
+        let uid = uid.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            if let Some(rec) = svc.store.get(&uid) {
+                let mut state = rec.state.clone();
+                change(&mut state);
+                svc.store.write_state(&uid, state)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| ServiceError::Failed(e.to_string()))?
+    }
+
+    pub(super) async fn set_wanted(&self, uid: &Uid, running: bool) -> Result<()> {
+        if self
+            .store
+            .get(uid)
+            .is_some_and(|r| r.state.wanted_running == running)
+        {
+            return Ok(());
         }
-        Ok(())
+        self.save_state(uid, move |s| s.wanted_running = running)
+            .await
+    }
+
+    /// Runs an action, publishing its start and end as events.
+    async fn action<T>(
+        &self,
+        uid: &Uid,
+        name: &str,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let h = self.handle_of(uid);
+        h.publish(EventKind::Action {
+            action: name.to_owned(),
+            phase: "start".into(),
+            ok: None,
+            error: None,
+        });
+        let r = work.await;
+        h.publish(EventKind::Action {
+            action: name.to_owned(),
+            phase: "end".into(),
+            ok: Some(r.is_ok()),
+            error: r.as_ref().err().map(ToString::to_string),
+        });
+        r
     }
 
     /// Starts a server, with an optional stop timer.
     pub async fn start(&self, uid: &Uid, timer: Option<OneShot>) -> Result<ServerObject> {
-        let _g = self.lock(uid).await;
-        self.start_locked(uid, timer).await
+        self.record(uid)?;
+        self.action(uid, "start", async {
+            let _g = self.lock(uid).await;
+            self.start_locked(uid, timer).await
+        })
+        .await
     }
 
-    /// Start, with the server's lock held by the caller. The container is recreated from the
-    /// server's config when it is missing.
+    /// Start, with the server's power lock held by the caller. The container is recreated from
+    /// the server's config when it is missing or was made without stdin (an older peon). The
+    /// console is attached before the game starts, so no line is missed.
     pub(super) async fn start_locked(
         &self,
         uid: &Uid,
         timer: Option<OneShot>,
     ) -> Result<ServerObject> {
         let rec = self.record(uid)?;
-        let name = uid.container_name();
-        let current = self.engine.inspect(&name).await?;
-        if !current.as_ref().is_some_and(|c| c.running) {
-            let group = rec.plan.port_groups.first().cloned().unwrap_or_default();
-            self.check_ports_free(uid, &group).await?;
-            if current.is_none() {
-                self.ensure_container(&rec).await?;
+        let h = self.handle_of(uid);
+        let intent = h.state().intent;
+        h.state().in_start = true;
+        let r = self.start_run(&rec, &h, intent).await;
+        h.state().in_start = false;
+        if let Err(e) = r {
+            if h.state().intent != intent {
+                return Err(ServiceError::NotRunning(format!(
+                    "The server [{uid}] was stopped while it was starting."
+                )));
             }
-            match self.engine.start_container(&name).await {
-                Ok(()) => {}
-                Err(DockerError::PortInUse(m)) => {
-                    return Err(ServiceError::PortsInUse(format!(
-                        "A port required by [{uid}] is in use on the host: {m}"
-                    )));
-                }
-                Err(e) => return Err(e.into()),
-            }
-            self.wait_running(uid).await?;
-            tracing::info!(uid = %uid, "server started");
+            return Err(e);
         }
         self.set_wanted(uid, true).await?;
         if let Some(t) = timer {
             self.scheduler.set_stop(uid, t).await?;
         }
-        self.get(uid).await
+        self.refresh_game_config(&h, &rec).await;
+        Ok(self.object(&rec, &h, true))
+    }
+
+    async fn start_run(
+        &self,
+        rec: &Arc<ServerRecord>,
+        h: &Arc<ServerHandle>,
+        intent: u64,
+    ) -> Result<()> {
+        let uid = &rec.uid;
+        let name = uid.container_name();
+        let mut current = self.runtime.inspect(&name).await?;
+        if current.as_ref().is_some_and(|c| c.running) {
+            return Ok(());
+        }
+        let group = rec.plan.port_groups.first().cloned().unwrap_or_default();
+        self.check_ports_free(uid, &group).await?;
+        if let Some(c) = &current {
+            let policy_ok = matches!(c.restart_policy.as_str(), "" | "no");
+            if !c.stdin_open || !policy_ok {
+                tracing::info!(uid = %uid, "container made by an older peon (no stdin or an engine restart policy): recreating it");
+                self.runtime.remove(&name).await?;
+                current = None;
+            }
+        }
+        if current.is_none() {
+            self.ensure_container(rec).await?;
+        }
+        self.attach_console(h).await?;
+        let sub = rec
+            .plan
+            .lifecycle
+            .ready_pattern
+            .as_ref()
+            .map(|_| h.console.subscribe(0));
+        {
+            let mut s = h.state();
+            if s.intent != intent {
+                return Err(ServiceError::NotRunning(format!("[{uid}] was stopped")));
+            }
+            s.expected = Expected::Nothing;
+            s.oom_seen = false;
+        }
+        h.set_phase(Phase::Starting, None);
+        match self.runtime.start(&name).await {
+            Ok(()) => {}
+            Err(e) => {
+                h.set_phase(Phase::Stopped, None);
+                return Err(match e {
+                    RuntimeError::PortInUse(m) => ServiceError::PortsInUse(format!(
+                        "A port required by [{uid}] is in use on the host: {m}"
+                    )),
+                    e => e.into(),
+                });
+            }
+        }
+        if h.state().intent != intent {
+            // A kill or stop came while the engine was starting the game: honour it.
+            let _ = self.runtime.kill(&name, "KILL").await;
+            return Err(ServiceError::NotRunning(format!("[{uid}] was stopped")));
+        }
+        self.watch_readiness(h, rec, sub);
+        self.wait_running(uid).await?;
+        tracing::info!(uid = %uid, "server started");
+        Ok(())
     }
 
     /// Waits until the container runs, then watches it for a short settle time: a game that
-    /// exits (or is restarted by the engine) at once fails the action with its exit code and
-    /// last output lines, instead of being reported as running.
+    /// exits at once fails the action with its exit code and last output lines, instead of
+    /// being reported as running.
     async fn wait_running(&self, uid: &Uid) -> Result<()> {
         let name = uid.container_name();
         let deadline = Instant::now() + START_DEADLINE;
-        let mut running_since: Option<(Instant, i64)> = None;
+        let mut running_since: Option<Instant> = None;
         loop {
-            let d = self.engine.inspect(&name).await?.ok_or_else(|| {
+            let d = self.runtime.inspect(&name).await?.ok_or_else(|| {
                 ServiceError::Failed(format!(
                     "The container of [{uid}] disappeared while starting."
                 ))
             })?;
             let crashed = match running_since {
-                Some((_, restarts)) => d.restart_count > restarts || !d.running,
+                Some(_) => !d.running,
                 None => matches!(d.state.as_str(), "exited" | "dead"),
             };
             if crashed {
-                let tail = self.engine.logs(&name, 10).await.unwrap_or_default();
+                let h = self.handle_of(uid);
+                // The exit is recorded now (the event may come later).
+                self.observe_exit(&h, d.exit_code, true).await;
+                let tail = h.console.recent(10);
                 return Err(ServiceError::Failed(format!(
                     "The server [{uid}] exited right after starting (exit code {}). Last output: {}",
                     d.exit_code.unwrap_or(-1),
@@ -137,8 +265,8 @@ impl ServerService {
                 )));
             }
             match running_since {
-                Some((t, _)) if t.elapsed() >= SETTLE => return Ok(()),
-                None if d.running => running_since = Some((Instant::now(), d.restart_count)),
+                Some(t) if t.elapsed() >= SETTLE => return Ok(()),
+                None if d.running => running_since = Some(Instant::now()),
                 None if Instant::now() >= deadline => {
                     return Err(ServiceError::Failed(format!(
                         "The server [{uid}] did not reach the running state within {}s.",
@@ -151,52 +279,144 @@ impl ServerService {
         }
     }
 
-    /// Stops a server now (SIGTERM, then kill after the stop timeout) and cancels its pending
-    /// stop timer; with a timer, only schedules the stop.
+    /// Stops a server now (its stop commands, then SIGTERM, then kill after the grace period)
+    /// and cancels its pending stop timer; with a timer, only schedules the stop.
     pub async fn stop(&self, uid: &Uid, timer: Option<OneShot>) -> Result<ServerObject> {
-        let _g = self.lock(uid).await;
         self.record(uid)?;
         if let Some(t) = timer {
+            let _g = self.lock(uid).await;
             self.scheduler.set_stop(uid, t).await?;
             drop(_g);
             return self.get(uid).await;
         }
-        self.scheduler.cancel_stop(uid).await?;
-        self.stop_locked(uid).await
+        // What the host wants is recorded before waiting for the lock: a stop sent while a
+        // start is under way is honoured.
+        self.want_stopped(uid, Expected::Stop).await?;
+        self.action(uid, "stop", async {
+            let _g = self.lock(uid).await;
+            self.scheduler.cancel_stop(uid).await?;
+            self.stop_locked(uid).await
+        })
+        .await
     }
 
-    /// Stop, with the server's lock held by the caller.
-    pub(super) async fn stop_locked(&self, uid: &Uid) -> Result<ServerObject> {
-        let timeout = i32::try_from(self.settings.stop_timeout.as_secs()).unwrap_or(i32::MAX);
-        match self
-            .engine
-            .stop_container(&uid.container_name(), timeout)
-            .await
+    /// Records that the host wants the server stopped: no restart, no readiness watch.
+    async fn want_stopped(&self, uid: &Uid, how: Expected) -> Result<()> {
+        let h = self.handle_of(uid);
         {
-            Ok(()) | Err(DockerError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
+            let mut s = h.state();
+            s.intent += 1;
+            s.expected = how;
         }
-        self.set_wanted(uid, false).await?;
-        tracing::info!(uid = %uid, "server stopped");
-        self.get(uid).await
+        h.set_watcher(None);
+        self.set_wanted(uid, false).await
     }
 
-    /// Restarts a running server, or starts a stopped one.
-    pub async fn restart(&self, uid: &Uid) -> Result<ServerObject> {
-        let _g = self.lock(uid).await;
-        self.record(uid)?;
-        let name = uid.container_name();
-        match self.engine.inspect(&name).await? {
-            Some(d) if d.running => {
-                let timeout =
-                    i32::try_from(self.settings.stop_timeout.as_secs()).unwrap_or(i32::MAX);
-                self.engine.restart_container(&name, timeout).await?;
-                self.wait_running(uid).await?;
-                self.set_wanted(uid, true).await?;
-                self.get(uid).await
+    /// Stop, with the server's power lock held by the caller.
+    pub(super) async fn stop_locked(&self, uid: &Uid) -> Result<ServerObject> {
+        let rec = self.record(uid)?;
+        let h = self.handle_of(uid);
+        {
+            let mut s = h.state();
+            s.intent += 1;
+            if s.expected != Expected::Kill {
+                s.expected = Expected::Stop;
             }
-            _ => self.start_locked(uid, None).await,
         }
+        h.set_watcher(None);
+        self.set_wanted(uid, false).await?;
+        let name = uid.container_name();
+        let running = self
+            .runtime
+            .inspect(&name)
+            .await?
+            .is_some_and(|d| d.running);
+        if running {
+            h.set_phase(Phase::Stopping, None);
+            let grace = self.stop_grace(&rec);
+            let t0 = Instant::now();
+            let commands = &rec.plan.lifecycle.stop_command;
+            if !commands.is_empty() && h.console.has_input() {
+                for c in commands {
+                    if let Err(e) = h.console.send_command(c).await {
+                        tracing::warn!(uid = %uid, "stop command not taken: {e}");
+                        break;
+                    }
+                }
+                h.wait_stopped(grace / 2).await;
+            }
+            let rest = grace
+                .saturating_sub(t0.elapsed())
+                .max(Duration::from_secs(1));
+            match self
+                .runtime
+                .stop(&name, rec.plan.lifecycle.stop_signal.as_deref(), rest)
+                .await
+            {
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.observe_exit(&h, None, true).await;
+            tracing::info!(uid = %uid, "server stopped");
+        } else {
+            h.state().expected = Expected::Nothing;
+        }
+        Ok(self.object(&rec, &h, true))
+    }
+
+    /// Kills a server at once (SIGKILL). It goes through even while another action holds the
+    /// power lock, and is never undone by the restart policy.
+    pub async fn kill(&self, uid: &Uid) -> Result<ServerObject> {
+        let rec = self.record(uid)?;
+        self.want_stopped(uid, Expected::Kill).await?;
+        self.scheduler.cancel_stop(uid).await?;
+        self.action(uid, "kill", async {
+            let h = self.handle_of(uid);
+            match self.runtime.kill(&uid.container_name(), "KILL").await {
+                Ok(()) => {
+                    if !h.wait_stopped(SEE_EXIT).await {
+                        self.observe_exit(&h, None, true).await;
+                    }
+                }
+                Err(RuntimeError::Conflict(_) | RuntimeError::NotFound(_)) => {
+                    h.state().expected = Expected::Nothing;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            tracing::info!(uid = %uid, "server killed");
+            Ok(self.object(&rec, &h, true))
+        })
+        .await
+    }
+
+    /// Restarts a running server (stop, then start), or starts a stopped one.
+    pub async fn restart(&self, uid: &Uid) -> Result<ServerObject> {
+        self.record(uid)?;
+        self.action(uid, "restart", async {
+            let _g = self.lock(uid).await;
+            self.stop_locked(uid).await?;
+            self.start_locked(uid, None).await
+        })
+        .await
+    }
+
+    /// Changes the server's restart policy and stop grace period.
+    pub async fn set_options(&self, uid: &Uid, o: ServerOptions) -> Result<ServerObject> {
+        self.record(uid)?;
+        let _g = self.lock(uid).await;
+        let grace = o.stop_grace.map(|d| d.as_secs());
+        self.save_state(uid, move |s| {
+            if let Some(p) = o.restart_policy {
+                s.restart_policy = Some(p);
+            }
+            if let Some(g) = grace {
+                s.stop_grace_s = Some(g);
+            }
+        })
+        .await?;
+        tracing::info!(uid = %uid, "server options changed");
+        drop(_g);
+        self.get(uid).await
     }
 
     /// Sets the server's description in `config.json`.
@@ -219,6 +439,12 @@ impl ServerService {
 
     /// PEON's update: stop, apply the mode, then start with a fresh container.
     pub async fn update(&self, uid: &Uid, mode: UpdateMode) -> Result<ServerObject> {
+        self.record(uid)?;
+        self.action(uid, "update", self.update_inner(uid, mode))
+            .await
+    }
+
+    async fn update_inner(&self, uid: &Uid, mode: UpdateMode) -> Result<ServerObject> {
         let _g = self.lock(uid).await;
         let rec = self.record(uid)?;
         self.stop_locked(uid).await?;
@@ -230,10 +456,10 @@ impl ServerService {
             tracing::info!(uid = %uid, "update: data/ wiped");
         }
         if mode.pulls() {
-            match self.engine.pull_image(&rec.plan.image).await {
+            match self.runtime.pull_image(&rec.plan.image).await {
                 Ok(()) => {}
-                Err(e @ DockerError::ImageUnavailable { .. }) => {
-                    if self.engine.image_env(&rec.plan.image).await?.is_none() {
+                Err(e @ RuntimeError::ImageUnavailable { .. }) => {
+                    if self.runtime.image_env(&rec.plan.image).await?.is_none() {
                         return Err(e.into());
                     }
                     tracing::warn!(uid = %uid, "update: pull failed, keeping the local image: {e}");
@@ -255,9 +481,12 @@ impl ServerService {
 
     /// Removes the container and network; with `eradicate`, also every file of the server.
     pub async fn destroy(&self, uid: &Uid, eradicate: bool) -> Result<String> {
+        self.record(uid)?;
+        self.want_stopped(uid, Expected::Stop).await?;
         let _g = self.lock(uid).await;
         let rec = self.record(uid)?;
         self.remove_container(&rec).await?;
+        self.handle_of(uid).set_container(None);
         self.scheduler.forget_server(uid).await?;
         if eradicate {
             self.remove_files(uid).await?;
@@ -279,6 +508,7 @@ impl ServerService {
             .staging()
             .join(format!("trash-{uid}-{}", atomic::random_suffix()));
         self.store.forget(uid);
+        self.registry.remove(uid);
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             match std::fs::rename(&dir, &trash) {
                 Ok(()) => {}
@@ -305,27 +535,25 @@ impl ServerService {
         for uid in &new {
             tracing::info!(uid = %uid, "import: found server directory");
         }
-        let containers = self.containers().await?;
+        self.resync().await?;
         for rec in self.store.list() {
-            if containers.contains_key(&rec.uid.to_string()) {
+            if self.handle_of(&rec.uid).state().container.is_some() {
                 continue;
             }
             let _g = self.lock(&rec.uid).await;
             if let Err(e) = self.ensure_container(&rec).await {
                 tracing::warn!(uid = %rec.uid, "import: cannot create container: {e}");
             }
+            self.refresh_container(&self.handle_of(&rec.uid)).await?;
         }
         self.list().await
     }
 
     /// After a daemon (or engine) restart: servers the host wants running are started, running
-    /// containers are left alone.
+    /// containers are left alone. Reads the live model, which a resync has just filled.
     pub async fn reconcile(&self) -> Result<()> {
-        let containers = self.containers().await?;
         for rec in self.store.list() {
-            let running = containers
-                .get(&rec.uid.to_string())
-                .is_some_and(|c| c.state == "running");
+            let running = self.handle_of(&rec.uid).is_running();
             if rec.state.wanted_running && !running {
                 tracing::info!(uid = %rec.uid, "reconcile: server should run, starting it");
                 if let Err(e) = self.start(&rec.uid, None).await {

@@ -1,33 +1,42 @@
-//! `ServerService`: the server lifecycle. The API layer calls it; it drives Docker through
-//! [`crate::docker::Engine`], keeps server files through [`crate::store`], reads plans through
-//! [`crate::plans`] and sets timers through [`crate::schedule`].
+//! `ServerService`: the server lifecycle. The API layer calls it; it drives the container engine
+//! through the runtime seam ([`crate::runtime::Runtime`]), keeps server files through
+//! [`crate::store`], reads plans through [`crate::plans`], sets timers through
+//! [`crate::schedule`], and keeps the live model of every server in a [`Registry`] of handles
+//! fed by the engine's event stream (`supervise`).
 //!
-//! Actions on one server are serialized by a per-server lock; different servers run in parallel.
+//! Actions on one server are serialized by its handle's power lock (a kill goes through without
+//! it); different servers run in parallel.
 
 mod backup;
 mod capacity;
+mod console;
 mod container;
 mod create;
+mod gameconfig;
 mod lifecycle;
 mod ports;
+mod readiness;
+mod supervise;
 mod view;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 use tokio::sync::OwnedMutexGuard;
 
 use crate::config::Settings;
-use crate::docker::{DockerError, Engine};
+use crate::live::console::ConsoleConfig;
+use crate::live::{Registry, ServerHandle};
 use crate::names::{InvalidName, Uid};
 use crate::plans::{PlanError, PlanStore};
+use crate::runtime::{Runtime, RuntimeError};
 use crate::schedule::{ScheduleError, Scheduler};
 use crate::store::{DataDir, ServerStore, StoreError};
 
 pub use backup::Backup;
 pub use capacity::{Capacity, ImageUsage, ServerUsage};
+pub use console::{ConsoleStream, EventStream};
 pub use create::CreateRequest;
-pub use lifecycle::UpdateMode;
+pub use lifecycle::{ServerOptions, UpdateMode};
 pub use view::{ServerObject, StatsView};
 
 /// Errors of the service layer. The API maps each to one HTTP status, once.
@@ -47,7 +56,7 @@ pub enum ServiceError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
-    Docker(#[from] DockerError),
+    Docker(#[from] RuntimeError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -55,6 +64,9 @@ pub enum ServiceError {
     /// The game server did not reach the wanted state.
     #[error("{0}")]
     Failed(String),
+    /// The action needs a running game (a console command), or the game was stopped meanwhile.
+    #[error("{0}")]
+    NotRunning(String),
 }
 
 pub type Result<T> = std::result::Result<T, ServiceError>;
@@ -72,11 +84,13 @@ impl From<std::io::Error> for ServiceError {
 /// The server service.
 pub struct ServerService {
     settings: Arc<Settings>,
-    engine: Arc<Engine>,
+    runtime: Arc<dyn Runtime>,
     store: ServerStore,
     plans: PlanStore,
     scheduler: Arc<Scheduler>,
-    locks: Mutex<HashMap<Uid, Arc<tokio::sync::Mutex<()>>>>,
+    registry: Registry,
+    /// True once the live model was first filled from the engine.
+    synced: tokio::sync::watch::Sender<bool>,
     /// Held while a create picks its port group until the server is in the index, so two
     /// concurrent creates never pick the same free group.
     allocation: tokio::sync::Mutex<()>,
@@ -87,7 +101,7 @@ impl ServerService {
     /// Opens the data dir and indexes its servers. Does not touch Docker.
     pub fn open(
         settings: Arc<Settings>,
-        engine: Arc<Engine>,
+        runtime: Arc<dyn Runtime>,
         plans: PlanStore,
         scheduler: Arc<Scheduler>,
     ) -> Result<Arc<ServerService>> {
@@ -96,11 +110,12 @@ impl ServerService {
         let store = ServerStore::load(dir)?;
         let svc = Arc::new_cyclic(|me| ServerService {
             settings,
-            engine,
+            runtime,
             store,
             plans,
             scheduler: scheduler.clone(),
-            locks: Mutex::new(HashMap::new()),
+            registry: Registry::new(ConsoleConfig::default()),
+            synced: tokio::sync::watch::channel(false).0,
             allocation: tokio::sync::Mutex::new(()),
             me: me.clone(),
         });
@@ -113,8 +128,8 @@ impl ServerService {
         &self.settings
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    pub fn runtime(&self) -> &dyn Runtime {
+        self.runtime.as_ref()
     }
 
     pub fn plans(&self) -> &PlanStore {
@@ -129,16 +144,28 @@ impl ServerService {
         &self.store
     }
 
-    /// Takes the server's action lock; actions on one server run one at a time.
+    /// Waits (at most `within`) until the live model was first filled from the engine; true
+    /// when it was.
+    pub async fn wait_synced(&self, within: std::time::Duration) -> bool {
+        let mut rx = self.synced.subscribe();
+        tokio::time::timeout(within, rx.wait_for(|s| *s))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Takes the server's power lock; actions on one server run one at a time.
     async fn lock(&self, uid: &Uid) -> OwnedMutexGuard<()> {
-        let m = self
-            .locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(uid.clone())
-            .or_default()
-            .clone();
-        m.lock_owned().await
+        self.handle_of(uid).lock_power().await
+    }
+
+    /// The handle of `uid` (made on first use; a server being created has one too).
+    fn handle_of(&self, uid: &Uid) -> Arc<ServerHandle> {
+        self.registry.ensure(uid, || {
+            self.store
+                .get(uid)
+                .map(|r| r.state.exits.clone())
+                .unwrap_or_default()
+        })
     }
 
     /// The server's record, or `NotFound` naming it.
@@ -174,7 +201,7 @@ impl crate::schedule::Runner for ServerService {
             let _g = self.lock(uid).await;
             self.record(uid).map_err(|e| e.to_string())?;
             let was_running = self
-                .engine
+                .runtime
                 .inspect(&uid.container_name())
                 .await
                 .map_err(|e| e.to_string())?

@@ -50,7 +50,7 @@ impl ServerService {
     pub(super) async fn running_ports(&self, skip: Option<&Uid>) -> Result<TakenPorts> {
         let own = skip.map(Uid::container_name);
         let mut taken = TakenPorts::default();
-        for c in self.engine.list_running().await? {
+        for c in self.runtime.list_running().await? {
             if own.as_deref() == Some(c.name.as_str()) {
                 continue;
             }

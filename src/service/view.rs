@@ -1,18 +1,16 @@
-//! What clients see of a server: PEON's ServerObject, built from the store's index and one
-//! container listing, plus stats and logs.
-
-use std::collections::HashMap;
-use std::path::Path;
+//! What clients see of a server: PEON's ServerObject, built from the store's index and the live
+//! model (no engine call, no disk read), plus stats and logs.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{Result, ServerService, ServiceError};
-use crate::docker::{ContainerInfo, labels};
+use crate::live::{ExitRecord, Phase, ServerHandle};
 use crate::names::Uid;
 use crate::store::ServerRecord;
 
-/// PEON's ServerObject, with a few additions (`uid`, `ports`, `plan_version`).
+/// PEON's ServerObject, with peon's additions (`uid`, `ports`, `plan_version`, the restart
+/// policy and the exits).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ServerObject {
     pub game_uid: String,
@@ -25,8 +23,12 @@ pub struct ServerObject {
     /// Docker's state: created, running, paused, restarting, exited, dead; `missing` when the
     /// server has no container (it is recreated on start).
     pub container_state: String,
-    /// Same as `container_state` (PEON compatibility).
+    /// `starting` (running, not yet ready), `running` (ready), `unhealthy` (not ready in time),
+    /// `stopping`; otherwise the container state.
     pub server_state: String,
+    /// Why the server is stopped or unhealthy, when peon knows (e.g. the restart policy gave up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
     /// Files the game container wrote into `config/` (only while running); secrets masked.
     #[schema(value_type = Object)]
     pub server_config: Map<String, Value>,
@@ -37,6 +39,15 @@ pub struct ServerObject {
     /// Host ports the server publishes, `PORT/proto`.
     pub ports: Vec<String>,
     pub plan_version: Option<String>,
+    /// `never`, `on-crash` or `always`.
+    pub restart_policy: String,
+    /// The stop grace period in seconds.
+    pub stop_grace_s: u64,
+    /// The last exit of the game.
+    pub last_exit: Option<ExitRecord>,
+    /// The last exits (up to 20, oldest first); in `GET /server/get`, not in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exits: Option<Vec<ExitRecord>>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub stats: Option<StatsView>,
 }
@@ -54,57 +65,20 @@ pub struct StatsView {
 }
 
 const MISSING: &str = "missing";
-
-/// Names of `config/` files whose content is never shown.
-fn is_secret(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    [
-        "password", "passwd", "secret", "token", "apikey", "api_key", "rcon",
-    ]
-    .iter()
-    .any(|s| n.contains(s))
-}
-
-/// Reads the small text files of a server's `config/` directory, masking secrets.
-fn read_server_config(dir: &Path) -> Map<String, Value> {
-    let mut out = Map::new();
-    let Ok(entries) = std::fs::read_dir(dir.join("config")) else {
-        return out;
-    };
-    let mut names: Vec<_> = entries
-        .flatten()
-        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.contains(".tmp-"))
-        .collect();
-    names.sort();
-    for name in names.into_iter().take(64) {
-        let value = if is_secret(&name) {
-            "********".to_owned()
-        } else {
-            match std::fs::read(dir.join("config").join(&name)) {
-                Ok(b) if b.len() <= 4096 => String::from_utf8_lossy(&b).trim().to_owned(),
-                Ok(_) => "(too large to show)".to_owned(),
-                Err(_) => continue,
-            }
-        };
-        out.insert(name, Value::String(value));
-    }
-    out
-}
+const UNKNOWN: &str = "unknown";
 
 impl ServerService {
-    /// Builds the ServerObject of `rec` given its container (if any).
-    pub(super) fn object(&self, rec: &ServerRecord, c: Option<&ContainerInfo>) -> ServerObject {
-        let state = c.map_or(MISSING, |c| c.state.as_str()).to_owned();
-        let label = |k: &str| {
-            c.and_then(|c| c.label(k))
-                .filter(|v| !v.is_empty())
-                .unwrap_or("unknown")
-                .to_owned()
-        };
+    /// Builds the ServerObject of `rec` from its live handle.
+    pub(super) fn object(&self, rec: &ServerRecord, h: &ServerHandle, full: bool) -> ServerObject {
+        let s = h.state();
+        let state = s
+            .container
+            .as_ref()
+            .map_or(MISSING, |c| c.state.as_str())
+            .to_owned();
+        let label = |v: Option<&str>| v.filter(|v| !v.is_empty()).unwrap_or(UNKNOWN).to_owned();
         let server_config = if state == "running" {
-            read_server_config(&rec.dir)
+            s.config.clone()
         } else {
             Map::new()
         };
@@ -122,13 +96,19 @@ impl ServerService {
                     .collect()
             })
             .unwrap_or_default();
+        let state_reason = match &s.phase {
+            Phase::Unhealthy(r) => Some(r.clone()),
+            Phase::Stopped => s.note.clone(),
+            _ => None,
+        };
         ServerObject {
             game_uid: rec.uid.game().to_owned(),
             servername: rec.uid.name().to_owned(),
             uid: rec.uid.to_string(),
-            container_type: label(labels::CONTAINER_TYPE),
-            build_version: label(labels::BUILD_VERSION),
-            server_state: state.clone(),
+            container_type: label(s.container.as_ref().map(|c| c.container_type.as_str())),
+            build_version: label(s.container.as_ref().map(|c| c.build_version.as_str())),
+            server_state: crate::live::handle::server_state(&s),
+            state_reason,
             container_state: state,
             server_config,
             description: rec
@@ -139,48 +119,28 @@ impl ServerService {
             time: self.scheduler.next_stop(&rec.uid),
             ports,
             plan_version: rec.state.plan_version.clone(),
+            restart_policy: self.restart_policy(rec).to_string(),
+            stop_grace_s: self.stop_grace(rec).as_secs(),
+            last_exit: s.exits.last().cloned(),
+            exits: full.then(|| s.exits.clone()),
             stats: None,
         }
     }
 
-    /// peon's containers by uid, from one engine call.
-    pub(super) async fn containers(&self) -> Result<HashMap<String, ContainerInfo>> {
-        let list = self
-            .engine
-            .list_labelled(labels::INSTANCE, &self.settings.instance)
-            .await?;
-        Ok(list
-            .into_iter()
-            .filter_map(|c| Some((c.label(labels::UID)?.to_owned(), c)))
-            .collect())
-    }
-
-    /// The container of one server, if it exists.
-    pub(super) async fn container(&self, uid: &Uid) -> Result<Option<ContainerInfo>> {
-        Ok(self
-            .engine
-            .list_labelled(labels::UID, &uid.to_string())
-            .await?
-            .into_iter()
-            .find(|c| c.label(labels::INSTANCE) == Some(self.settings.instance.as_str())))
-    }
-
-    /// All servers, sorted by game then name.
+    /// All servers, sorted by game then name, from memory.
     pub async fn list(&self) -> Result<Vec<ServerObject>> {
-        let containers = self.containers().await?;
         Ok(self
             .store
             .list()
             .iter()
-            .map(|r| self.object(r, containers.get(&r.uid.to_string())))
+            .map(|r| self.object(r, &self.handle_of(&r.uid), false))
             .collect())
     }
 
-    /// One server.
+    /// One server, from memory.
     pub async fn get(&self, uid: &Uid) -> Result<ServerObject> {
         let rec = self.record(uid)?;
-        let c = self.container(uid).await?;
-        Ok(self.object(&rec, c.as_ref()))
+        Ok(self.object(&rec, &self.handle_of(uid), true))
     }
 
     /// One server with its resource use.
@@ -189,7 +149,7 @@ impl ServerService {
         let name = uid.container_name();
         let view = if obj.container_state == "running" {
             let (stats, details) =
-                tokio::join!(self.engine.stats(&name), self.engine.inspect(&name));
+                tokio::join!(self.runtime.stats(&name), self.runtime.inspect(&name));
             let uptime_s = details?.and_then(|d| d.started_at).and_then(|s| {
                 chrono::DateTime::parse_from_rfc3339(&s)
                     .ok()
@@ -212,12 +172,12 @@ impl ServerService {
         Ok(obj)
     }
 
-    /// The last `lines` lines of the server's console output.
+    /// The last `lines` lines of the server's console output, from the engine's log.
     pub async fn logs(&self, uid: &Uid, lines: usize) -> Result<Vec<String>> {
         self.record(uid)?;
-        match self.engine.logs(&uid.container_name(), lines).await {
+        match self.runtime.logs(&uid.container_name(), lines).await {
             Ok(l) => Ok(l),
-            Err(crate::docker::DockerError::NotFound(_)) => Ok(Vec::new()),
+            Err(crate::runtime::RuntimeError::NotFound(_)) => Ok(Vec::new()),
             Err(e) => Err(ServiceError::Docker(e)),
         }
     }
@@ -230,23 +190,5 @@ fn not_available() -> StatsView {
         memory_percent: 0.0,
         uptime_s: None,
         stats: Value::String("Not available".into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_masked() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("config")).unwrap();
-        std::fs::write(d.path().join("config/password"), "hunter2\n").unwrap();
-        std::fs::write(d.path().join("config/ADMIN_PASSWORD"), "x").unwrap();
-        std::fs::write(d.path().join("config/state"), "STARTED\n").unwrap();
-        let m = read_server_config(d.path());
-        assert_eq!(m["state"], "STARTED");
-        assert_eq!(m["password"], "********");
-        assert_eq!(m["ADMIN_PASSWORD"], "********");
     }
 }

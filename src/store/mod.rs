@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::fsio::atomic;
+use crate::model::exit::ExitRecord;
+use crate::model::lifecycle::RestartPolicy;
 use crate::model::plan::{Plan, parse_plan, problems_text};
 use crate::names::Uid;
 
@@ -110,6 +112,15 @@ pub struct ServerState {
     /// Unix time of creation.
     #[serde(default)]
     pub created: i64,
+    /// The restart policy chosen for this server (the plan's, or the default, when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
+    /// The stop grace period chosen for this server, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_s: Option<u64>,
+    /// The last exits of the game, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exits: Vec<ExitRecord>,
 }
 
 /// One server as the store knows it.

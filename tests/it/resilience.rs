@@ -126,6 +126,8 @@ async fn concurrent_actions_on_one_server_are_serialized() {
 struct EngineProxy {
     path: PathBuf,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Live connections, cut when the proxy goes down (as an engine restart cuts them).
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl EngineProxy {
@@ -133,6 +135,7 @@ impl EngineProxy {
         let mut p = EngineProxy {
             path: dir.join("docker.sock"),
             task: None,
+            conns: Default::default(),
         };
         p.up();
         p
@@ -141,13 +144,15 @@ impl EngineProxy {
     fn up(&mut self) {
         let _ = std::fs::remove_file(&self.path);
         let listener = UnixListener::bind(&self.path).unwrap();
+        let conns = self.conns.clone();
         self.task = Some(tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
-                tokio::spawn(async move {
+                let t = tokio::spawn(async move {
                     if let Ok(mut engine) = UnixStream::connect("/var/run/docker.sock").await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
                     }
                 });
+                conns.lock().unwrap().push(t.abort_handle());
             }
         }));
     }
@@ -156,12 +161,15 @@ impl EngineProxy {
         if let Some(t) = self.task.take() {
             t.abort();
         }
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
 #[tokio::test]
-async fn docker_outage_is_503_and_peon_recovers_by_itself() {
+async fn docker_outage_actions_are_503_lists_from_memory_and_consoles_reattach() {
     let sock_dir = tempfile::tempdir().unwrap();
     let mut proxy = EngineProxy::new(sock_dir.path());
     let d = Daemon::start_with(Opts {
@@ -173,13 +181,18 @@ async fn docker_outage_is_503_and_peon_recovers_by_itself() {
     let uid = format!("{game}.outage");
     d.create_running(&uid).await;
 
+    let mut console = support::Console::connect(&d, &uid).await;
+
     proxy.down();
+    // Lists answer from the live model, with no engine call.
     let (s, v) = d.get("/servers").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v[0]["container_state"], "running", "{v}");
+    // Actions need the engine.
+    let (s, v) = d.put(&format!("/server/stop/{uid}"), json!({})).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v["err_code"], "docker.unavailable");
     assert!(v["info"].as_str().unwrap().contains("unreachable"), "{v}");
-    let (s, _) = d.put(&format!("/server/stop/{uid}"), json!({})).await;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     // The daemon itself keeps serving what needs no engine.
     let (s, _) = d.get(&format!("/plan/{game}")).await;
     assert_eq!(s, StatusCode::OK);
@@ -195,6 +208,16 @@ async fn docker_outage_is_503_and_peon_recovers_by_itself() {
     assert_eq!(h["docker"], false);
 
     proxy.up();
+    // peon reconnects, resyncs and re-attaches the console by itself: a command sent through
+    // the API reaches the game, and the client that stayed connected sees the echo.
+    wait_for(Duration::from_secs(30), "the console to be re-attached", || async {
+        let (s, _) = d
+            .post(&format!("/server/command/{uid}"), json!({"command": "after-outage"}))
+            .await;
+        (s == StatusCode::OK).then_some(())
+    })
+    .await;
+    console.wait_line("console: after-outage").await;
     let (s, v) = d.get(&format!("/server/get/{uid}")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["container_state"], "running");

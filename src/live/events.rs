@@ -1,0 +1,87 @@
+//! Events: every state change, exit, restart, readiness change and action of a server, as JSON
+//! with its uid and time. `GET /events` streams them; notifications and metrics build on them.
+
+use serde::Serialize;
+
+use crate::model::exit::ExitRecord;
+
+/// One event.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Event {
+    pub uid: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened; `type` names it in JSON.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The server's state changed (`server_state`).
+    State { state: String },
+    /// The game exited.
+    Exit { exit: ExitRecord },
+    /// The restart policy restarts the game after `delay_ms`.
+    Restart { attempt: u32, delay_ms: u64 },
+    /// The restart policy gave up; the server stays stopped.
+    GaveUp { reason: String },
+    /// Readiness changed: `running` (ready) or `unhealthy`.
+    Ready {
+        state: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// An action started (`phase: start`) or ended (`phase: end`, with `ok` and `error`).
+    Action {
+        action: String,
+        phase: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ok: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+impl Event {
+    pub fn now(uid: &str, kind: EventKind) -> Event {
+        Event {
+            uid: uid.to_owned(),
+            time: now_rfc3339(),
+            kind,
+        }
+    }
+
+    /// The event as one line of JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// The current time, RFC 3339 in UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape() {
+        let e = Event {
+            uid: "g.n".into(),
+            time: "t".into(),
+            kind: EventKind::Restart {
+                attempt: 2,
+                delay_ms: 2000,
+            },
+        };
+        let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"uid":"g.n","time":"t","type":"restart","attempt":2,"delay_ms":2000})
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! One server's handle: its power lock, its live state, its console and its event channel.
+//!
+//! The state is kept under a plain mutex that is never held across an await; readers take a
+//! snapshot. Every change of `server_state` is published as an event and shown on the console.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use tokio::sync::{OwnedMutexGuard, broadcast, watch};
+use tokio::task::JoinHandle;
+
+use super::console::{Console, ConsoleConfig};
+use super::events::{Event, EventKind};
+use crate::model::exit::{ExitRecord, Expected};
+use crate::names::Uid;
+
+/// Where a server is in its life, as peon sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Not running (see the container state for the engine's word).
+    Stopped,
+    /// Running, not yet ready.
+    Starting,
+    /// Running and ready.
+    Running,
+    /// Running, but it did not get ready in time.
+    Unhealthy(String),
+    /// Asked to stop, not yet stopped.
+    Stopping,
+}
+
+/// What the engine has of the server's container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSnap {
+    pub id: String,
+    /// created, running, paused, restarting, exited, dead.
+    pub state: String,
+    pub started_at: Option<String>,
+    pub container_type: String,
+    pub build_version: String,
+}
+
+/// The live state of one server.
+#[derive(Debug, Clone)]
+pub struct LiveState {
+    /// `None`: the server has no container.
+    pub container: Option<ContainerSnap>,
+    pub phase: Phase,
+    /// What peon expects of the next exit.
+    pub expected: Expected,
+    /// Bumped by every stop and kill, so that work started before them can tell.
+    pub intent: u64,
+    /// Times of automatic restarts within the policy's window.
+    pub restarts: VecDeque<Instant>,
+    /// Why the server is stopped or unhealthy, when peon knows.
+    pub note: Option<String>,
+    /// The last exits, oldest first.
+    pub exits: Vec<ExitRecord>,
+    /// What the game wrote in `config/` (secrets masked), refreshed when the files change.
+    pub config: Map<String, Value>,
+    /// Names, sizes and modification times of the `config/` files read last.
+    pub config_sig: Vec<(String, u64, i64)>,
+    /// The start time of the last run whose exit was recorded.
+    pub recorded_run: Option<String>,
+    /// The engine reported an OOM kill in the current run.
+    pub oom_seen: bool,
+    /// An operator's start is under way: it reports a crash itself (no automatic restart).
+    pub in_start: bool,
+}
+
+/// One server's handle.
+pub struct ServerHandle {
+    pub uid: Uid,
+    power: Arc<tokio::sync::Mutex<()>>,
+    state: Mutex<LiveState>,
+    pub console: Arc<Console>,
+    events: broadcast::Sender<Arc<Event>>,
+    bus: broadcast::Sender<Arc<Event>>,
+    running: watch::Sender<bool>,
+    attach: Mutex<Option<JoinHandle<()>>>,
+    watcher: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// How many events a slow reader of one server's channel may fall behind.
+const SERVER_EVENTS: usize = 256;
+
+impl ServerHandle {
+    pub fn new(
+        uid: Uid,
+        exits: Vec<ExitRecord>,
+        bus: broadcast::Sender<Arc<Event>>,
+        console: ConsoleConfig,
+    ) -> ServerHandle {
+        let recorded_run = exits.last().and_then(|e| e.run_started.clone());
+        ServerHandle {
+            uid,
+            power: Arc::new(tokio::sync::Mutex::new(())),
+            state: Mutex::new(LiveState {
+                container: None,
+                phase: Phase::Stopped,
+                expected: Expected::Nothing,
+                intent: 0,
+                restarts: VecDeque::new(),
+                note: None,
+                exits,
+                config: Map::new(),
+                config_sig: Vec::new(),
+                recorded_run,
+                oom_seen: false,
+                in_start: false,
+            }),
+            console: Arc::new(Console::new(console)),
+            events: broadcast::channel(SERVER_EVENTS).0,
+            bus,
+            running: watch::channel(false).0,
+            attach: Mutex::new(None),
+            watcher: Mutex::new(None),
+        }
+    }
+
+    /// Takes the power lock: actions on one server run one at a time.
+    pub async fn lock_power(&self) -> OwnedMutexGuard<()> {
+        self.power.clone().lock_owned().await
+    }
+
+    /// Whether an action holds the power lock now.
+    pub fn busy(&self) -> bool {
+        self.power.try_lock().is_err()
+    }
+
+    /// The state, locked; do not hold it across an await.
+    pub fn state(&self) -> MutexGuard<'_, LiveState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of the state.
+    pub fn snapshot(&self) -> LiveState {
+        self.state().clone()
+    }
+
+    /// PEON's `server_state`: the phase while running or stopping, else the container state.
+    pub fn server_state(&self) -> String {
+        server_state(&self.state())
+    }
+
+    /// Changes the phase (and the note), publishing the new `server_state` when it changed.
+    pub fn set_phase(&self, phase: Phase, note: Option<String>) {
+        let (before, after) = {
+            let mut s = self.state();
+            let before = server_state(&s);
+            s.phase = phase;
+            if note.is_some() || matches!(s.phase, Phase::Starting | Phase::Running) {
+                s.note = note;
+            }
+            (before, server_state(&s))
+        };
+        if before != after {
+            self.console.status(&after);
+            self.publish(EventKind::State { state: after });
+        }
+    }
+
+    /// Records what the engine has of the container, publishing a change of `server_state`.
+    pub fn set_container(&self, c: Option<ContainerSnap>) {
+        let running = c.as_ref().is_some_and(|c| c.state == "running");
+        let (before, after) = {
+            let mut s = self.state();
+            let before = server_state(&s);
+            s.container = c;
+            if !running && s.phase != Phase::Stopped {
+                s.phase = Phase::Stopped;
+            }
+            (before, server_state(&s))
+        };
+        self.running.send_replace(running);
+        if before != after {
+            self.console.status(&after);
+            self.publish(EventKind::State { state: after });
+        }
+    }
+
+    /// Whether the container runs, as last seen.
+    pub fn is_running(&self) -> bool {
+        *self.running.borrow()
+    }
+
+    /// Waits until the container is seen not running, at most `within`; true when it stopped.
+    pub async fn wait_stopped(&self, within: Duration) -> bool {
+        let mut rx = self.running.subscribe();
+        tokio::time::timeout(within, rx.wait_for(|r| !*r))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Publishes an event on this server's channel and the bus.
+    pub fn publish(&self, kind: EventKind) {
+        let e = Arc::new(Event::now(&self.uid.to_string(), kind));
+        tracing::debug!(uid = %self.uid, event = %e.to_json(), "event");
+        let _ = self.events.send(e.clone());
+        let _ = self.bus.send(e);
+    }
+
+    /// Follows this server's events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
+    /// Replaces the task that reads the console (the old one is stopped).
+    pub fn set_attach_task(&self, task: JoinHandle<()>) {
+        let mut slot = self.attach.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.replace(task) {
+            old.abort();
+        }
+    }
+
+    /// Whether a console reader is running.
+    pub fn attached(&self) -> bool {
+        self.attach
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+
+    /// Replaces the readiness watcher (the old one is stopped); `None` just stops it.
+    pub fn set_watcher(&self, task: Option<JoinHandle<()>>) {
+        let mut slot = self.watcher.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = std::mem::replace(&mut *slot, task) {
+            old.abort();
+        }
+    }
+
+    /// Stops the handle's tasks and disconnects its console's clients (the server is gone).
+    pub fn close(&self) {
+        self.set_watcher(None);
+        if let Some(t) = self.attach.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            t.abort();
+        }
+        self.console.close_subscribers();
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// PEON's `server_state` of a live state.
+pub fn server_state(s: &LiveState) -> String {
+    match (&s.phase, &s.container) {
+        (Phase::Starting, _) => "starting".into(),
+        (Phase::Running, _) => "running".into(),
+        (Phase::Unhealthy(_), _) => "unhealthy".into(),
+        (Phase::Stopping, _) => "stopping".into(),
+        (Phase::Stopped, Some(c)) if c.state == "running" => "starting".into(),
+        (Phase::Stopped, Some(c)) => c.state.clone(),
+        (Phase::Stopped, None) => "missing".into(),
+    }
+}
