@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod docker;
 pub mod fsio;
 pub mod http;
+pub mod live;
 pub mod model;
 pub mod names;
 pub mod plans;
