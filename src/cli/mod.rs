@@ -8,8 +8,11 @@ mod args;
 mod client;
 mod commands;
 mod conn;
+mod exits;
+mod frames;
 mod output;
 pub mod preflight;
+mod sse;
 
 use std::process::ExitCode;
 
