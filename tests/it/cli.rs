@@ -448,9 +448,7 @@ async fn cli_logs_follow_prints_new_lines() {
 
     let mut child = command(
         &[("PEON_URL", &d.root), ("PEON_API_KEY", &d.key)],
-        &[
-            "server", "logs", &uid, "--follow", "--poll", "0.3", "-n", "5",
-        ],
+        &["server", "logs", &uid, "--follow", "-n", "5"],
     )
     .stdout(Stdio::piped())
     .spawn()
