@@ -27,8 +27,8 @@ pub enum ClientCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// One server: get, stats, logs, start, stop, restart, create, update, describe, destroy,
-    /// eradicate, save.
+    /// One server: get, stats, logs, console, command, start, stop, restart, kill, options,
+    /// create, update, describe, destroy, eradicate, save.
     Server {
         #[command(flatten)]
         common: Common,
@@ -82,6 +82,16 @@ pub enum ClientCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Stream the daemon's events (state changes, exits, restarts, actions) until interrupted.
+    ///
+    /// One line per event, `TIME  UID  TYPE  summary`, or one JSON object per line with --json.
+    Events {
+        #[command(flatten)]
+        common: Common,
+        /// Only the events of this server.
+        #[arg(long)]
+        uid: Option<String>,
+    },
 }
 
 /// `peon server <action> <uid>`.
@@ -97,12 +107,34 @@ pub enum ServerCmd {
         /// How many lines.
         #[arg(long, short = 'n', default_value_t = 100)]
         lines: usize,
-        /// Keep printing new lines (polls the logs endpoint every --poll seconds).
+        /// Keep printing new output as it comes (the live console stream) until interrupted.
         #[arg(long, short)]
         follow: bool,
-        /// Seconds between polls with --follow.
-        #[arg(long, default_value_t = 2.0)]
-        poll: f64,
+    },
+    /// A live console: the game's output as it comes; each input line is sent as a command.
+    ///
+    /// Connects to the daemon's WebSocket console. Ctrl-D (end of input) or Ctrl-C leaves; so
+    /// does the daemon closing the connection. With --json each frame is printed as its JSON.
+    Console { uid: String },
+    /// Send one command to the game's console (its standard input).
+    Command {
+        uid: String,
+        /// The command (all remaining words, joined with spaces; put `--` before words that
+        /// start with `-`).
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// Kill a server's game at once, without the stop grace period.
+    Kill { uid: String },
+    /// Show a server's restart policy and stop grace, or set them.
+    Options {
+        uid: String,
+        /// Restart the game when it exits: never, on-crash or always.
+        #[arg(long, value_parser = ["never", "on-crash", "always"])]
+        restart_policy: Option<String>,
+        /// How long a stop waits for the game to exit before killing it: 30s, 2m, ...
+        #[arg(long, value_name = "DURATION")]
+        stop_grace: Option<String>,
     },
     /// Start a server, optionally with a stop timer.
     Start {

@@ -36,12 +36,30 @@ impl Client {
         &self.conn.url
     }
 
-    fn request(&self, method: Method, path: &str, timeout: Duration) -> reqwest::RequestBuilder {
+    /// The API key sent with each request, if there is one.
+    pub fn key(&self) -> Option<&str> {
+        self.conn.key.as_deref()
+    }
+
+    /// The daemon's URL of an API path, e.g. `/servers` → `http://h:5000/api/v1/servers`.
+    pub fn api_url(&self, path: &str) -> String {
+        format!("{}{BASE}{path}", self.conn.url)
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        accept: &'static str,
+        timeout: Option<Duration>,
+    ) -> reqwest::RequestBuilder {
         let mut r = self
             .http
-            .request(method, format!("{}{BASE}{path}", self.conn.url))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .timeout(timeout);
+            .request(method, self.api_url(path))
+            .header(reqwest::header::ACCEPT, accept);
+        if let Some(t) = timeout {
+            r = r.timeout(t);
+        }
         if let Some(k) = &self.conn.key {
             r = r.header("X-Api-Key", k);
         }
@@ -56,7 +74,7 @@ impl Client {
         body: Option<&Value>,
         timeout: Duration,
     ) -> Result<reqwest::Response, CliError> {
-        let mut r = self.request(method, path, timeout);
+        let mut r = self.request(method, path, "application/json", Some(timeout));
         if let Some(b) = body {
             r = r.json(b);
         }
@@ -90,6 +108,21 @@ impl Client {
         self.call(Method::GET, path, None, QUICK).await
     }
 
+    /// Opens a Server-Sent Events stream (`GET`, `Accept: text/event-stream`). Only connecting
+    /// is timed: the stream itself runs as long as the daemon keeps it open.
+    pub async fn event_stream(&self, path: &str) -> Result<reqwest::Response, CliError> {
+        let res = self
+            .request(Method::GET, path, "text/event-stream", None)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        if res.status().is_success() {
+            Ok(res)
+        } else {
+            Err(self.api_error(res).await)
+        }
+    }
+
     /// `GET /health` at the root, without the key.
     pub async fn health(&self) -> Result<Value, CliError> {
         let res = self
@@ -107,7 +140,8 @@ impl Client {
             .map_err(|e| CliError::Connect(format!("{}/health: {e}", self.conn.url)))
     }
 
-    fn transport(&self, e: reqwest::Error) -> CliError {
+    /// A failed request (or a stream that broke) as a [`CliError::Connect`].
+    pub fn transport(&self, e: reqwest::Error) -> CliError {
         let what = if e.is_timeout() {
             "timed out"
         } else if e.is_connect() {
@@ -132,7 +166,13 @@ impl Client {
     async fn api_error(&self, res: reqwest::Response) -> CliError {
         let status = res.status();
         let text = res.text().await.unwrap_or_default();
-        let parsed: Option<Value> = serde_json::from_str(&text).ok();
+        self.error_from(status, &text)
+    }
+
+    /// The error for an answer with a non-success `status` and body `text`: peon's JSON error
+    /// body (`info`, `err_code`), with a 401 explained by where the key came from.
+    pub fn error_from(&self, status: StatusCode, text: &str) -> CliError {
+        let parsed: Option<Value> = serde_json::from_str(text).ok();
         let field = |k: &str| {
             parsed
                 .as_ref()

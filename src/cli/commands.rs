@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Map, Value, json};
@@ -10,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::args::{ClientCommand, Common, PlanCmd, PlansCmd, ScheduleCmd, ServerCmd, Timer};
 use super::client::{Client, LONG, QUICK};
 use super::output::{self, Progress, s};
-use super::{CliError, resolve};
+use super::{CliError, console, events, exits, logs, resolve};
 use crate::names::{self, Uid};
 
 type Result<T> = std::result::Result<T, CliError>;
@@ -46,6 +45,10 @@ pub async fn dispatch(cmd: ClientCommand) -> Result<ExitCode> {
         ClientCommand::Health { common } => health(&connect(&common)?, common.json).await,
         ClientCommand::Metrics { common } => metrics(&connect(&common)?, common.json).await,
         ClientCommand::Capacity { common } => capacity(&connect(&common)?, common.json).await,
+        ClientCommand::Events { common, uid: u } => {
+            let u = u.as_deref().map(uid).transpose()?;
+            events::run(&connect(&common)?, common.json, u.as_deref()).await
+        }
     }
 }
 
@@ -187,29 +190,61 @@ fn server_table(list: &[Value]) -> String {
     output::table(&SERVER_HEADER, &rows)
 }
 
-/// One server as `key: value` lines.
-fn print_server(v: &Value) {
+/// One server as `key  value` pairs. The supervision fields (`server_state`,
+/// `restart_policy`, `last_exit`, `exits`) are shown when the daemon sends them.
+fn server_fields(v: &Value) -> Vec<(String, String)> {
     let row = server_row(v);
-    let lines = [
-        ("uid", row[0].clone()),
-        ("state", row[1].clone()),
-        ("type", row[2].clone()),
-        ("version", row[3].clone()),
-        ("ports", row[4].clone()),
-        ("stops at", row[5].clone()),
-        ("plan version", s(v, "plan_version")),
-        ("description", row[6].clone()),
+    let present = |k: &str| v.get(k).is_some_and(|x| !x.is_null());
+    let mut all: Vec<(String, String)> = vec![
+        ("uid".into(), row[0].clone()),
+        ("state".into(), row[1].clone()),
     ];
-    let mut all: Vec<(String, String)> = lines
-        .into_iter()
-        .map(|(k, val)| (k.to_owned(), val))
-        .collect();
+    if present("server_state") {
+        all.push(("server state".into(), s(v, "server_state")));
+    }
+    all.extend([
+        ("type".into(), row[2].clone()),
+        ("version".into(), row[3].clone()),
+        ("ports".into(), row[4].clone()),
+        ("stops at".into(), row[5].clone()),
+        ("plan version".into(), s(v, "plan_version")),
+        ("description".into(), row[6].clone()),
+    ]);
+    if present("restart_policy") {
+        all.push(("restart policy".into(), s(v, "restart_policy")));
+    }
+    if let Some(exit) = v.get("last_exit").filter(|e| e.is_object()) {
+        all.push(("last exit".into(), exits::with_time(exit)));
+        if let Some(l) = exits::last_line(exit) {
+            all.push(("last line".into(), l));
+        }
+    }
+    if let Some(list) = v.get("exits").and_then(Value::as_array) {
+        all.push(("exits".into(), list.len().to_string()));
+    }
     if let Some(cfg) = v.get("server_config").and_then(Value::as_object) {
         for (k, val) in cfg {
             let val = val.as_str().map(str::to_owned).unwrap_or(val.to_string());
             all.push((format!("config.{k}"), val));
         }
     }
+    all
+}
+
+/// A server's options as `key  value` pairs (what `peon server options` shows).
+fn options_fields(v: &Value) -> Vec<(String, String)> {
+    let mut all = vec![
+        ("uid".to_owned(), s(v, "uid")),
+        ("restart policy".to_owned(), s(v, "restart_policy")),
+    ];
+    if v.get("stop_grace").is_some_and(|g| !g.is_null()) {
+        all.push(("stop grace".into(), s(v, "stop_grace")));
+    }
+    all
+}
+
+/// Prints pairs as aligned `key  value` lines.
+fn print_pairs(all: &[(String, String)]) {
     let width = all
         .iter()
         .map(|(k, _)| k.chars().count())
@@ -219,6 +254,11 @@ fn print_server(v: &Value) {
     for (k, val) in all {
         println!("{k:<width$}{val}");
     }
+}
+
+/// One server as `key  value` lines.
+fn print_server(v: &Value) {
+    print_pairs(&server_fields(v));
 }
 
 fn print_or_json(v: &Value, json: bool, f: impl FnOnce(&Value)) {
@@ -257,9 +297,66 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
         ServerCmd::Logs {
             uid: u,
             lines,
-            follow,
-            poll,
-        } => logs(c, json, &uid(&u)?, lines, follow, poll).await?,
+            follow: false,
+        } => logs::last(c, json, &uid(&u)?, lines).await?,
+        ServerCmd::Logs {
+            uid: u,
+            lines,
+            follow: true,
+        } => logs::follow(c, json, &uid(&u)?, lines).await?,
+        ServerCmd::Console { uid: u } => return console::run(c, json, &uid(&u)?).await,
+        ServerCmd::Command { uid: u, text } => {
+            let u = uid(&u)?;
+            let v = c
+                .call(
+                    Method::POST,
+                    &format!("/server/command/{u}"),
+                    Some(&json!({ "command": text.join(" ") })),
+                    QUICK,
+                )
+                .await?;
+            print_or_json(&v, json, |v| println!("{}", s(v, "info")));
+        }
+        ServerCmd::Kill { uid: u } => {
+            let u = uid(&u)?;
+            let v = long(
+                c,
+                json,
+                format!("killing {u}"),
+                Method::PUT,
+                &format!("/server/kill/{u}"),
+                &json!({}),
+            )
+            .await?;
+            print_or_json(&v, json, state_line);
+        }
+        ServerCmd::Options {
+            uid: u,
+            restart_policy,
+            stop_grace,
+        } => {
+            let u = uid(&u)?;
+            let mut body = Map::new();
+            if let Some(p) = restart_policy {
+                body.insert("restart_policy".into(), Value::String(p));
+            }
+            if let Some(g) = stop_grace {
+                body.insert("stop_grace".into(), Value::String(g));
+            }
+            // Without an option there is nothing to set: show the server's options.
+            let v = if body.is_empty() {
+                c.get(&format!("/server/get/{u}")).await?
+            } else {
+                c.call(
+                    Method::PUT,
+                    &format!("/server/options/{u}"),
+                    Some(&Value::Object(body)),
+                    QUICK,
+                )
+                .await?
+            };
+            print_or_json(&v, json, |v| print_pairs(&options_fields(v)));
+        }
         ServerCmd::Start { uid: u, timer } => {
             let u = uid(&u)?;
             let body = Value::Object(timer_body(&timer));
@@ -418,66 +515,6 @@ fn state_line(v: &Value) {
             s(v, "uid"),
             s(v, "container_state")
         );
-    }
-}
-
-async fn fetch_logs(c: &Client, uid: &str, lines: usize) -> Result<Vec<String>> {
-    let v = c.get(&format!("/server/logs/{uid}?lines={lines}")).await?;
-    Ok(v.get("logs")
-        .and_then(Value::as_array)
-        .map(|l| {
-            l.iter()
-                .map(|x| x.as_str().map(str::to_owned).unwrap_or(x.to_string()))
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
-/// The length of the longest suffix of `prev` that is a prefix of `cur`: the lines of `cur`
-/// after it are new.
-fn overlap(prev: &[String], cur: &[String]) -> usize {
-    (1..=prev.len().min(cur.len()))
-        .rev()
-        .find(|&k| prev[prev.len() - k..] == cur[..k])
-        .unwrap_or(0)
-}
-
-async fn logs(
-    c: &Client,
-    json: bool,
-    uid: &str,
-    lines: usize,
-    follow: bool,
-    poll: f64,
-) -> Result<()> {
-    let mut prev = fetch_logs(c, uid, lines).await?;
-    let emit = |ls: &[String]| {
-        for l in ls {
-            if json {
-                println!("{}", Value::String(l.clone()));
-            } else {
-                println!("{l}");
-            }
-        }
-    };
-    if json && !follow {
-        output::json(&json!({ "logs": prev }));
-        return Ok(());
-    }
-    emit(&prev);
-    if !follow {
-        return Ok(());
-    }
-    let window = lines.max(200);
-    let pause = Duration::from_secs_f64(poll.clamp(0.2, 3600.0));
-    loop {
-        tokio::time::sleep(pause).await;
-        let cur = fetch_logs(c, uid, window).await?;
-        let k = overlap(&prev, &cur);
-        // No overlap with earlier output: the window moved past everything printed (or the
-        // container was recreated); print the whole window.
-        emit(&cur[k..]);
-        prev = cur;
     }
 }
 
@@ -913,16 +950,58 @@ async fn capacity(c: &Client, json: bool) -> Result<ExitCode> {
 mod tests {
     use super::*;
 
-    fn v(s: &[&str]) -> Vec<String> {
-        s.iter().map(|x| x.to_string()).collect()
+    fn keys(pairs: &[(String, String)]) -> Vec<&str> {
+        pairs.iter().map(|(k, _)| k.as_str()).collect()
     }
 
     #[test]
-    fn overlap_finds_where_new_lines_start() {
-        assert_eq!(overlap(&v(&["a", "b", "c"]), &v(&["b", "c", "d"])), 2);
-        assert_eq!(overlap(&v(&["a", "b"]), &v(&["a", "b", "c", "d"])), 2);
-        assert_eq!(overlap(&v(&["a", "b"]), &v(&["x", "y"])), 0);
-        assert_eq!(overlap(&[], &v(&["x"])), 0);
+    fn a_server_from_an_older_daemon_shows_the_same_lines_as_before() {
+        let v = json!({"uid": "demo.a", "container_state": "running", "ports": ["27960/tcp"],
+                       "server_config": {"server_name": "A"}});
+        assert_eq!(
+            keys(&server_fields(&v)),
+            [
+                "uid",
+                "state",
+                "type",
+                "version",
+                "ports",
+                "stops at",
+                "plan version",
+                "description",
+                "config.server_name"
+            ]
+        );
+    }
+
+    #[test]
+    fn supervision_fields_are_shown_when_present() {
+        let v = json!({"uid": "demo.a", "container_state": "running",
+                       "server_state": "unhealthy", "restart_policy": "on-crash",
+                       "last_exit": {"time": "2026-05-01T12:00:03Z", "exit_code": 1,
+                                     "class": "crash", "last_lines": ["oops"]},
+                       "exits": [{}, {}]});
+        let f = server_fields(&v);
+        let get = |k: &str| {
+            f.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("(missing)")
+        };
+        assert_eq!(get("server state"), "unhealthy");
+        assert_eq!(get("restart policy"), "on-crash");
+        assert_eq!(
+            get("last exit"),
+            "crash (exit code 1) at 2026-05-01T12:00:03Z"
+        );
+        assert_eq!(get("last line"), "oops");
+        assert_eq!(get("exits"), "2");
+        // A server that never exited: no last exit line.
+        let v = json!({"uid": "demo.a", "last_exit": null, "exits": []});
+        assert!(!keys(&server_fields(&v)).contains(&"last exit"));
+        let o = options_fields(&json!({"uid": "demo.a", "restart_policy": "always",
+                                       "stop_grace": "30s"}));
+        assert_eq!(keys(&o), ["uid", "restart policy", "stop grace"]);
     }
 
     #[test]

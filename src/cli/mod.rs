@@ -8,8 +8,14 @@ mod args;
 mod client;
 mod commands;
 mod conn;
+mod console;
+mod events;
+mod exits;
+mod frames;
+mod logs;
 mod output;
 pub mod preflight;
+mod sse;
 
 use std::process::ExitCode;
 

@@ -100,6 +100,18 @@ pub fn stop_time(v: &Value) -> String {
         .unwrap_or_else(|| "-".to_owned())
 }
 
+/// An RFC 3339 time as UTC to the second (`2026-05-01T12:00:03Z`); text that is not such a
+/// time is returned as it is.
+pub fn utc_time(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        })
+        .unwrap_or_else(|_| rfc3339.to_owned())
+}
+
 /// Pretty JSON on standard output.
 pub fn json(v: &Value) {
     println!(
@@ -204,5 +216,15 @@ mod tests {
         let v = serde_json::json!({"time": "1800000000"});
         assert_eq!(stop_time(&v), "2027-01-15 08:00 UTC");
         assert_eq!(stop_time(&serde_json::json!({"time": null})), "-");
+    }
+
+    #[test]
+    fn rfc3339_times_read_as_utc_seconds() {
+        assert_eq!(
+            utc_time("2026-05-01T14:00:03.123456+02:00"),
+            "2026-05-01T12:00:03Z"
+        );
+        assert_eq!(utc_time("2026-05-01T12:00:03Z"), "2026-05-01T12:00:03Z");
+        assert_eq!(utc_time("yesterday"), "yesterday");
     }
 }

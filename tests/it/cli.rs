@@ -448,9 +448,7 @@ async fn cli_logs_follow_prints_new_lines() {
 
     let mut child = command(
         &[("PEON_URL", &d.root), ("PEON_API_KEY", &d.key)],
-        &[
-            "server", "logs", &uid, "--follow", "--poll", "0.3", "-n", "5",
-        ],
+        &["server", "logs", &uid, "--follow", "-n", "5"],
     )
     .stdout(Stdio::piped())
     .spawn()
@@ -467,6 +465,221 @@ async fn cli_logs_follow_prints_new_lines() {
     let _ = child.kill().await;
 }
 
+/// `peon server console`: recent output first, each stdin line sent as a command and its
+/// output printed, end of input leaves with exit 0; `--json` prints the frames; an unknown
+/// server or a refused key is an API error before any upgrade (exit 1).
+#[tokio::test]
+async fn cli_console_sends_lines_and_prints_output() {
+    use tokio::io::AsyncWriteExt;
+    let d = Daemon::start().await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.console");
+    d.create_running(&uid).await;
+    let env = [
+        ("PEON_URL", d.root.as_str()),
+        ("PEON_API_KEY", d.key.as_str()),
+    ];
+
+    let mut child = command(&env, &["server", "console", &uid])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    read_until(&mut lines, &mut seen, "listening", Duration::from_secs(15)).await;
+    stdin.write_all(b"save\n").await.expect("write");
+    read_until(
+        &mut lines,
+        &mut seen,
+        "console: save",
+        Duration::from_secs(10),
+    )
+    .await;
+    read_until(
+        &mut lines,
+        &mut seen,
+        "game: saved",
+        Duration::from_secs(10),
+    )
+    .await;
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the console ends at end of input")
+        .expect("wait");
+    assert!(status.success(), "{status:?}: {seen:?}");
+
+    let mut child = command(&env, &["server", "console", &uid, "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdin = child.stdin.take().expect("stdin");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+        .await
+        .expect("a first frame")
+        .expect("read")
+        .expect("a line");
+    let v: Value = serde_json::from_str(&first).expect("a JSON frame");
+    assert_eq!(v["type"], "connected", "{v}");
+    assert_eq!(v["server_uid"], uid.as_str(), "{v}");
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("ends")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+
+    let o = peon(&d, &["server", "console", "nosuchgame.nobody"]).await;
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("404"), "{o:?}");
+    let o = run_env(
+        &[("PEON_URL", &d.root), ("PEON_API_KEY", "wrong")],
+        &["server", "console", &uid],
+    )
+    .await;
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stderr.contains("refused") && o.stderr.contains("401"),
+        "{o:?}"
+    );
+}
+
+/// `server command`, `server options`, `server kill` and the new fields of `server get`.
+#[tokio::test]
+async fn cli_command_options_kill() {
+    let d = Daemon::start().await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.cmd");
+    d.create_running(&uid).await;
+
+    wait_for(Duration::from_secs(15), "the game's log", || async {
+        let o = peon(&d, &["server", "logs", &uid, "--lines", "50"]).await;
+        (o.code == 0 && o.stdout.contains("listening on port")).then_some(())
+    })
+    .await;
+    peon(&d, &["server", "command", &uid, "save"]).await.ok();
+    wait_for(Duration::from_secs(10), "the command's output", || async {
+        let o = peon(&d, &["server", "logs", &uid, "--lines", "50"]).await;
+        (o.code == 0 && o.stdout.contains("console: save")).then_some(())
+    })
+    .await;
+    let v = peon(&d, &["server", "command", &uid, "--json", "say", "hi"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(v["status"], "success", "{v}");
+
+    let o = peon(
+        &d,
+        &[
+            "server",
+            "options",
+            &uid,
+            "--restart-policy",
+            "never",
+            "--stop-grace",
+            "5s",
+        ],
+    )
+    .await
+    .ok();
+    assert!(
+        o.stdout.contains("restart policy") && o.stdout.contains("never"),
+        "{o:?}"
+    );
+    let v = peon(&d, &["server", "options", &uid, "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(v["restart_policy"], "never", "{v}");
+    let o = peon(
+        &d,
+        &["server", "options", &uid, "--restart-policy", "sometimes"],
+    )
+    .await;
+    assert_eq!(o.code, 2, "{o:?}");
+
+    let o = peon(&d, &["server", "get", &uid]).await.ok();
+    assert!(
+        o.stdout.contains("server state") && o.stdout.contains("restart policy"),
+        "{o:?}"
+    );
+
+    let o = peon(&d, &["server", "kill", &uid]).await.ok();
+    assert!(o.stdout.starts_with(&format!("{uid}: ")), "{o:?}");
+    let v = d
+        .wait_server(&uid, Duration::from_secs(15), |v| {
+            v["container_state"] != "running" && v["last_exit"].is_object()
+        })
+        .await;
+    assert!(v["exits"].is_array(), "{v}");
+    let o = peon(&d, &["server", "get", &uid]).await.ok();
+    assert!(o.stdout.contains("last exit"), "{o:?}");
+
+    let o = peon(&d, &["server", "command", &uid, "save"]).await;
+    assert_eq!(o.code, 1, "the game is not running: {o:?}");
+    assert!(o.stderr.contains("409"), "{o:?}");
+}
+
+/// `peon events`: a line per event while it runs, or JSON objects with --json.
+#[tokio::test]
+async fn cli_events_stream_what_happens() {
+    let d = Daemon::start().await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.ev");
+    d.create_running(&uid).await;
+    let env = [
+        ("PEON_URL", d.root.as_str()),
+        ("PEON_API_KEY", d.key.as_str()),
+    ];
+    let spawn = |json: bool| {
+        let mut args = vec!["events", "--uid", uid.as_str()];
+        if json {
+            args.push("--json");
+        }
+        command(&env, &args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let mut table = spawn(false);
+    let mut json = spawn(true);
+    // Give both a moment to subscribe, then make something happen.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    d.put(&format!("/server/restart/{uid}"), serde_json::json!({}))
+        .await;
+
+    let mut lines = tokio::io::BufReader::new(table.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    read_until(&mut lines, &mut seen, &uid, Duration::from_secs(20)).await;
+    let line = seen.iter().find(|l| l.contains(&uid)).expect("a line");
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert!(
+        cols.len() >= 3 && cols[0].ends_with('Z') && cols[1] == uid,
+        "{line}"
+    );
+
+    let mut lines = tokio::io::BufReader::new(json.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("an event")
+        .expect("read")
+        .expect("a line");
+    let v: Value = serde_json::from_str(&first).expect("one JSON object per line");
+    assert_eq!(v["uid"], uid.as_str(), "{v}");
+    assert!(v["type"].is_string() && v["time"].is_string(), "{v}");
+
+    let _ = table.kill().await;
+    let _ = json.kill().await;
+    let o = peon(&d, &["events", "--uid", "not-a-uid"]).await;
+    assert_eq!(o.code, 2, "{o:?}");
+}
+
 /// Reads lines into `seen` until one contains `needle`, failing after `within`.
 async fn read_until(
     lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
@@ -478,7 +691,7 @@ async fn read_until(
     while !seen.iter().any(|l| l.contains(needle)) {
         match tokio::time::timeout_at(deadline, lines.next_line()).await {
             Ok(Ok(Some(l))) => seen.push(l),
-            Ok(_) => panic!("peon logs --follow ended early: {seen:?}"),
+            Ok(_) => panic!("the command's output ended early: {seen:?}"),
             Err(_) => panic!("timed out after {within:?} waiting for {needle:?}: {seen:?}"),
         }
     }
