@@ -62,7 +62,9 @@ impl Default for ConsoleConfig {
     fn default() -> Self {
         ConsoleConfig {
             ring: 1000,
-            queue: 1024,
+            // Twice the rate limit: a client is dropped when it falls about two seconds behind
+            // (one chunk of the game's output may hold a thousand lines at once).
+            queue: 4096,
             max_lines_per_sec: 2000,
             write_timeout: Duration::from_secs(5),
         }

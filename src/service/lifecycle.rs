@@ -213,6 +213,7 @@ impl ServerService {
             s.oom_seen = false;
         }
         h.set_phase(Phase::Starting, None);
+        let since = std::time::SystemTime::now();
         match self.runtime.start(&name).await {
             Ok(()) => {}
             Err(e) => {
@@ -230,7 +231,7 @@ impl ServerService {
             let _ = self.runtime.kill(&name, "KILL").await;
             return Err(ServiceError::NotRunning(format!("[{uid}] was stopped")));
         }
-        self.watch_readiness(h, rec, sub);
+        self.watch_readiness(h, rec, sub, since);
         self.wait_running(uid).await?;
         tracing::info!(uid = %uid, "server started");
         Ok(())

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::ServerService;
 use crate::live::console::{Frame, Subscription};
@@ -16,16 +16,23 @@ use crate::store::ServerRecord;
 /// How long a start may take to get ready when the plan does not say.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 const TICK: Duration = Duration::from_millis(250);
+/// How long a probe connection must stay open (or say something) to count as the game's.
+const PROXY_GRACE: Duration = Duration::from_millis(300);
 
 impl ServerService {
     /// Watches the readiness of the run that just started (the handle is `Starting`).
     /// `sub` follows the console when the plan has a ready pattern.
+    /// `since` is when the run started: a state file older than that is the last run's.
     pub(super) fn watch_readiness(
         &self,
         h: &Arc<ServerHandle>,
         rec: &Arc<ServerRecord>,
         sub: Option<Subscription>,
+        since: SystemTime,
     ) {
+        let since_ns = since
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         let timeout = rec
             .plan
             .lifecycle
@@ -65,18 +72,23 @@ impl ServerService {
                 let (h2, d2) = (h.clone(), dir.clone());
                 let _ =
                     tokio::task::spawn_blocking(move || super::gameconfig::refresh(&h2, &d2)).await;
-                let started = h
-                    .state()
-                    .config
-                    .get("state")
-                    .and_then(|v| v.as_str())
-                    .is_some_and(|s| s.eq_ignore_ascii_case("STARTED"));
+                let started = {
+                    let s = h.state();
+                    let fresh = s
+                        .config_sig
+                        .iter()
+                        .any(|(name, _, mtime)| name == "state" && *mtime >= since_ns);
+                    fresh
+                        && s.config
+                            .get("state")
+                            .and_then(|v| v.as_str())
+                            .is_some_and(|v| v.eq_ignore_ascii_case("STARTED"))
+                };
                 if started {
                     return ready(&h, "state file says STARTED");
                 }
                 for a in &tcp {
-                    let c = tokio::time::timeout(TICK, tokio::net::TcpStream::connect(a)).await;
-                    if matches!(c, Ok(Ok(_))) {
+                    if port_accepts(*a).await {
                         return ready(&h, "game port accepts");
                     }
                 }
@@ -112,6 +124,24 @@ impl ServerService {
             }
         });
         h.set_watcher(Some(task));
+    }
+}
+
+/// Whether the game itself accepts on `addr`. The engine's port proxy accepts on the host port
+/// as soon as the container runs and closes the connection at once when nothing listens inside,
+/// so a connection that ends straight away, without a byte, does not count.
+async fn port_accepts(addr: SocketAddr) -> bool {
+    use tokio::io::AsyncReadExt;
+    let Ok(Ok(mut s)) = tokio::time::timeout(TICK, tokio::net::TcpStream::connect(addr)).await
+    else {
+        return false;
+    };
+    let mut b = [0u8; 1];
+    match tokio::time::timeout(PROXY_GRACE, s.read(&mut b)).await {
+        Ok(Ok(n)) => n > 0,
+        Ok(Err(_)) => false,
+        // Open and quiet: a game waiting for its client to speak.
+        Err(_) => true,
     }
 }
 

@@ -201,7 +201,12 @@ impl ServerService {
                 .ready_pattern
                 .as_ref()
                 .map(|_| h.console.subscribe(50));
-            self.watch_readiness(h, rec, sub);
+            let since = d
+                .started_at
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map_or(std::time::UNIX_EPOCH, std::time::SystemTime::from);
+            self.watch_readiness(h, rec, sub, since);
         }
     }
 

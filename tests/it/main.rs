@@ -7,6 +7,7 @@ mod cli;
 mod compose;
 mod create;
 mod lifecycle;
+mod live;
 mod plans;
 mod resilience;
 mod schedules;

@@ -210,12 +210,19 @@ async fn docker_outage_actions_are_503_lists_from_memory_and_consoles_reattach()
     proxy.up();
     // peon reconnects, resyncs and re-attaches the console by itself: a command sent through
     // the API reaches the game, and the client that stayed connected sees the echo.
-    wait_for(Duration::from_secs(30), "the console to be re-attached", || async {
-        let (s, _) = d
-            .post(&format!("/server/command/{uid}"), json!({"command": "after-outage"}))
-            .await;
-        (s == StatusCode::OK).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the console to be re-attached",
+        || async {
+            let (s, _) = d
+                .post(
+                    &format!("/server/command/{uid}"),
+                    json!({"command": "after-outage"}),
+                )
+                .await;
+            (s == StatusCode::OK).then_some(())
+        },
+    )
     .await;
     console.wait_line("console: after-outage").await;
     let (s, v) = d.get(&format!("/server/get/{uid}")).await;

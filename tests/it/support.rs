@@ -402,3 +402,173 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A WebSocket console client, as the PEON WebUI's backend connects.
+pub struct Console {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    /// Every frame received so far.
+    pub frames: Vec<Value>,
+}
+
+impl Console {
+    /// Connects with the daemon's key; panics unless the upgrade succeeds.
+    pub async fn connect(d: &Daemon, uid: &str) -> Console {
+        match Self::try_connect(d, uid, &d.key).await {
+            Ok(c) => c,
+            Err(status) => panic!("console upgrade for {uid} refused with {status}"),
+        }
+    }
+
+    /// Connects with `key`; the HTTP status when the upgrade is refused.
+    pub async fn try_connect(d: &Daemon, uid: &str, key: &str) -> Result<Console, u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!(
+            "{}/ws/console/{uid}",
+            d.base.replacen("http://", "ws://", 1)
+        );
+        let mut req = url.into_client_request().expect("request");
+        req.headers_mut()
+            .insert("X-Api-Key", key.parse().expect("header"));
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((ws, _)) => Ok(Console {
+                ws,
+                frames: Vec::new(),
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+            Err(e) => panic!("console connect: {e}"),
+        }
+    }
+
+    /// The next text frame as it came, unparsed (for fast readers).
+    pub async fn next_raw(&mut self, within: Duration) -> Option<String> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => return Some(t.as_str().to_owned()),
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => {
+                    return None;
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    /// The next JSON frame within `within`; `None` on timeout or when the socket closed.
+    pub async fn next(&mut self, within: Duration) -> Option<Value> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).expect("JSON frame");
+                    self.frames.push(v.clone());
+                    return Some(v);
+                }
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => {
+                    return None;
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    /// Reads frames until a log line contains `needle` (20 s at most); returns the line.
+    pub async fn wait_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_default();
+            let f = self
+                .next(left)
+                .await
+                .unwrap_or_else(|| panic!("no console line with {needle:?}"));
+            if f["type"] == "log" && f["data"].as_str().is_some_and(|l| l.contains(needle)) {
+                return f["data"].as_str().unwrap_or_default().to_owned();
+            }
+        }
+    }
+
+    /// Sends a console command.
+    pub async fn send(&mut self, text: &str) {
+        use futures_util::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+}
+
+/// A reader of `GET /events` (Server-Sent Events).
+pub struct Events {
+    res: reqwest::Response,
+    buf: String,
+}
+
+impl Events {
+    pub async fn open(d: &Daemon, uid: Option<&str>) -> Events {
+        let q = uid.map(|u| format!("?uid={u}")).unwrap_or_default();
+        let res = reqwest::Client::new()
+            .get(format!("{}/events{q}", d.base))
+            .header("X-Api-Key", &d.key)
+            .send()
+            .await
+            .expect("events");
+        assert_eq!(res.status(), StatusCode::OK);
+        Events {
+            res,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event within `within`.
+    pub async fn next(&mut self, within: Duration) -> Option<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(i) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..i + 2).collect();
+                let data: Vec<&str> = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if data.is_empty() {
+                    continue;
+                }
+                return Some(serde_json::from_str(&data.join("\n")).expect("JSON event"));
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match tokio::time::timeout(left, self.res.chunk()).await {
+                Ok(Ok(Some(c))) => self.buf.push_str(&String::from_utf8_lossy(&c)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads events until one satisfies `pred` (within `within`), returning it.
+    pub async fn wait(
+        &mut self,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_default();
+            match self.next(left).await {
+                Some(e) if pred(&e) => return e,
+                Some(_) => {}
+                None => panic!("timed out after {within:?} waiting for the event: {what}"),
+            }
+        }
+    }
+}
