@@ -4,6 +4,7 @@
 mod auth;
 mod body;
 pub mod error;
+mod extract;
 mod maintenance;
 pub mod openapi;
 mod plans;

@@ -6,18 +6,11 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::extract::ServerUid;
 use super::{AppState, Body};
-use crate::names::Uid;
 use crate::schedule::{self, Action, ScheduleError, ScheduleView, ServerSchedules, When};
 
 type ApiResult<T> = Result<T, ApiError>;
-
-/// A known server's uid; 404 otherwise.
-fn server(s: &AppState, id: &str) -> ApiResult<Uid> {
-    let uid = Uid::parse(id)?;
-    s.service.record(&uid)?;
-    Ok(uid)
-}
 
 fn invalid(msg: impl Into<String>) -> ApiError {
     ScheduleError::Invalid(msg.into()).into()
@@ -39,9 +32,9 @@ fn invalid(msg: impl Into<String>) -> ApiError {
 /// `GET /server/schedules/<uid>`: schedules (soonest first) and last firings (newest first).
 pub async fn list(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(uid): ServerUid,
 ) -> ApiResult<Json<ServerSchedules>> {
-    let uid = server(&s, &id)?;
+    s.service.record(&uid)?;
     Ok(Json(s.service.scheduler().server(&uid)))
 }
 
@@ -63,10 +56,10 @@ pub async fn list(
 /// `POST /server/schedules/<uid>` with `{"action", "cron"}` or `{"action", "at"}`.
 pub async fn add(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(uid): ServerUid,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<ScheduleView>)> {
-    let uid = server(&s, &id)?;
+    s.service.record(&uid)?;
     let action = match body.0.get("action") {
         Some(Value::String(a)) => Action::parse(a)?,
         _ => return Err(invalid("action is required: start, stop or restart")),
@@ -111,9 +104,10 @@ pub async fn add(
 /// `DELETE /server/schedules/<uid>/<id>`
 pub async fn remove(
     State(s): State<AppState>,
-    Path((id, schedule_id)): Path<(String, String)>,
+    ServerUid(uid): ServerUid,
+    Path((_, schedule_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let uid = server(&s, &id)?;
+    s.service.record(&uid)?;
     s.service.scheduler().remove(&uid, &schedule_id).await?;
     Ok(Json(json!({
         "status": "success",

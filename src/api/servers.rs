@@ -9,16 +9,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
+use super::extract::ServerUid;
 use super::{AppState, Body};
-use crate::names::Uid;
 use crate::schedule;
 use crate::service::{CreateRequest, ServerObject, UpdateMode};
 
 type ApiResult<T> = Result<T, ApiError>;
-
-fn uid(s: &str) -> ApiResult<Uid> {
-    Ok(Uid::parse(s)?)
-}
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -105,7 +101,8 @@ fn create_request(game: &str, name: Option<String>, body: &Body) -> ApiResult<Cr
     ),
     security(("api_key" = []))
 )]
-/// `PUT /server/create/<game>[.<name>]`: PEON's create with flat settings.
+/// `PUT /server/create/<game>[.<name>]`: PEON's create with flat settings. The parameter may
+/// be a game alone (a random name is picked), so it is read as text, not as a [`ServerUid`].
 pub async fn create_put(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -241,9 +238,9 @@ pub async fn create_v10(State(s): State<AppState>, body: Body) -> ApiResult<Json
 /// `GET /server/get/<uid>` (also `info`)
 pub async fn get(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(uid): ServerUid,
 ) -> ApiResult<Json<ServerObject>> {
-    Ok(Json(s.service.get(&uid(&id)?).await?))
+    Ok(Json(s.service.get(&uid).await?))
 }
 
 #[utoipa::path(
@@ -263,9 +260,9 @@ pub async fn get(
 /// `GET /server/stats/<uid>`
 pub async fn stats(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(uid): ServerUid,
 ) -> ApiResult<Json<ServerObject>> {
-    Ok(Json(s.service.stats(&uid(&id)?).await?))
+    Ok(Json(s.service.stats(&uid).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,11 +287,11 @@ pub struct LogsQuery {
 /// `GET /server/logs/<uid>?lines=N` → `{"logs": [...]}`
 pub async fn logs(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(uid): ServerUid,
     Query(q): Query<LogsQuery>,
 ) -> ApiResult<Json<Value>> {
     let lines = q.lines.unwrap_or(100).clamp(1, 10_000);
-    let logs = s.service.logs(&uid(&id)?, lines).await?;
+    let logs = s.service.logs(&uid, lines).await?;
     Ok(Json(json!({ "logs": logs })))
 }
 
@@ -313,8 +310,8 @@ pub async fn logs(
     security(("api_key" = []))
 )]
 /// `GET /server/save/<uid>`: a zip of the server's files without `data/`, streamed.
-pub async fn save(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let b = s.service.save(&uid(&id)?).await?;
+pub async fn save(State(s): State<AppState>, ServerUid(uid): ServerUid) -> ApiResult<Response> {
+    let b = s.service.save(&uid).await?;
     let file = tokio::fs::File::open(&b.path)
         .await
         .map_err(|e| ApiError::Service(e.into()))?;
@@ -352,10 +349,9 @@ pub async fn save(State(s): State<AppState>, Path(id): Path<String>) -> ApiResul
 /// `PUT /server/start/<uid>` with an optional `interval` / `epoch_time` stop timer.
 pub async fn start(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(u): ServerUid,
     body: Body,
 ) -> ApiResult<Json<ServerObject>> {
-    let u = uid(&id)?;
     let timer = schedule::timer_from_body(&body.0, now())?;
     Ok(Json(s.service.start(&u, timer).await?))
 }
@@ -378,10 +374,9 @@ pub async fn start(
 /// `PUT /server/stop/<uid>`: now, or at the time given by `interval` / `epoch_time`.
 pub async fn stop(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(u): ServerUid,
     body: Body,
 ) -> ApiResult<Json<ServerObject>> {
-    let u = uid(&id)?;
     let timer = schedule::timer_from_body(&body.0, now())?;
     Ok(Json(s.service.stop(&u, timer).await?))
 }
@@ -403,9 +398,9 @@ pub async fn stop(
 /// `PUT /server/restart/<uid>`
 pub async fn restart(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(uid): ServerUid,
 ) -> ApiResult<Json<ServerObject>> {
-    Ok(Json(s.service.restart(&uid(&id)?).await?))
+    Ok(Json(s.service.restart(&uid).await?))
 }
 
 #[utoipa::path(
@@ -426,10 +421,9 @@ pub async fn restart(
 /// `PUT /server/description/<uid>` with `{"description": str}`
 pub async fn description(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(u): ServerUid,
     body: Body,
 ) -> ApiResult<Json<ServerObject>> {
-    let u = uid(&id)?;
     let d = body.str("description")?.ok_or_else(|| {
         ApiError::BadRequest("The description argument was incorrectly provided.".into())
     })?;
@@ -453,9 +447,9 @@ pub async fn description(
 /// `PUT /server/skip/<uid>`: does nothing and returns the server (PEON).
 pub async fn skip(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(uid): ServerUid,
 ) -> ApiResult<Json<ServerObject>> {
-    Ok(Json(s.service.get(&uid(&id)?).await?))
+    Ok(Json(s.service.get(&uid).await?))
 }
 
 #[utoipa::path(
@@ -476,10 +470,9 @@ pub async fn skip(
 /// `PUT /server/update/<uid>` with `{"mode": ...}` (default `full`).
 pub async fn update(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(u): ServerUid,
     body: Body,
 ) -> ApiResult<Json<ServerObject>> {
-    let u = uid(&id)?;
     let mode = UpdateMode::parse(&body.str("mode")?.unwrap_or_else(|| "full".into()))?;
     Ok(Json(s.service.update(&u, mode).await?))
 }
@@ -503,10 +496,9 @@ pub async fn update(
 /// deletes the files.
 pub async fn destroy(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(u): ServerUid,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let u = uid(&id)?;
     let note = s.service.destroy(&u, body.flag("eradicate")).await?;
     Ok(Json(json!({ "status": "success", "info": note })))
 }
@@ -529,10 +521,9 @@ pub async fn destroy(
 /// `DELETE /server/eradicate/<uid>` with `{"eradicate": true}`: container, network and files.
 pub async fn eradicate(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(u): ServerUid,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let u = uid(&id)?;
     if !body.flag("eradicate") {
         return Err(ApiError::BadRequest(format!(
             "Eradicating [{u}] deletes all its files: confirm with {{\"eradicate\": true}}."
