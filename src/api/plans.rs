@@ -24,16 +24,7 @@ use crate::plans;
 /// `GET /plans`: the registry sorted by title without regard to case, plus the plan folders
 /// missing from it (`in_registry: false`).
 pub async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let store = s.service.plans().clone();
-    let dir = store.dir().to_owned();
-    let list = tokio::task::spawn_blocking(move || store.listing())
-        .await
-        .map_err(|e| plans::PlanError::Io {
-            game: "*".into(),
-            path: dir,
-            reason: format!("the listing task failed: {e}"),
-        })??;
-    Ok(Json(Value::Array(list)))
+    Ok(Json(Value::Array(s.service.plan_listing().await?)))
 }
 
 #[utoipa::path(
@@ -51,7 +42,7 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
 /// `PUT /plans`: update the local plans from the plan source; answers what was added (also as
 /// PEON's `new_recipies`), removed and changed.
 pub async fn update(State(s): State<AppState>) -> Result<Json<plans::UpdateReport>, ApiError> {
-    Ok(Json(s.service.plans().update().await?))
+    Ok(Json(s.service.update_plans_from_source().await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,16 +70,12 @@ pub async fn settings(
     Path(game): Path<String>,
     Query(q): Query<PlanQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let loaded = s.service.plans().load(&game)?;
     let full = q
         .full
         .as_deref()
         .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
     if full {
-        return Ok(Json(plans::full_view(&game, &loaded)));
+        return Ok(Json(s.service.plan_full(&game)?));
     }
-    Ok(Json(Value::Object(plans::settings_summary(
-        &game,
-        &loaded.plan,
-    ))))
+    Ok(Json(Value::Object(s.service.plan_settings(&game)?)))
 }

@@ -34,8 +34,7 @@ pub async fn list(
     State(s): State<AppState>,
     ServerUid(uid): ServerUid,
 ) -> ApiResult<Json<ServerSchedules>> {
-    s.service.record(&uid)?;
-    Ok(Json(s.service.scheduler().server(&uid)))
+    Ok(Json(s.service.schedules_of(&uid)?))
 }
 
 #[utoipa::path(
@@ -59,6 +58,7 @@ pub async fn add(
     ServerUid(uid): ServerUid,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<ScheduleView>)> {
+    // An unknown server is a 404 before the body's fields are judged.
     s.service.record(&uid)?;
     let action = match body.0.get("action") {
         Some(Value::String(a)) => Action::parse(a)?,
@@ -84,7 +84,7 @@ pub async fn add(
             ));
         }
     };
-    let view = s.service.scheduler().add(&uid, action, when).await?;
+    let view = s.service.add_schedule(&uid, action, when).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -107,8 +107,7 @@ pub async fn remove(
     ServerUid(uid): ServerUid,
     Path((_, schedule_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    s.service.record(&uid)?;
-    s.service.scheduler().remove(&uid, &schedule_id).await?;
+    s.service.remove_schedule(&uid, &schedule_id).await?;
     Ok(Json(json!({
         "status": "success",
         "info": format!("Schedule {schedule_id} of {uid} was removed.")
@@ -128,9 +127,8 @@ pub async fn remove(
 )]
 /// `GET /schedules`: every schedule of every server, soonest first.
 pub async fn all(State(s): State<AppState>) -> Json<Value> {
-    let sched = s.service.scheduler();
     Json(json!({
-        "time_zone": sched.timezone().name(),
-        "schedules": sched.all(),
+        "time_zone": s.service.schedule_time_zone().name(),
+        "schedules": s.service.all_schedules(),
     }))
 }

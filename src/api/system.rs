@@ -23,11 +23,11 @@ pub fn version() -> String {
 )]
 /// `GET /health`: no key needed; says whether the engine answers.
 pub async fn health(State(s): State<AppState>) -> Json<Value> {
-    let engine = s.service.engine().info().await;
+    let engine = s.service.engine_status().await;
     Json(json!({
         "status": "ok",
         "version": version(),
-        "docker": engine.is_ok(),
+        "docker": engine.reachable,
     }))
 }
 
@@ -44,16 +44,10 @@ pub async fn health(State(s): State<AppState>) -> Json<Value> {
 )]
 /// `GET /orchestrator`: PEON's `{"version"}`, plus the engine and server counts.
 pub async fn orchestrator(State(s): State<AppState>) -> Json<Value> {
-    let engine = match s.service.engine().info().await {
-        Ok(i) => {
-            json!({ "reachable": true, "version": i.version, "api_version": i.api_version, "os": i.os })
-        }
-        Err(e) => json!({ "reachable": false, "error": e.to_string() }),
-    };
     Json(json!({
         "version": version(),
-        "instance": s.service.settings().instance,
-        "servers": s.service.store().len(),
-        "engine": engine,
+        "instance": s.service.instance(),
+        "servers": s.service.server_count(),
+        "engine": s.service.engine_status().await,
     }))
 }

@@ -9,7 +9,10 @@ mod capacity;
 mod container;
 mod create;
 mod lifecycle;
+mod plans;
 mod ports;
+mod schedules;
+mod system;
 mod view;
 
 use std::collections::HashMap;
@@ -28,6 +31,7 @@ pub use backup::Backup;
 pub use capacity::{Capacity, ImageUsage, ServerUsage};
 pub use create::CreateRequest;
 pub use lifecycle::UpdateMode;
+pub use system::EngineStatus;
 pub use view::{ServerObject, StatsView};
 
 /// Errors of the service layer. The API maps each to one HTTP status, once.
