@@ -4,8 +4,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
+use super::dto::ErrorBody;
 use crate::docker::DockerError;
 use crate::plans::PlanError;
 use crate::schedule::ScheduleError;
@@ -108,10 +108,11 @@ impl IntoResponse for ApiError {
             }
             self.to_string()
         };
-        (
-            status,
-            Json(json!({ "status": "error", "info": info, "err_code": code })),
-        )
-            .into_response()
+        let body = ErrorBody {
+            status: "error",
+            info,
+            err_code: code,
+        };
+        (status, Json(body)).into_response()
     }
 }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod body;
+pub mod dto;
 pub mod error;
 mod extract;
 mod maintenance;
@@ -27,7 +28,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::service::ServerService;
 use error::ApiError;
 
-pub use body::Body;
+pub use body::{Body, Loose};
 
 /// What every handler can reach.
 #[derive(Clone)]

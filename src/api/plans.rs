@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::AppState;
+use super::dto::{ErrorBody, PlanEntry};
 use super::error::ApiError;
 use crate::plans;
 
@@ -15,16 +16,17 @@ use crate::plans;
     tag = "plans",
     summary = "The plans registry, sorted by title",
     responses(
-        (status = 200, description = "Plans", body = Vec<crate::api::openapi::PlanEntry>),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No local plans list", body = crate::api::openapi::ErrorBody)
+        (status = 200, description = "Plans", body = Vec<PlanEntry>),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No local plans list", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `GET /plans`: the registry sorted by title without regard to case, plus the plan folders
 /// missing from it (`in_registry: false`).
-pub async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(Value::Array(s.service.plan_listing().await?)))
+pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<PlanEntry>>, ApiError> {
+    let list = s.service.plan_listing().await?;
+    Ok(Json(list.into_iter().map(PlanEntry).collect()))
 }
 
 #[utoipa::path(
@@ -34,8 +36,8 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     summary = "Update the local plans from the plan source",
     responses(
         (status = 200, description = "What changed (added plans under `new_recipies`)", body = Object),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-                (status = 502, description = "The plan source failed", body = crate::api::openapi::ErrorBody)
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+                (status = 502, description = "The plan source failed", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -58,8 +60,8 @@ pub struct PlanQuery {
     params(("game" = String, Path, description = "Game id"), ("full" = Option<String>, Query, description = "true: the whole plan")),
     responses(
         (status = 200, description = "Required keys with \"\", optional keys with their default, and description", body = Object),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such plan", body = crate::api::openapi::ErrorBody)
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such plan", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]

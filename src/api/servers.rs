@@ -6,11 +6,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
+use super::dto::{
+    CreateBody, CreateV10Body, DescriptionBody, DestroyBody, ErrorBody, Logs, Success, TimerBody,
+    UpdateBody,
+};
 use super::error::ApiError;
 use super::extract::ServerUid;
-use super::{AppState, Body};
+use super::{AppState, Body, Loose};
 use crate::schedule;
 use crate::service::{CreateRequest, ServerObject, UpdateMode};
 
@@ -27,7 +31,7 @@ fn now() -> i64 {
     summary = "All servers",
     responses(
         (status = 200, description = "All servers, sorted by game then name", body = Vec<ServerObject>),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -43,7 +47,7 @@ pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<ServerObject>
     summary = "Adopt server folders and containers",
     responses(
         (status = 200, description = "All servers", body = Vec<ServerObject>),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -91,13 +95,13 @@ fn create_request(game: &str, name: Option<String>, body: &Body) -> ApiResult<Cr
     tag = "servers",
     summary = "Create and start a server from a plan",
     params(("id" = String, Path, description = "`<game>.<name>`, or `<game>` for a random name")),
-    request_body(content = Option<crate::api::openapi::CreateBody>, content_type = "application/json", description = "Optional: plan settings as flat keys (`GET /plan/<game>` lists them) plus the fields below"),
+    request_body(content = Option<CreateBody>, content_type = "application/json", description = "Optional: plan settings as flat keys (`GET /plan/<game>` lists them) plus the fields below"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such plan", body = crate::api::openapi::ErrorBody),
-        (status = 409, description = "The server exists or its ports are in use", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such plan", body = ErrorBody),
+        (status = 409, description = "The server exists or its ports are in use", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -121,12 +125,12 @@ pub async fn create_put(
     path = "/server/create",
     tag = "servers",
     summary = "Create a server (the WebUI's form)",
-    request_body(content = crate::api::openapi::CreateBody, content_type = "application/json", description = "`game_uid` and `servername` (or `warcamp`), plan settings as flat keys, plus the fields below"),
+    request_body(content = CreateBody, content_type = "application/json", description = "`game_uid` and `servername` (or `warcamp`), plan settings as flat keys, plus the fields below"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 409, description = "The server exists or its ports are in use", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 409, description = "The server exists or its ports are in use", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -159,12 +163,12 @@ struct Setting10 {
     path = "/servers",
     tag = "servers",
     summary = "Create a server (PEON 1.0's typed settings)",
-    request_body(content = crate::api::openapi::CreateV10Body, content_type = "application/json", description = "PEON 1.0's create"),
+    request_body(content = CreateV10Body, content_type = "application/json", description = "PEON 1.0's create"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 409, description = "The server exists or its ports are in use", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 409, description = "The server exists or its ports are in use", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -229,9 +233,9 @@ pub async fn create_v10(State(s): State<AppState>, body: Body) -> ApiResult<Json
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -251,9 +255,9 @@ pub async fn get(
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -277,10 +281,10 @@ pub struct LogsQuery {
     summary = "The last lines of the server's console",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`"), ("lines" = Option<usize>, Query, description = "How many lines, 1-10000 (default 100)")),
     responses(
-        (status = 200, description = "Console lines", body = crate::api::openapi::LogsBody),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 200, description = "Console lines", body = Logs),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -289,10 +293,10 @@ pub async fn logs(
     State(s): State<AppState>,
     ServerUid(uid): ServerUid,
     Query(q): Query<LogsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Logs>> {
     let lines = q.lines.unwrap_or(100).clamp(1, 10_000);
     let logs = s.service.logs(&uid, lines).await?;
-    Ok(Json(json!({ "logs": logs })))
+    Ok(Json(Logs { logs }))
 }
 
 #[utoipa::path(
@@ -303,9 +307,9 @@ pub async fn logs(
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
     responses(
         (status = 200, description = "A zip archive", content_type = "application/zip"),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -337,12 +341,12 @@ pub async fn save(State(s): State<AppState>, ServerUid(uid): ServerUid) -> ApiRe
     tag = "servers",
     summary = "Start a server, with an optional stop timer",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = Option<crate::api::openapi::TimerBody>, content_type = "application/json", description = "Optional stop timer"),
+    request_body(content = Option<TimerBody>, content_type = "application/json", description = "Optional stop timer"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -362,12 +366,12 @@ pub async fn start(
     tag = "servers",
     summary = "Stop a server now, or later with a timer",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = Option<crate::api::openapi::TimerBody>, content_type = "application/json", description = "Optional: stop later instead of now"),
+    request_body(content = Option<TimerBody>, content_type = "application/json", description = "Optional: stop later instead of now"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -389,9 +393,9 @@ pub async fn stop(
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -409,12 +413,12 @@ pub async fn restart(
     tag = "servers",
     summary = "Set a server's description",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = crate::api::openapi::DescriptionBody, content_type = "application/json", description = "The new description"),
+    request_body(content = DescriptionBody, content_type = "application/json", description = "The new description"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -422,12 +426,9 @@ pub async fn restart(
 pub async fn description(
     State(s): State<AppState>,
     ServerUid(u): ServerUid,
-    body: Body,
+    Loose(body): Loose<DescriptionBody>,
 ) -> ApiResult<Json<ServerObject>> {
-    let d = body.str("description")?.ok_or_else(|| {
-        ApiError::BadRequest("The description argument was incorrectly provided.".into())
-    })?;
-    Ok(Json(s.service.describe(&u, &d).await?))
+    Ok(Json(s.service.describe(&u, &body.description).await?))
 }
 
 #[utoipa::path(
@@ -438,9 +439,9 @@ pub async fn description(
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -458,12 +459,12 @@ pub async fn skip(
     tag = "servers",
     summary = "Update a server's image and/or game",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = Option<crate::api::openapi::UpdateBody>, content_type = "application/json", description = "Optional; mode defaults to full"),
+    request_body(content = Option<UpdateBody>, content_type = "application/json", description = "Optional; mode defaults to full"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -471,9 +472,9 @@ pub async fn skip(
 pub async fn update(
     State(s): State<AppState>,
     ServerUid(u): ServerUid,
-    body: Body,
+    Loose(body): Loose<UpdateBody>,
 ) -> ApiResult<Json<ServerObject>> {
-    let mode = UpdateMode::parse(&body.str("mode")?.unwrap_or_else(|| "full".into()))?;
+    let mode = UpdateMode::parse(body.mode.as_deref().unwrap_or("full"))?;
     Ok(Json(s.service.update(&u, mode).await?))
 }
 
@@ -483,12 +484,12 @@ pub async fn update(
     tag = "servers",
     summary = "Remove the container and network (and the files with eradicate)",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = Option<crate::api::openapi::DestroyBody>, content_type = "application/json", description = "Optional; eradicate defaults to false"),
+    request_body(content = Option<DestroyBody>, content_type = "application/json", description = "Optional; eradicate defaults to false"),
     responses(
-        (status = 200, description = "Done", body = crate::api::openapi::SuccessBody),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 200, description = "Done", body = Success),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -497,10 +498,10 @@ pub async fn update(
 pub async fn destroy(
     State(s): State<AppState>,
     ServerUid(u): ServerUid,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    let note = s.service.destroy(&u, body.flag("eradicate")).await?;
-    Ok(Json(json!({ "status": "success", "info": note })))
+    Loose(body): Loose<DestroyBody>,
+) -> ApiResult<Json<Success>> {
+    let note = s.service.destroy(&u, body.eradicate).await?;
+    Ok(Json(Success::new(note)))
 }
 
 #[utoipa::path(
@@ -509,12 +510,12 @@ pub async fn destroy(
     tag = "servers",
     summary = "Remove the server with all its files (needs eradicate: true)",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = crate::api::openapi::DestroyBody, content_type = "application/json", description = "Must be {\"eradicate\": true}"),
+    request_body(content = DestroyBody, content_type = "application/json", description = "Must be {\"eradicate\": true}"),
     responses(
-        (status = 200, description = "Done", body = crate::api::openapi::SuccessBody),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 200, description = "Done", body = Success),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -522,15 +523,15 @@ pub async fn destroy(
 pub async fn eradicate(
     State(s): State<AppState>,
     ServerUid(u): ServerUid,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    if !body.flag("eradicate") {
+    Loose(body): Loose<DestroyBody>,
+) -> ApiResult<Json<Success>> {
+    if !body.eradicate {
         return Err(ApiError::BadRequest(format!(
             "Eradicating [{u}] deletes all its files: confirm with {{\"eradicate\": true}}."
         )));
     }
     let note = s.service.destroy(&u, true).await?;
-    Ok(Json(json!({ "status": "success", "info": note })))
+    Ok(Json(Success::new(note)))
 }
 
 /// Any other `/server/<action>/<uid>`.
