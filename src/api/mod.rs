@@ -12,15 +12,15 @@ mod plans;
 mod schedules;
 mod servers;
 mod system;
+mod trace;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, OriginalUri, Request};
+use axum::extract::{OriginalUri, Request};
 use axum::http::{HeaderName, Method};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::middleware;
 use axum::routing::{any, get, post, put};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -90,7 +90,7 @@ fn api_routes() -> Router<AppState> {
 }
 
 /// The whole application: health check, both base paths behind the key, JSON fallbacks,
-/// request logging, CORS and a timeout.
+/// a timeout, CORS, and request tracing (one log line per request, see [`trace`]).
 pub fn router(state: AppState) -> Router {
     let protected = api_routes()
         .method_not_allowed_fallback(method_not_allowed)
@@ -121,14 +121,16 @@ pub fn router(state: AppState) -> Router {
             axum::http::header::AUTHORIZATION,
             axum::http::header::ACCEPT,
         ]);
+    // The trace layer is the outermost, so timed-out requests and CORS preflights are logged
+    // too. `Router::layer` wraps each route, so the matched route is known to it.
     app.fallback(not_found)
         .with_state(state)
-        .layer(middleware::from_fn(log_request))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
         .layer(cors)
+        .layer(trace::layer())
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -144,31 +146,4 @@ async fn method_not_allowed(OriginalUri(uri): OriginalUri, method: Method) -> Ap
         "The method {method} is not allowed for {}.",
         uri.path()
     ))
-}
-
-/// One log line per request: method, route, uid (when the path has one), status, time.
-async fn log_request(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
-    let res = next.run(req).await;
-    let uid = path
-        .rsplit('/')
-        .next()
-        .filter(|s| s.contains('.'))
-        .unwrap_or("-");
-    tracing::info!(
-        %method,
-        path = %path,
-        route = route.as_deref().unwrap_or("-"),
-        uid,
-        status = res.status().as_u16(),
-        ms = start.elapsed().as_millis() as u64,
-        "request"
-    );
-    res
 }
