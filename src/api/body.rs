@@ -1,5 +1,6 @@
 //! Request bodies as PEON clients send them: usually a JSON object, sometimes nothing at all,
 //! with or without a content type. Anything else is a 400 in the common error shape.
+//! [`Loose`] reads such a body into a typed request (see [`super::dto`]).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -30,6 +31,24 @@ impl<S: Send + Sync> FromRequest<S> for Body {
                 "The request body is not valid JSON: {e}"
             ))),
         }
+    }
+}
+
+/// A typed request body read the tolerant way of [`Body`], then checked by the type's
+/// `TryFrom<Body>` (whose errors are the common 400s).
+#[derive(Debug)]
+pub struct Loose<T>(pub T);
+
+impl<S, T> FromRequest<S> for Loose<T>
+where
+    S: Send + Sync,
+    T: TryFrom<Body, Error = ApiError>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = Body::from_request(req, state).await?;
+        Ok(Loose(T::try_from(body)?))
     }
 }
 

@@ -4,10 +4,10 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
-use crate::docker::RuntimeError;
+use super::dto::ErrorBody;
 use crate::plans::PlanError;
+use crate::runtime::RuntimeError;
 use crate::schedule::ScheduleError;
 use crate::service::ServiceError;
 
@@ -24,6 +24,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// A fault of the API layer itself (a route wired to the wrong extractor).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<crate::names::InvalidName> for ApiError {
@@ -53,6 +56,7 @@ impl ApiError {
             ApiError::Unauthorized => (S::UNAUTHORIZED, "auth.denied"),
             ApiError::NotFound(_) => (S::NOT_FOUND, "req.notfound"),
             ApiError::MethodNotAllowed(_) => (S::METHOD_NOT_ALLOWED, "req.method"),
+            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "api.internal"),
             ApiError::Service(e) => match e {
                 ServiceError::Name(_) | ServiceError::BadRequest(_) => {
                     (S::BAD_REQUEST, "req.invalid")
@@ -105,10 +109,11 @@ impl IntoResponse for ApiError {
             }
             self.to_string()
         };
-        (
-            status,
-            Json(json!({ "status": "error", "info": info, "err_code": code })),
-        )
-            .into_response()
+        let body = ErrorBody {
+            status: "error",
+            info,
+            err_code: code,
+        };
+        (status, Json(body)).into_response()
     }
 }

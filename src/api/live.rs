@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
@@ -15,7 +15,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::dto::{ErrorBody, Success};
 use super::error::ApiError;
+use super::extract::ServerUid;
 use super::{AppState, Body};
 use crate::live::console::{Frame, connected_json};
 use crate::names::Uid;
@@ -49,18 +51,17 @@ const TOO_SLOW: &str =
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `GET /ws/console/<uid>`: the console over a WebSocket.
 pub async fn ws(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(u): ServerUid,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
-    let u = uid(&id)?;
     let console = s.service.console(&u, REPLAY)?;
     let state = s.service.get(&u).await?.server_state;
     let svc = s.service.clone();
@@ -126,18 +127,17 @@ pub struct ReplayQuery {
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`"), ("replay" = Option<usize>, Query, description = "How many recent lines first, 0-1000 (default 150)")),
     responses(
         (status = 200, description = "An event stream", content_type = "text/event-stream"),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `GET /server/console/<uid>?replay=N`: the console as Server-Sent Events.
 pub async fn sse(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(u): ServerUid,
     Query(q): Query<ReplayQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    let u = uid(&id)?;
     let c = s
         .service
         .console(&u, q.replay.unwrap_or(REPLAY).min(1000))?;
@@ -170,13 +170,6 @@ pub struct CommandBody {
     pub command: String,
 }
 
-/// `{"status": "success", "info": ...}`
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Done {
-    pub status: &'static str,
-    pub info: String,
-}
-
 #[utoipa::path(
     post,
     path = "/server/command/{uid}",
@@ -185,29 +178,25 @@ pub struct Done {
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
     request_body(content = CommandBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "Written", body = Done),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody),
-        (status = 409, description = "The game is not running", body = crate::api::openapi::ErrorBody)
+        (status = 200, description = "Written", body = Success),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody),
+        (status = 409, description = "The game is not running", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `POST /server/command/<uid>` with `{"command": "..."}`.
 pub async fn command(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(u): ServerUid,
     body: Body,
-) -> ApiResult<Json<Done>> {
-    let u = uid(&id)?;
+) -> ApiResult<Json<Success>> {
     let cmd = body
         .str("command")?
         .ok_or_else(|| ApiError::BadRequest("The field command is required.".into()))?;
     s.service.command(&u, &cmd).await?;
-    Ok(Json(Done {
-        status: "success",
-        info: format!("Command sent to [{u}]."),
-    }))
+    Ok(Json(Success::new(format!("Command sent to [{u}]."))))
 }
 
 #[utoipa::path(
@@ -218,18 +207,18 @@ pub async fn command(
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `PUT /server/kill/<uid>`
 pub async fn kill(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(u): ServerUid,
 ) -> ApiResult<Json<ServerObject>> {
-    Ok(Json(s.service.kill(&uid(&id)?).await?))
+    Ok(Json(s.service.kill(&u).await?))
 }
 
 /// `{"restart_policy": ..., "stop_grace": ...}`; either may be left out.
@@ -251,19 +240,18 @@ pub struct OptionsBody {
     request_body(content = OptionsBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `PUT /server/options/<uid>`
 pub async fn options(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(u): ServerUid,
     body: Body,
 ) -> ApiResult<Json<ServerObject>> {
-    let u = uid(&id)?;
     let o = ServerOptions {
         restart_policy: super::servers::restart_policy(&body)?,
         stop_grace: super::servers::stop_grace(&body)?,
@@ -285,8 +273,8 @@ pub struct EventsQuery {
     params(("uid" = Option<String>, Query, description = "Only this server's events")),
     responses(
         (status = 200, description = "An event stream", content_type = "text/event-stream"),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 
 use super::AppState;
+use super::dto::ErrorBody;
 use super::error::ApiError;
 use crate::service::Capacity;
 
@@ -14,7 +15,7 @@ use crate::service::Capacity;
     tag = "maintenance",
     responses(
         (status = 200, description = "Disk use", body = Capacity),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]

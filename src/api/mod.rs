@@ -3,7 +3,9 @@
 
 mod auth;
 mod body;
+pub mod dto;
 pub mod error;
+mod extract;
 mod live;
 mod maintenance;
 pub mod openapi;
@@ -11,15 +13,15 @@ mod plans;
 mod schedules;
 mod servers;
 mod system;
+mod trace;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, OriginalUri, Request};
+use axum::extract::{OriginalUri, Request};
 use axum::http::{HeaderName, Method};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::middleware;
 use axum::routing::{any, get, post, put};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -27,7 +29,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::service::ServerService;
 use error::ApiError;
 
-pub use body::Body;
+pub use body::{Body, Loose};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -95,7 +97,7 @@ fn api_routes() -> Router<AppState> {
 }
 
 /// The whole application: health check, both base paths behind the key, JSON fallbacks,
-/// request logging, CORS and a timeout.
+/// a timeout, CORS, and request tracing (one log line per request, see [`trace`]).
 pub fn router(state: AppState) -> Router {
     let protected = api_routes()
         .method_not_allowed_fallback(method_not_allowed)
@@ -126,14 +128,16 @@ pub fn router(state: AppState) -> Router {
             axum::http::header::AUTHORIZATION,
             axum::http::header::ACCEPT,
         ]);
+    // The trace layer is the outermost, so timed-out requests and CORS preflights are logged
+    // too. `Router::layer` wraps each route, so the matched route is known to it.
     app.fallback(not_found)
         .with_state(state)
-        .layer(middleware::from_fn(log_request))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
         .layer(cors)
+        .layer(trace::layer())
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -151,29 +155,122 @@ async fn method_not_allowed(OriginalUri(uri): OriginalUri, method: Method) -> Ap
     ))
 }
 
-/// One log line per request: method, route, uid (when the path has one), status, time.
-async fn log_request(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
-    let res = next.run(req).await;
-    let uid = path
-        .rsplit('/')
-        .next()
-        .filter(|s| s.contains('.'))
-        .unwrap_or("-");
-    tracing::info!(
-        %method,
-        path = %path,
-        route = route.as_deref().unwrap_or("-"),
-        uid,
-        status = res.status().as_u16(),
-        ms = start.elapsed().as_millis() as u64,
-        "request"
-    );
-    res
+#[cfg(test)]
+mod tests {
+    //! The whole router, called in-process with `oneshot`, on a service whose Docker engine
+    //! does not exist: only routes that need no engine are asked for an answer.
+
+    use axum::body::Body as HttpBody;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::{ServeArgs, Settings};
+
+    const KEY: &str = "test-key";
+
+    fn app(dir: &std::path::Path) -> Router {
+        let settings = Settings::resolve(&ServeArgs {
+            data_dir: Some(dir.join("data")),
+            plans_dir: Some(dir.join("plans")),
+            api_key: Some(KEY.into()),
+            docker_host: Some(format!("unix://{}", dir.join("no-docker.sock").display())),
+            timezone: Some("UTC".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let service = crate::daemon::build_service(settings).unwrap();
+        router(AppState {
+            service,
+            api_key: Arc::from(KEY),
+        })
+    }
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("/api/v1{path}"))
+            .header(auth::HEADER, KEY)
+            .body(body.map_or_else(HttpBody::empty, |b| HttpBody::from(b.to_string())))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn schedule_and_plan_routes_answer_through_the_service_facades() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+
+        let (s, v) = call(&app, "GET", "/schedules", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v, json!({"time_zone": "UTC", "schedules": []}));
+
+        for (method, path, body) in [
+            ("GET", "/server/schedules/demo.nope", None),
+            (
+                "POST",
+                "/server/schedules/demo.nope",
+                Some(json!({"action": "jump"})),
+            ),
+            ("DELETE", "/server/schedules/demo.nope/s1", None),
+        ] {
+            let (s, v) = call(&app, method, path, body).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path}: {v}");
+            assert_eq!(
+                v,
+                json!({"status": "error", "info": "There is no server [demo.nope].", "err_code": "srv.notfound"})
+            );
+        }
+
+        let (s, v) = call(&app, "DELETE", "/server/schedules/BAD!/s1", None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(v["err_code"], "req.invalid", "{v}");
+
+        let (s, v) = call(&app, "GET", "/plans", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v[0]["game_uid"], "demo", "{v}");
+        assert_eq!(v[0]["in_registry"], true, "{v}");
+
+        let (s, v) = call(&app, "GET", "/plan/demo", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(v["description"].is_string(), "{v}");
+        let (s, v) = call(&app, "GET", "/plan/demo?full=true", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["game_uid"], "demo", "{v}");
+        let (s, v) = call(&app, "GET", "/plan/nope", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(v["err_code"], "plan.notfound", "{v}");
+    }
+
+    #[tokio::test]
+    async fn system_routes_report_an_unreachable_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+
+        let (s, v) = call(&app, "GET", "/health", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["docker"], false);
+
+        let (s, v) = call(&app, "GET", "/orchestrator", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["servers"], 0);
+        assert_eq!(v["engine"]["reachable"], false, "{v}");
+        assert!(v["engine"]["error"].is_string(), "{v}");
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["version", "instance", "servers", "engine"]);
+    }
 }

@@ -2,137 +2,19 @@
 //! attributes and the response types. Served without the key at `{base}/openapi.json` (PEON's
 //! WebUI fetches it before it has a key); `peon openapi` prints it and `docs/openapi.json` is
 //! checked to be current by a test.
-//!
-//! The request and answer shapes below that handlers build with `json!` are described here
-//! for the document only.
+//! The request and answer types are in [`super::dto`] and the service.
 
 use axum::Json;
-use serde::Serialize;
 use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
+use super::dto::{
+    AllSchedules, CreateBody, CreateV10Body, DescriptionBody, DestroyBody, ErrorBody, Health, Logs,
+    Orchestrator, PlanEntry, ScheduleBody, Success, TimerBody, UpdateBody,
+};
 use super::{live, maintenance, plans, schedules, servers, system};
-use crate::service::{Capacity, ImageUsage, ServerObject, ServerUsage, StatsView};
-
-/// Every error: `{"status": "error", "info": ..., "err_code": ...}`.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// Always `error`.
-    pub status: String,
-    /// What went wrong, for people.
-    pub info: String,
-    /// A stable code: `req.invalid`, `auth.denied`, `srv.notfound`, `srv.exists`,
-    /// `srv.portsused`, `srv.failed`, `plan.notfound`, `plan.invalid`, `docker.unavailable`, ...
-    pub err_code: String,
-}
-
-/// `{"status": "success", "info": ...}`.
-#[derive(Serialize, ToSchema)]
-pub struct SuccessBody {
-    pub status: String,
-    pub info: String,
-}
-
-/// PEON's stop timer fields; give at most one.
-#[derive(Serialize, ToSchema)]
-pub struct TimerBody {
-    /// Stop after this long: `30s`, `10m`, `2h`, `1d`, compounds such as `1h30m`.
-    pub interval: Option<String>,
-    /// Stop at this Unix time: 10 digits, a string or a number.
-    #[schema(value_type = Option<String>)]
-    pub epoch_time: Option<Value>,
-}
-
-/// A create request: plan settings as flat keys (e.g. `"SERVER_NAME": "Alpha"`) plus these.
-#[derive(Serialize, ToSchema)]
-pub struct CreateBody {
-    pub description: Option<String>,
-    /// Create the server stopped.
-    pub start_later: Option<bool>,
-    pub interval: Option<String>,
-    #[schema(value_type = Option<String>)]
-    pub epoch_time: Option<Value>,
-    /// `POST /server/create` only: the game.
-    pub game_uid: Option<String>,
-    /// `POST /server/create` only: the server name (also `warcamp`).
-    pub servername: Option<String>,
-}
-
-/// PEON 1.0's create (`POST /servers`).
-#[derive(Serialize, ToSchema)]
-pub struct CreateV10Body {
-    pub game_uid: String,
-    pub servername: String,
-    pub description: Option<String>,
-    /// `[{"type": "env"|"json"|"txt", "name": ..., "content": ...}]`
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub settings: Option<Value>,
-}
-
-/// `{"mode": ...}` for update.
-#[derive(Serialize, ToSchema)]
-pub struct UpdateBody {
-    /// `full` (default, also `all`), `image` (`container`), `server` (`game`), `reinit`.
-    pub mode: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DescriptionBody {
-    pub description: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DestroyBody {
-    /// Also delete the server's files (required as `true` by eradicate).
-    pub eradicate: Option<bool>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct LogsBody {
-    pub logs: Vec<String>,
-}
-
-/// `GET /health`.
-#[derive(Serialize, ToSchema)]
-pub struct Health {
-    pub status: String,
-    pub version: String,
-    /// Whether the Docker engine answers.
-    pub docker: bool,
-}
-
-/// `GET /orchestrator`.
-#[derive(Serialize, ToSchema)]
-pub struct Orchestrator {
-    pub version: String,
-    pub instance: String,
-    /// Number of servers.
-    pub servers: usize,
-    /// `{"reachable": true, "version", "api_version", "os"}` or `{"reachable": false, "error"}`.
-    #[schema(value_type = Object)]
-    pub engine: Value,
-}
-
-/// `POST /server/schedules/<uid>`: give `cron` or `at`.
-#[derive(Serialize, ToSchema)]
-pub struct ScheduleBody {
-    /// `start`, `stop` or `restart`.
-    pub action: String,
-    /// 5 or 6 fields (seconds optional), in the daemon's time zone, e.g. `0 18 * * FRI`.
-    pub cron: Option<String>,
-    /// Once: RFC 3339 or Unix seconds.
-    #[schema(value_type = Option<String>)]
-    pub at: Option<Value>,
-}
-
-/// One entry of `GET /plans`.
-#[derive(Serialize, ToSchema)]
-pub struct PlanEntry {
-    pub game_uid: String,
-    pub title: String,
-    pub plan_url: Option<String>,
-}
+use crate::service::{Capacity, EngineStatus, ImageUsage, ServerObject, ServerUsage, StatsView};
 
 /// Adds the `X-Api-Key` scheme.
 struct ApiKeyScheme;
@@ -191,10 +73,10 @@ impl Modify for ApiKeyScheme {
         schedules::all,
     ),
     components(schemas(
-        ServerObject, StatsView, Capacity, ServerUsage, ImageUsage, ErrorBody, SuccessBody,
+        ServerObject, StatsView, Capacity, ServerUsage, ImageUsage, ErrorBody, Success,
         TimerBody, CreateBody, CreateV10Body, UpdateBody, DescriptionBody, DestroyBody,
-        LogsBody, Health, Orchestrator, PlanEntry, ScheduleBody, live::CommandBody, live::Done,
-        live::OptionsBody, crate::live::Event, crate::live::ExitRecord
+        Logs, Health, Orchestrator, EngineStatus, PlanEntry, ScheduleBody, AllSchedules,
+        live::CommandBody, live::OptionsBody, crate::live::Event, crate::live::ExitRecord
     )),
     modifiers(&ApiKeyScheme),
     tags(
@@ -203,6 +85,8 @@ impl Modify for ApiKeyScheme {
         (name = "plans", description = "Game plans"),
         (name = "maintenance", description = "Resource and disk use"),
         (name = "schedules", description = "Timers and recurring schedules"),
+        (name = "console", description = "The live console of a game"),
+        (name = "events", description = "What happens to servers, as it happens"),
         (name = "console", description = "The live console of a game"),
         (name = "events", description = "What happens to servers, as it happens"),
     )

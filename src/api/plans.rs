@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::AppState;
+use super::dto::{ErrorBody, PlanEntry};
 use super::error::ApiError;
 use crate::plans;
 
@@ -15,25 +16,17 @@ use crate::plans;
     tag = "plans",
     summary = "The plans registry, sorted by title",
     responses(
-        (status = 200, description = "Plans", body = Vec<crate::api::openapi::PlanEntry>),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No local plans list", body = crate::api::openapi::ErrorBody)
+        (status = 200, description = "Plans", body = Vec<PlanEntry>),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No local plans list", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `GET /plans`: the registry sorted by title without regard to case, plus the plan folders
 /// missing from it (`in_registry: false`).
-pub async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let store = s.service.plans().clone();
-    let dir = store.dir().to_owned();
-    let list = tokio::task::spawn_blocking(move || store.listing())
-        .await
-        .map_err(|e| plans::PlanError::Io {
-            game: "*".into(),
-            path: dir,
-            reason: format!("the listing task failed: {e}"),
-        })??;
-    Ok(Json(Value::Array(list)))
+pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<PlanEntry>>, ApiError> {
+    let list = s.service.plan_listing().await?;
+    Ok(Json(list.into_iter().map(PlanEntry).collect()))
 }
 
 #[utoipa::path(
@@ -43,15 +36,15 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     summary = "Update the local plans from the plan source",
     responses(
         (status = 200, description = "What changed (added plans under `new_recipies`)", body = Object),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-                (status = 502, description = "The plan source failed", body = crate::api::openapi::ErrorBody)
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+                (status = 502, description = "The plan source failed", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `PUT /plans`: update the local plans from the plan source; answers what was added (also as
 /// PEON's `new_recipies`), removed and changed.
 pub async fn update(State(s): State<AppState>) -> Result<Json<plans::UpdateReport>, ApiError> {
-    Ok(Json(s.service.plans().update().await?))
+    Ok(Json(s.service.update_plans_from_source().await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,8 +60,8 @@ pub struct PlanQuery {
     params(("game" = String, Path, description = "Game id"), ("full" = Option<String>, Query, description = "true: the whole plan")),
     responses(
         (status = 200, description = "Required keys with \"\", optional keys with their default, and description", body = Object),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such plan", body = crate::api::openapi::ErrorBody)
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such plan", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -79,16 +72,12 @@ pub async fn settings(
     Path(game): Path<String>,
     Query(q): Query<PlanQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let loaded = s.service.plans().load(&game)?;
     let full = q
         .full
         .as_deref()
         .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
     if full {
-        return Ok(Json(plans::full_view(&game, &loaded)));
+        return Ok(Json(s.service.plan_full(&game)?));
     }
-    Ok(Json(Value::Object(plans::settings_summary(
-        &game,
-        &loaded.plan,
-    ))))
+    Ok(Json(Value::Object(s.service.plan_settings(&game)?)))
 }

@@ -3,25 +3,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
 
+use super::dto::{AllSchedules, ErrorBody, ScheduleBody, Success};
 use super::error::ApiError;
+use super::extract::ServerUid;
 use super::{AppState, Body};
-use crate::names::Uid;
-use crate::schedule::{self, Action, ScheduleError, ScheduleView, ServerSchedules, When};
+use crate::schedule::{ScheduleView, ServerSchedules};
 
 type ApiResult<T> = Result<T, ApiError>;
-
-/// A known server's uid; 404 otherwise.
-fn server(s: &AppState, id: &str) -> ApiResult<Uid> {
-    let uid = Uid::parse(id)?;
-    s.service.record(&uid)?;
-    Ok(uid)
-}
-
-fn invalid(msg: impl Into<String>) -> ApiError {
-    ScheduleError::Invalid(msg.into()).into()
-}
 
 #[utoipa::path(
     get,
@@ -31,18 +20,17 @@ fn invalid(msg: impl Into<String>) -> ApiError {
     params(("uid" = String, Path, description = "Server uid <game>.<name>")),
     responses(
         (status = 200, description = "Schedules (soonest first) and results (newest first)", body = Object),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+        (status = 404, description = "No such server", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `GET /server/schedules/<uid>`: schedules (soonest first) and last firings (newest first).
 pub async fn list(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(uid): ServerUid,
 ) -> ApiResult<Json<ServerSchedules>> {
-    let uid = server(&s, &id)?;
-    Ok(Json(s.service.scheduler().server(&uid)))
+    Ok(Json(s.service.schedules_of(&uid)?))
 }
 
 #[utoipa::path(
@@ -51,47 +39,25 @@ pub async fn list(
     tag = "schedules",
     summary = "Add a recurring (cron) or one-shot (at) schedule",
     params(("uid" = String, Path, description = "Server uid <game>.<name>")),
-    request_body = crate::api::openapi::ScheduleBody,
+    request_body = ScheduleBody,
     responses(
         (status = 201, description = "The new schedule", body = Object),
-        (status = 400, description = "Invalid action, cron or at", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid action, cron or at", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `POST /server/schedules/<uid>` with `{"action", "cron"}` or `{"action", "at"}`.
 pub async fn add(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(uid): ServerUid,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<ScheduleView>)> {
-    let uid = server(&s, &id)?;
-    let action = match body.0.get("action") {
-        Some(Value::String(a)) => Action::parse(a)?,
-        _ => return Err(invalid("action is required: start, stop or restart")),
-    };
-    let field = |k: &str| body.0.get(k).filter(|v| !v.is_null());
-    let when = match (field("cron"), field("at")) {
-        (Some(Value::String(c)), None) => When::Cron(schedule::cron::CronSpec::parse(c)?),
-        (Some(c), None) => {
-            return Err(invalid(format!(
-                "cron {c} must be a string such as \"0 18 * * FRI\""
-            )));
-        }
-        (None, Some(at)) => When::At(schedule::parse_at(at, chrono::Utc::now().timestamp())?),
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "give either cron (recurring) or at (once), not both",
-            ));
-        }
-        (None, None) => {
-            return Err(invalid(
-                "cron or at is required: cron as 5 or 6 fields, at as RFC 3339 or Unix seconds",
-            ));
-        }
-    };
-    let view = s.service.scheduler().add(&uid, action, when).await?;
+    // An unknown server is a 404 before the body's fields are judged.
+    s.service.record(&uid)?;
+    let req = ScheduleBody::parse(&body, chrono::Utc::now().timestamp())?;
+    let view = s.service.add_schedule(&uid, req.action, req.when).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -102,23 +68,22 @@ pub async fn add(
     summary = "Remove a schedule",
     params(("uid" = String, Path, description = "Server uid"), ("id" = String, Path, description = "Schedule id")),
     responses(
-        (status = 200, description = "Removed", body = crate::api::openapi::SuccessBody),
-        (status = 404, description = "No such server or schedule", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+        (status = 200, description = "Removed", body = Success),
+        (status = 404, description = "No such server or schedule", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `DELETE /server/schedules/<uid>/<id>`
 pub async fn remove(
     State(s): State<AppState>,
-    Path((id, schedule_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let uid = server(&s, &id)?;
-    s.service.scheduler().remove(&uid, &schedule_id).await?;
-    Ok(Json(json!({
-        "status": "success",
-        "info": format!("Schedule {schedule_id} of {uid} was removed.")
-    })))
+    ServerUid(uid): ServerUid,
+    Path((_, schedule_id)): Path<(String, String)>,
+) -> ApiResult<Json<Success>> {
+    s.service.remove_schedule(&uid, &schedule_id).await?;
+    Ok(Json(Success::new(format!(
+        "Schedule {schedule_id} of {uid} was removed."
+    ))))
 }
 
 #[utoipa::path(
@@ -127,16 +92,15 @@ pub async fn remove(
     tag = "schedules",
     summary = "Every schedule of every server",
     responses(
-        (status = 200, description = "{time_zone, schedules}", body = Object),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+        (status = 200, description = "The time zone and every schedule, soonest first", body = AllSchedules),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `GET /schedules`: every schedule of every server, soonest first.
-pub async fn all(State(s): State<AppState>) -> Json<Value> {
-    let sched = s.service.scheduler();
-    Json(json!({
-        "time_zone": sched.timezone().name(),
-        "schedules": sched.all(),
-    }))
+pub async fn all(State(s): State<AppState>) -> Json<AllSchedules> {
+    Json(AllSchedules {
+        time_zone: s.service.schedule_time_zone().name(),
+        schedules: s.service.all_schedules(),
+    })
 }

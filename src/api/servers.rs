@@ -6,20 +6,20 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
+use super::dto::{
+    CreateBody, CreateV10Body, DescriptionBody, DestroyBody, ErrorBody, Logs, Success, TimerBody,
+    UpdateBody,
+};
 use super::error::ApiError;
-use super::{AppState, Body};
+use super::extract::ServerUid;
+use super::{AppState, Body, Loose};
 use crate::model::lifecycle::{RestartPolicy, parse_duration};
-use crate::names::Uid;
 use crate::schedule;
 use crate::service::{CreateRequest, ServerObject, UpdateMode};
 
 type ApiResult<T> = Result<T, ApiError>;
-
-fn uid(s: &str) -> ApiResult<Uid> {
-    Ok(Uid::parse(s)?)
-}
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -32,7 +32,7 @@ fn now() -> i64 {
     summary = "All servers",
     responses(
         (status = 200, description = "All servers, sorted by game then name", body = Vec<ServerObject>),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -48,7 +48,7 @@ pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<ServerObject>
     summary = "Adopt server folders and containers",
     responses(
         (status = 200, description = "All servers", body = Vec<ServerObject>),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -130,17 +130,18 @@ pub(super) fn stop_grace(body: &Body) -> ApiResult<Option<std::time::Duration>> 
     tag = "servers",
     summary = "Create and start a server from a plan",
     params(("id" = String, Path, description = "`<game>.<name>`, or `<game>` for a random name")),
-    request_body(content = Option<crate::api::openapi::CreateBody>, content_type = "application/json", description = "Optional: plan settings as flat keys (`GET /plan/<game>` lists them) plus the fields below"),
+    request_body(content = Option<CreateBody>, content_type = "application/json", description = "Optional: plan settings as flat keys (`GET /plan/<game>` lists them) plus the fields below"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such plan", body = crate::api::openapi::ErrorBody),
-        (status = 409, description = "The server exists or its ports are in use", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such plan", body = ErrorBody),
+        (status = 409, description = "The server exists or its ports are in use", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
-/// `PUT /server/create/<game>[.<name>]`: PEON's create with flat settings.
+/// `PUT /server/create/<game>[.<name>]`: PEON's create with flat settings. The parameter may
+/// be a game alone (a random name is picked), so it is read as text, not as a [`ServerUid`].
 pub async fn create_put(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -159,12 +160,12 @@ pub async fn create_put(
     path = "/server/create",
     tag = "servers",
     summary = "Create a server (the WebUI's form)",
-    request_body(content = crate::api::openapi::CreateBody, content_type = "application/json", description = "`game_uid` and `servername` (or `warcamp`), plan settings as flat keys, plus the fields below"),
+    request_body(content = CreateBody, content_type = "application/json", description = "`game_uid` and `servername` (or `warcamp`), plan settings as flat keys, plus the fields below"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 409, description = "The server exists or its ports are in use", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 409, description = "The server exists or its ports are in use", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -197,12 +198,12 @@ struct Setting10 {
     path = "/servers",
     tag = "servers",
     summary = "Create a server (PEON 1.0's typed settings)",
-    request_body(content = crate::api::openapi::CreateV10Body, content_type = "application/json", description = "PEON 1.0's create"),
+    request_body(content = CreateV10Body, content_type = "application/json", description = "PEON 1.0's create"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 409, description = "The server exists or its ports are in use", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 409, description = "The server exists or its ports are in use", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -267,18 +268,18 @@ pub async fn create_v10(State(s): State<AppState>, body: Body) -> ApiResult<Json
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `GET /server/get/<uid>` (also `info`)
 pub async fn get(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(uid): ServerUid,
 ) -> ApiResult<Json<ServerObject>> {
-    Ok(Json(s.service.get(&uid(&id)?).await?))
+    Ok(Json(s.service.get(&uid).await?))
 }
 
 #[utoipa::path(
@@ -289,18 +290,18 @@ pub async fn get(
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `GET /server/stats/<uid>`
 pub async fn stats(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(uid): ServerUid,
 ) -> ApiResult<Json<ServerObject>> {
-    Ok(Json(s.service.stats(&uid(&id)?).await?))
+    Ok(Json(s.service.stats(&uid).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -315,22 +316,22 @@ pub struct LogsQuery {
     summary = "The last lines of the server's console",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`"), ("lines" = Option<usize>, Query, description = "How many lines, 1-10000 (default 100)")),
     responses(
-        (status = 200, description = "Console lines", body = crate::api::openapi::LogsBody),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 200, description = "Console lines", body = Logs),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `GET /server/logs/<uid>?lines=N` → `{"logs": [...]}`
 pub async fn logs(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(uid): ServerUid,
     Query(q): Query<LogsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Logs>> {
     let lines = q.lines.unwrap_or(100).clamp(1, 10_000);
-    let logs = s.service.logs(&uid(&id)?, lines).await?;
-    Ok(Json(json!({ "logs": logs })))
+    let logs = s.service.logs(&uid, lines).await?;
+    Ok(Json(Logs { logs }))
 }
 
 #[utoipa::path(
@@ -341,15 +342,15 @@ pub async fn logs(
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
     responses(
         (status = 200, description = "A zip archive", content_type = "application/zip"),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `GET /server/save/<uid>`: a zip of the server's files without `data/`, streamed.
-pub async fn save(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let b = s.service.save(&uid(&id)?).await?;
+pub async fn save(State(s): State<AppState>, ServerUid(uid): ServerUid) -> ApiResult<Response> {
+    let b = s.service.save(&uid).await?;
     let file = tokio::fs::File::open(&b.path)
         .await
         .map_err(|e| ApiError::Service(e.into()))?;
@@ -375,22 +376,21 @@ pub async fn save(State(s): State<AppState>, Path(id): Path<String>) -> ApiResul
     tag = "servers",
     summary = "Start a server, with an optional stop timer",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = Option<crate::api::openapi::TimerBody>, content_type = "application/json", description = "Optional stop timer"),
+    request_body(content = Option<TimerBody>, content_type = "application/json", description = "Optional stop timer"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `PUT /server/start/<uid>` with an optional `interval` / `epoch_time` stop timer.
 pub async fn start(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(u): ServerUid,
     body: Body,
 ) -> ApiResult<Json<ServerObject>> {
-    let u = uid(&id)?;
     let timer = schedule::timer_from_body(&body.0, now())?;
     Ok(Json(s.service.start(&u, timer).await?))
 }
@@ -401,22 +401,21 @@ pub async fn start(
     tag = "servers",
     summary = "Stop a server now, or later with a timer",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = Option<crate::api::openapi::TimerBody>, content_type = "application/json", description = "Optional: stop later instead of now"),
+    request_body(content = Option<TimerBody>, content_type = "application/json", description = "Optional: stop later instead of now"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `PUT /server/stop/<uid>`: now, or at the time given by `interval` / `epoch_time`.
 pub async fn stop(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(u): ServerUid,
     body: Body,
 ) -> ApiResult<Json<ServerObject>> {
-    let u = uid(&id)?;
     let timer = schedule::timer_from_body(&body.0, now())?;
     Ok(Json(s.service.stop(&u, timer).await?))
 }
@@ -429,18 +428,18 @@ pub async fn stop(
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `PUT /server/restart/<uid>`
 pub async fn restart(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(uid): ServerUid,
 ) -> ApiResult<Json<ServerObject>> {
-    Ok(Json(s.service.restart(&uid(&id)?).await?))
+    Ok(Json(s.service.restart(&uid).await?))
 }
 
 #[utoipa::path(
@@ -449,26 +448,22 @@ pub async fn restart(
     tag = "servers",
     summary = "Set a server's description",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = crate::api::openapi::DescriptionBody, content_type = "application/json", description = "The new description"),
+    request_body(content = DescriptionBody, content_type = "application/json", description = "The new description"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `PUT /server/description/<uid>` with `{"description": str}`
 pub async fn description(
     State(s): State<AppState>,
-    Path(id): Path<String>,
-    body: Body,
+    ServerUid(u): ServerUid,
+    Loose(body): Loose<DescriptionBody>,
 ) -> ApiResult<Json<ServerObject>> {
-    let u = uid(&id)?;
-    let d = body.str("description")?.ok_or_else(|| {
-        ApiError::BadRequest("The description argument was incorrectly provided.".into())
-    })?;
-    Ok(Json(s.service.describe(&u, &d).await?))
+    Ok(Json(s.service.describe(&u, &body.description).await?))
 }
 
 #[utoipa::path(
@@ -479,18 +474,18 @@ pub async fn description(
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `PUT /server/skip/<uid>`: does nothing and returns the server (PEON).
 pub async fn skip(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ServerUid(uid): ServerUid,
 ) -> ApiResult<Json<ServerObject>> {
-    Ok(Json(s.service.get(&uid(&id)?).await?))
+    Ok(Json(s.service.get(&uid).await?))
 }
 
 #[utoipa::path(
@@ -499,23 +494,22 @@ pub async fn skip(
     tag = "servers",
     summary = "Update a server's image and/or game",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = Option<crate::api::openapi::UpdateBody>, content_type = "application/json", description = "Optional; mode defaults to full"),
+    request_body(content = Option<UpdateBody>, content_type = "application/json", description = "Optional; mode defaults to full"),
     responses(
         (status = 200, description = "The server", body = ServerObject),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `PUT /server/update/<uid>` with `{"mode": ...}` (default `full`).
 pub async fn update(
     State(s): State<AppState>,
-    Path(id): Path<String>,
-    body: Body,
+    ServerUid(u): ServerUid,
+    Loose(body): Loose<UpdateBody>,
 ) -> ApiResult<Json<ServerObject>> {
-    let u = uid(&id)?;
-    let mode = UpdateMode::parse(&body.str("mode")?.unwrap_or_else(|| "full".into()))?;
+    let mode = UpdateMode::parse(body.mode.as_deref().unwrap_or("full"))?;
     Ok(Json(s.service.update(&u, mode).await?))
 }
 
@@ -525,12 +519,12 @@ pub async fn update(
     tag = "servers",
     summary = "Remove the container and network (and the files with eradicate)",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = Option<crate::api::openapi::DestroyBody>, content_type = "application/json", description = "Optional; eradicate defaults to false"),
+    request_body(content = Option<DestroyBody>, content_type = "application/json", description = "Optional; eradicate defaults to false"),
     responses(
-        (status = 200, description = "Done", body = crate::api::openapi::SuccessBody),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 200, description = "Done", body = Success),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -538,12 +532,11 @@ pub async fn update(
 /// deletes the files.
 pub async fn destroy(
     State(s): State<AppState>,
-    Path(id): Path<String>,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    let u = uid(&id)?;
-    let note = s.service.destroy(&u, body.flag("eradicate")).await?;
-    Ok(Json(json!({ "status": "success", "info": note })))
+    ServerUid(u): ServerUid,
+    Loose(body): Loose<DestroyBody>,
+) -> ApiResult<Json<Success>> {
+    let note = s.service.destroy(&u, body.eradicate).await?;
+    Ok(Json(Success::new(note)))
 }
 
 #[utoipa::path(
@@ -552,29 +545,28 @@ pub async fn destroy(
     tag = "servers",
     summary = "Remove the server with all its files (needs eradicate: true)",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = crate::api::openapi::DestroyBody, content_type = "application/json", description = "Must be {\"eradicate\": true}"),
+    request_body(content = DestroyBody, content_type = "application/json", description = "Must be {\"eradicate\": true}"),
     responses(
-        (status = 200, description = "Done", body = crate::api::openapi::SuccessBody),
-        (status = 400, description = "Invalid input", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "No such server", body = crate::api::openapi::ErrorBody)
+        (status = 200, description = "Done", body = Success),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `DELETE /server/eradicate/<uid>` with `{"eradicate": true}`: container, network and files.
 pub async fn eradicate(
     State(s): State<AppState>,
-    Path(id): Path<String>,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    let u = uid(&id)?;
-    if !body.flag("eradicate") {
+    ServerUid(u): ServerUid,
+    Loose(body): Loose<DestroyBody>,
+) -> ApiResult<Json<Success>> {
+    if !body.eradicate {
         return Err(ApiError::BadRequest(format!(
             "Eradicating [{u}] deletes all its files: confirm with {{\"eradicate\": true}}."
         )));
     }
     let note = s.service.destroy(&u, true).await?;
-    Ok(Json(json!({ "status": "success", "info": note })))
+    Ok(Json(Success::new(note)))
 }
 
 /// Any other `/server/<action>/<uid>`.

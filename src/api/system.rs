@@ -2,9 +2,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
 
 use super::AppState;
+use super::dto::{ErrorBody, Health, Orchestrator};
 
 /// The daemon's version: `VERSION` from the environment (set in the image), else the crate's.
 pub fn version() -> String {
@@ -19,16 +19,15 @@ pub fn version() -> String {
     path = "/health",
     tag = "system",
     summary = "Liveness and whether the Docker engine answers (no key; also at /health)",
-    responses((status = 200, description = "The daemon answers", body = crate::api::openapi::Health))
+    responses((status = 200, description = "The daemon answers", body = Health))
 )]
 /// `GET /health`: no key needed; says whether the engine answers.
-pub async fn health(State(s): State<AppState>) -> Json<Value> {
-    let engine = s.service.runtime().info().await;
-    Json(json!({
-        "status": "ok",
-        "version": version(),
-        "docker": engine.is_ok(),
-    }))
+pub async fn health(State(s): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: version(),
+        docker: s.service.engine_status().await.reachable,
+    })
 }
 
 #[utoipa::path(
@@ -37,23 +36,17 @@ pub async fn health(State(s): State<AppState>) -> Json<Value> {
     tag = "system",
     summary = "The daemon's version, instance, engine and server count",
     responses(
-        (status = 200, description = "About the daemon", body = crate::api::openapi::Orchestrator),
-        (status = 401, description = "Missing or wrong X-Api-Key", body = crate::api::openapi::ErrorBody)
+        (status = 200, description = "About the daemon", body = Orchestrator),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
 /// `GET /orchestrator`: PEON's `{"version"}`, plus the engine and server counts.
-pub async fn orchestrator(State(s): State<AppState>) -> Json<Value> {
-    let engine = match s.service.runtime().info().await {
-        Ok(i) => {
-            json!({ "reachable": true, "version": i.version, "api_version": i.api_version, "os": i.os })
-        }
-        Err(e) => json!({ "reachable": false, "error": e.to_string() }),
-    };
-    Json(json!({
-        "version": version(),
-        "instance": s.service.settings().instance,
-        "servers": s.service.store().len(),
-        "engine": engine,
-    }))
+pub async fn orchestrator(State(s): State<AppState>) -> Json<Orchestrator> {
+    Json(Orchestrator {
+        version: version(),
+        instance: s.service.instance().to_owned(),
+        servers: s.service.server_count(),
+        engine: s.service.engine_status().await,
+    })
 }

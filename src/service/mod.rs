@@ -14,9 +14,12 @@ mod container;
 mod create;
 mod gameconfig;
 mod lifecycle;
+mod plans;
 mod ports;
 mod readiness;
+mod schedules;
 mod supervise;
+mod system;
 mod view;
 
 use std::sync::{Arc, Weak};
@@ -37,6 +40,7 @@ pub use capacity::{Capacity, ImageUsage, ServerUsage};
 pub use console::{ConsoleStream, EventStream};
 pub use create::CreateRequest;
 pub use lifecycle::{ServerOptions, UpdateMode};
+pub use system::EngineStatus;
 pub use view::{ServerObject, StatsView};
 
 /// Errors of the service layer. The API maps each to one HTTP status, once.
