@@ -125,6 +125,10 @@ mod tests {
     }
 
     async fn logged(app: Router, req: Request<Body>) -> (StatusCode, String) {
+        // Other tests of this binary run in parallel without a subscriber; a global one that
+        // is interested in everything keeps the callsites' cached interest from saying "never"
+        // while this test's scoped subscriber is set.
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
         let buf = Buf::default();
         let writer = buf.clone();
         let sub = tracing_subscriber::fmt()

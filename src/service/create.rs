@@ -2,18 +2,16 @@
 //! place, its container is created, and any failure removes everything that was made: a failed
 //! create leaves no directory, no container and no network.
 
-use std::path::Path;
-
 use serde_json::{Map, Value};
 
 use super::container::GAME_USER;
 use super::{Result, ServerObject, ServerService, ServiceError};
-use crate::fsio::{atomic, fsutil};
+use crate::fsio::atomic;
 use crate::model::lifecycle::RestartPolicy;
 use crate::names::{self, Uid};
 use crate::plans::LoadedPlan;
 use crate::schedule::OneShot;
-use crate::store::{self, CONFIG_FILE, STATE_FILE, ServerState};
+use crate::store::{self, NewServer, ServerState};
 
 /// Everything a client may give when creating a server.
 #[derive(Debug, Clone, Default)]
@@ -233,30 +231,27 @@ impl ServerService {
             stop_grace_s: req.stop_grace.map(|d| d.as_secs()),
             exits: Vec::new(),
         };
-        let staging = self
-            .store
-            .data_dir()
-            .staging()
-            .join(format!("{uid}-{}", atomic::random_suffix()));
-        let files = req.config_files.clone();
-        let plan_dir = loaded.dir.clone();
-        let (stage, dest) = (staging.clone(), final_dir.clone());
-        let assembled = tokio::task::spawn_blocking(move || {
-            assemble(&plan_dir, &stage, &dest, &config, &state, &files)
+        let (svc, files, plan_dir, u) = (
+            self.me.upgrade(),
+            req.config_files.clone(),
+            loaded.dir.clone(),
+            uid.clone(),
+        );
+        let svc = svc.ok_or_else(|| ServiceError::Failed("the service is shutting down".into()))?;
+        let rec = tokio::task::spawn_blocking(move || {
+            svc.store.create_server(
+                &u,
+                &NewServer {
+                    plan_dir: &plan_dir,
+                    config: &config,
+                    state: &state,
+                    config_files: &files,
+                    owner: GAME_USER,
+                },
+            )
         })
         .await
-        .map_err(|e| ServiceError::Failed(format!("create task failed: {e}")))?;
-        if let Err(e) = assembled {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e.into());
-        }
-        let rec = match store::read_server(&uid, &final_dir) {
-            Ok(r) => self.store.insert(r),
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&final_dir);
-                return Err(e.into());
-            }
-        };
+        .map_err(|e| ServiceError::Failed(format!("create task failed: {e}")))??;
         drop(allocation);
         tracing::info!(uid = %uid, "server files created");
         if let Err(e) = self.ensure_container(&rec).await {
@@ -292,47 +287,4 @@ impl ServerService {
         }
         tracing::info!(uid = %rec.uid, "create rolled back");
     }
-}
-
-/// Builds the server directory in `stage` and renames it to `dest`.
-fn assemble(
-    plan_dir: &Path,
-    stage: &Path,
-    dest: &Path,
-    config: &Value,
-    state: &ServerState,
-    files: &[(String, Vec<u8>)],
-) -> std::io::Result<()> {
-    fsutil::copy_tree(plan_dir, stage)?;
-    atomic::write_json_atomic(&stage.join(CONFIG_FILE), config)?;
-    atomic::write_json_atomic(&stage.join(STATE_FILE), state)?;
-    // Every volume source is a directory the container can write to.
-    let mut dirs: Vec<String> = vec![
-        "actions".into(),
-        "config".into(),
-        "data".into(),
-        "user".into(),
-    ];
-    if let Some(v) = config.get("volumes").and_then(Value::as_object) {
-        for src in v.keys() {
-            if let Ok(rel) = crate::model::plan::server_relative(src) {
-                dirs.push(rel);
-            }
-        }
-    }
-    for d in dirs.iter().filter(|d| !d.is_empty()) {
-        std::fs::create_dir_all(stage.join(d))?;
-    }
-    for (name, content) in files {
-        atomic::write_atomic(&stage.join("config").join(name), content)?;
-    }
-    fsutil::chown_tree(stage, GAME_USER, GAME_USER)?;
-    if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::rename(stage, dest)?;
-    if let Some(parent) = dest.parent() {
-        atomic::sync_dir(parent)?;
-    }
-    Ok(())
 }

@@ -8,7 +8,6 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use super::{Result, ServerObject, ServerService, ServiceError};
-use crate::fsio::{atomic, fsutil};
 use crate::live::events::EventKind;
 use crate::live::{Phase, ServerHandle};
 use crate::model::exit::Expected;
@@ -450,10 +449,8 @@ impl ServerService {
         let rec = self.record(uid)?;
         self.stop_locked(uid).await?;
         if mode == UpdateMode::Reinit {
-            let data = rec.dir.join("data");
-            tokio::task::spawn_blocking(move || fsutil::empty_dir(&data))
-                .await
-                .map_err(|e| ServiceError::Failed(e.to_string()))??;
+            self.blocking_store(uid, |store, u| store.wipe_data(u))
+                .await?;
             tracing::info!(uid = %uid, "update: data/ wiped");
         }
         if mode.pulls() {
@@ -469,11 +466,8 @@ impl ServerService {
             }
         }
         if mode.reinstalls() {
-            match std::fs::remove_file(rec.dir.join("actions").join(".update")) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
+            self.blocking_store(uid, |store, u| store.clear_update_marker(u))
+                .await?;
         }
         // A new container picks up a new image and the current config.
         self.remove_container(&rec).await?;
@@ -500,32 +494,29 @@ impl ServerService {
         }
     }
 
-    /// Moves the server directory to staging (one rename), forgets it, then deletes it.
+    /// Forgets the server and deletes its files.
     pub(super) async fn remove_files(&self, uid: &Uid) -> Result<()> {
-        let dir = self.store.data_dir().server_dir(uid);
-        let trash = self
-            .store
-            .data_dir()
-            .staging()
-            .join(format!("trash-{uid}-{}", atomic::random_suffix()));
-        self.store.forget(uid);
         self.registry.remove(uid);
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            match std::fs::rename(&dir, &trash) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(e),
-            }
-            if let Some(p) = dir.parent() {
-                atomic::sync_dir(p)?;
-                // Leave no empty game folder behind.
-                let _ = std::fs::remove_dir(p);
-            }
-            std::fs::remove_dir_all(&trash)
-        })
-        .await
-        .map_err(|e| ServiceError::Failed(e.to_string()))??;
+        self.blocking_store(uid, |store, u| store.remove_server(u))
+            .await?;
         tracing::info!(uid = %uid, "server files removed");
+        Ok(())
+    }
+
+    /// Runs a blocking store call off the async workers.
+    async fn blocking_store(
+        &self,
+        uid: &Uid,
+        f: impl FnOnce(&crate::store::ServerStore, &Uid) -> crate::store::Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let svc = self
+            .me
+            .upgrade()
+            .ok_or_else(|| ServiceError::Failed("the service is shutting down".into()))?;
+        let uid = uid.clone();
+        tokio::task::spawn_blocking(move || f(&svc.store, &uid))
+            .await
+            .map_err(|e| ServiceError::Failed(e.to_string()))??;
         Ok(())
     }
 

@@ -13,10 +13,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::fsio::atomic;
+
+mod serverdir;
 use crate::model::exit::ExitRecord;
 use crate::model::lifecycle::RestartPolicy;
 use crate::model::plan::{Plan, parse_plan, problems_text};
 use crate::names::Uid;
+pub use serverdir::NewServer;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,128 @@
+//! Every write inside a server's directory, in one place: assembling a new server in staging and
+//! renaming it into place, wiping `data/`, clearing the reinstall marker, removing a server.
+//! Each is crash-safe: a crash at any point leaves every server readable (staging is cleared at
+//! the next start). These calls block: run them off the async workers.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{
+    CONFIG_FILE, STATE_FILE, ServerRecord, ServerState, ServerStore, StoreError, read_server,
+};
+use crate::fsio::{atomic, fsutil};
+use crate::names::Uid;
+
+/// What a new server directory is made of.
+pub struct NewServer<'a> {
+    /// The plan's folder, copied in (actions and the rest).
+    pub plan_dir: &'a Path,
+    pub config: &'a Value,
+    pub state: &'a ServerState,
+    /// Files written into `config/` (already checked names).
+    pub config_files: &'a [(String, Vec<u8>)],
+    /// Owner (uid and gid) of every file: the game's user.
+    pub owner: u32,
+}
+
+impl ServerStore {
+    /// Builds the server directory in staging, renames it into place and indexes it. On
+    /// failure nothing is left behind.
+    pub fn create_server(
+        &self,
+        uid: &Uid,
+        new: &NewServer<'_>,
+    ) -> super::Result<Arc<ServerRecord>> {
+        let dest = self.dir.server_dir(uid);
+        let stage = self
+            .dir
+            .staging()
+            .join(format!("{uid}-{}", atomic::random_suffix()));
+        if let Err(e) = assemble(&stage, &dest, new) {
+            let _ = std::fs::remove_dir_all(&stage);
+            return Err(StoreError::io("cannot create", &dest, e));
+        }
+        match read_server(uid, &dest) {
+            Ok(r) => Ok(self.insert(r)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dest);
+                Err(e)
+            }
+        }
+    }
+
+    /// Empties the server's `data/` folder (PEON's `reinit`).
+    pub fn wipe_data(&self, uid: &Uid) -> super::Result<()> {
+        let data = self.dir.server_dir(uid).join("data");
+        fsutil::empty_dir(&data).map_err(|e| StoreError::io("cannot empty", &data, e))
+    }
+
+    /// Removes `actions/.update`, so the game reinstalls or validates at its next start.
+    pub fn clear_update_marker(&self, uid: &Uid) -> super::Result<()> {
+        let p = self.dir.server_dir(uid).join("actions").join(".update");
+        match std::fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io("cannot remove", &p, e)),
+        }
+    }
+
+    /// Forgets a server and deletes its directory: one rename into staging, then the delete.
+    pub fn remove_server(&self, uid: &Uid) -> super::Result<()> {
+        let dir = self.dir.server_dir(uid);
+        let trash = self
+            .dir
+            .staging()
+            .join(format!("trash-{uid}-{}", atomic::random_suffix()));
+        self.forget(uid);
+        match std::fs::rename(&dir, &trash) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io("cannot remove", &dir, e)),
+        }
+        if let Some(p) = dir.parent() {
+            atomic::sync_dir(p).map_err(|e| StoreError::io("cannot sync", p, e))?;
+            // Leave no empty game folder behind.
+            let _ = std::fs::remove_dir(p);
+        }
+        std::fs::remove_dir_all(&trash).map_err(|e| StoreError::io("cannot remove", &trash, e))
+    }
+}
+
+/// Builds the server directory in `stage` and renames it to `dest`.
+fn assemble(stage: &Path, dest: &Path, new: &NewServer<'_>) -> io::Result<()> {
+    fsutil::copy_tree(new.plan_dir, stage)?;
+    atomic::write_json_atomic(&stage.join(CONFIG_FILE), new.config)?;
+    atomic::write_json_atomic(&stage.join(STATE_FILE), new.state)?;
+    // Every volume source is a directory the container can write to.
+    let mut dirs: Vec<String> = vec![
+        "actions".into(),
+        "config".into(),
+        "data".into(),
+        "user".into(),
+    ];
+    if let Some(v) = new.config.get("volumes").and_then(Value::as_object) {
+        for src in v.keys() {
+            if let Ok(rel) = crate::model::plan::server_relative(src) {
+                dirs.push(rel);
+            }
+        }
+    }
+    for d in dirs.iter().filter(|d| !d.is_empty()) {
+        std::fs::create_dir_all(stage.join(d))?;
+    }
+    for (name, content) in new.config_files {
+        atomic::write_atomic(&stage.join("config").join(name), content)?;
+    }
+    fsutil::chown_tree(stage, new.owner, new.owner)?;
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::rename(stage, dest)?;
+    if let Some(parent) = dest.parent() {
+        atomic::sync_dir(parent)?;
+    }
+    Ok(())
+}
