@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use super::{Result, ServerService, ServiceError};
-use crate::docker::{ContainerInfo, labels};
 use crate::model::plan::{PortSpec, Protocol};
 use crate::names::Uid;
+use crate::runtime::{ContainerInfo, labels};
 
 /// Host ports in use and who holds them.
 #[derive(Debug, Default)]

@@ -303,7 +303,9 @@ impl ServerService {
         if let Err(e) = self.save_state(&h.uid, move |st| st.exits = exits).await {
             tracing::warn!(uid = %h.uid, "cannot record the exit: {e}");
         }
-        if live && !skip_policy {
+        // A container removed behind peon's back is not restarted: it stays missing until the
+        // host starts it (or peon restarts and the host wants it running).
+        if live && !skip_policy && d.state != "removing" {
             self.apply_policy(h, class).await;
         }
     }
@@ -375,6 +377,7 @@ impl ServerService {
                 tracing::info!(uid = %h.uid, "restart cancelled: the server was stopped meanwhile");
                 return;
             }
+            let before = h.state().recorded_run.clone();
             match self.start_locked(&h.uid, None).await {
                 Ok(_) => {
                     tracing::info!(uid = %h.uid, "restarted");
@@ -383,7 +386,17 @@ impl ServerService {
                 Err(e) => {
                     drop(guard);
                     tracing::warn!(uid = %h.uid, "restart failed: {e}");
-                    match self.decide_restart(&h, ExitClass::Crash).await {
+                    // The game exited while starting: judge that exit; a start that failed
+                    // without one (a port taken, an image gone) counts as a crash.
+                    let class = {
+                        let s = h.state();
+                        if s.recorded_run != before {
+                            s.exits.last().map_or(ExitClass::Crash, |x| x.class)
+                        } else {
+                            ExitClass::Crash
+                        }
+                    };
+                    match self.decide_restart(&h, class).await {
                         Some((i, d)) => (intent, delay) = (i, d),
                         None => return,
                     }

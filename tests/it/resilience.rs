@@ -62,9 +62,13 @@ async fn a_container_removed_behind_peons_back_is_rebuilt() {
         .await
         .unwrap();
 
-    let (s, v) = d.get(&format!("/server/get/{uid}")).await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(v["container_state"], "missing", "{v}");
+    // The live model sees the removal from the engine's events.
+    let v = d
+        .wait_server(&uid, Duration::from_secs(20), |v| {
+            v["container_state"] == "missing"
+        })
+        .await;
+    assert_eq!(v["server_state"], "missing", "{v}");
 
     // Start recreates the container from the server's saved config; the world is still there.
     let (s, v) = d.put(&format!("/server/start/{uid}"), json!({})).await;
