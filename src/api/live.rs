@@ -19,7 +19,7 @@ use super::dto::{ErrorBody, Success};
 use super::error::ApiError;
 use super::extract::ServerUid;
 use super::{AppState, Body};
-use crate::live::console::{Frame, connected_json};
+use crate::live::console::{Frame, Subscription, connected_json};
 use crate::names::Uid;
 use crate::service::{ConsoleStream, EventStream, ServerObject, ServerOptions, ServerService};
 
@@ -36,6 +36,14 @@ fn uid(s: &str) -> ApiResult<Uid> {
 
 fn error_json(message: &str) -> String {
     Frame::Error(message.to_owned()).to_json()
+}
+
+/// What a console client gets first: `connected`, the recent lines, the current state.
+fn opening_frames(uid: &Uid, sub: &mut Subscription, state: String) -> Vec<String> {
+    let mut first = vec![connected_json(&uid.to_string())];
+    first.extend(sub.replay.drain(..).map(|l| Frame::Log(l).to_json()));
+    first.push(Frame::Status(state).to_json());
+    first
 }
 
 /// The notice a console client gets when it was dropped for reading too slowly.
@@ -74,10 +82,7 @@ pub async fn ws(
 async fn ws_session(socket: WebSocket, svc: Arc<ServerService>, c: ConsoleStream, state: String) {
     let (mut tx, mut rx) = socket.split();
     let ConsoleStream { uid, mut sub } = c;
-    let mut first = vec![connected_json(&uid.to_string())];
-    first.extend(sub.replay.drain(..).map(|l| Frame::Log(l).to_json()));
-    first.push(Frame::Status(state).to_json());
-    for f in first {
+    for f in opening_frames(&uid, &mut sub, state) {
         if tx.send(Message::Text(f.into())).await.is_err() {
             return;
         }
@@ -143,10 +148,7 @@ pub async fn sse(
         .console(&u, q.replay.unwrap_or(REPLAY).min(1000))?;
     let state = s.service.get(&u).await?.server_state;
     let ConsoleStream { uid, mut sub } = c;
-    let mut first = vec![connected_json(&uid.to_string())];
-    first.extend(sub.replay.drain(..).map(|l| Frame::Log(l).to_json()));
-    first.push(Frame::Status(state).to_json());
-    let head = stream::iter(first);
+    let head = stream::iter(opening_frames(&uid, &mut sub, state));
     let live = stream::unfold((sub, false), |(mut sub, done)| async move {
         if done {
             return None;

@@ -197,12 +197,7 @@ impl ServerService {
             self.ensure_container(rec).await?;
         }
         self.attach_console(h).await?;
-        let sub = rec
-            .plan
-            .lifecycle
-            .ready_pattern
-            .as_ref()
-            .map(|_| h.console.subscribe(0));
+        let sub = Self::ready_subscription(rec, h, 0);
         {
             let mut s = h.state();
             if s.intent != intent {

@@ -20,6 +20,20 @@ const TICK: Duration = Duration::from_millis(250);
 const PROXY_GRACE: Duration = Duration::from_millis(300);
 
 impl ServerService {
+    /// Follows the console for the plan's ready pattern, if it has one, starting with the last
+    /// `replay` lines.
+    pub(super) fn ready_subscription(
+        rec: &ServerRecord,
+        h: &ServerHandle,
+        replay: usize,
+    ) -> Option<Subscription> {
+        rec.plan
+            .lifecycle
+            .ready_pattern
+            .as_ref()
+            .map(|_| h.console.subscribe(replay))
+    }
+
     /// Watches the readiness of the run that just started (the handle is `Starting`).
     /// `sub` follows the console when the plan has a ready pattern.
     /// `since` is when the run started: a state file older than that is the last run's.

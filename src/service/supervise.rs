@@ -195,12 +195,7 @@ impl ServerService {
         };
         if idle {
             h.set_phase(Phase::Starting, None);
-            let sub = rec
-                .plan
-                .lifecycle
-                .ready_pattern
-                .as_ref()
-                .map(|_| h.console.subscribe(50));
+            let sub = Self::ready_subscription(rec, h, 50);
             let since = d
                 .started_at
                 .as_deref()

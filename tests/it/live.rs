@@ -368,18 +368,7 @@ async fn stop_runs_the_stop_command_and_kill_beats_a_stubborn_stop() {
     .await;
     con.wait_line("game: ignoring SIGTERM").await;
     let mut ev = Events::open(&d, Some(&uid)).await;
-    let stopper = {
-        let (http, base, key, uid) = (d.http.clone(), d.base.clone(), d.key.clone(), uid.clone());
-        tokio::spawn(async move {
-            http.put(format!("{base}/server/stop/{uid}"))
-                .header("X-Api-Key", key)
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
+    let stopper = d.put_in_background(&format!("/server/stop/{uid}"));
     ev.wait(LONG, "the stop to begin", |e| {
         e["type"] == "action" && e["action"] == "stop" && e["phase"] == "start"
     })
@@ -408,19 +397,7 @@ async fn stop_and_kill_while_starting_are_honoured() {
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         let mut ev = Events::open(&d, Some(&uid)).await;
-        let starter = {
-            let (http, base, key, uid) =
-                (d.http.clone(), d.base.clone(), d.key.clone(), uid.clone());
-            tokio::spawn(async move {
-                http.put(format!("{base}/server/start/{uid}"))
-                    .header("X-Api-Key", key)
-                    .json(&json!({}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            })
-        };
+        let starter = d.put_in_background(&format!("/server/start/{uid}"));
         ev.wait(LONG, "the start to begin", |e| {
             e["type"] == "action" && e["action"] == "start" && e["phase"] == "start"
         })

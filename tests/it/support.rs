@@ -268,6 +268,16 @@ impl Daemon {
         self.call(reqwest::Method::DELETE, path, Some(body)).await
     }
 
+    /// Sends `PUT <path>` with an empty body in a task of its own; the task yields the status.
+    pub fn put_in_background(&self, path: &str) -> tokio::task::JoinHandle<StatusCode> {
+        let req = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .header("X-Api-Key", &self.key)
+            .json(&json!({}));
+        tokio::spawn(async move { req.send().await.expect("request").status() })
+    }
+
     /// Creates and starts `<game>.<name>`, asserting success.
     pub async fn create_running(&self, uid: &str) -> Value {
         let (s, v) = self
