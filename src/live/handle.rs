@@ -163,15 +163,18 @@ impl ServerHandle {
     }
 
     /// Records what the engine has of the container, publishing a change of `server_state`.
+    /// The phase is left alone (an exit is observed, and the phase changed, by the service; a
+    /// snapshot taken while a start is under way must not undo it), except when the container
+    /// is gone.
     pub fn set_container(&self, c: Option<ContainerSnap>) {
         let running = c.as_ref().is_some_and(|c| c.state == "running");
         let (before, after) = {
             let mut s = self.state();
             let before = server_state(&s);
-            s.container = c;
-            if !running && s.phase != Phase::Stopped {
+            if c.is_none() {
                 s.phase = Phase::Stopped;
             }
+            s.container = c;
             (before, server_state(&s))
         };
         self.running.send_replace(running);

@@ -156,6 +156,9 @@ impl ServerService {
         let r = self.start_run(&rec, &h, intent).await;
         h.state().in_start = false;
         if let Err(e) = r {
+            if h.state().phase == Phase::Starting && !h.is_running() {
+                h.set_phase(Phase::Stopped, None);
+            }
             if h.state().intent != intent {
                 return Err(ServiceError::NotRunning(format!(
                     "The server [{uid}] was stopped while it was starting."

@@ -292,6 +292,7 @@ impl ServerService {
         };
         h.set_watcher(None);
         h.set_container(Some(snap(&d)));
+        h.set_phase(Phase::Stopped, None);
         tracing::info!(uid = %h.uid, exit_code = rec.exit_code, class = class.as_str(), "game exited");
         h.publish(EventKind::Exit { exit: rec });
         let exits = h.state().exits.clone();

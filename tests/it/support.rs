@@ -41,6 +41,24 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// With `PEON_TEST_LOG=<file>`, the daemons' logs (all tests together) go to that file.
+fn init_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(path) = std::env::var("PEON_TEST_LOG") else {
+            return;
+        };
+        let Ok(file) = std::fs::File::create(&path) else {
+            return;
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_env_filter("peon=debug")
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+    });
+}
+
 /// Builds the stand-in game image once per test process (skipped when it exists).
 pub async fn ensure_image() {
     IMAGE
@@ -131,6 +149,7 @@ impl Daemon {
     }
 
     pub async fn start_with(opts: Opts) -> Daemon {
+        init_log();
         ensure_image().await;
         let tmp = tempfile::tempdir().expect("temp dir");
         let data = tmp.path().to_owned();
@@ -299,11 +318,18 @@ impl Daemon {
         pred: impl Fn(&Value) -> bool,
     ) -> Value {
         let path = format!("/server/get/{uid}");
-        wait_for(within, &format!("server {uid}"), || async {
+        let deadline = Instant::now() + within;
+        loop {
             let (_, v) = self.get(&path).await;
-            pred(&v).then_some(v)
-        })
-        .await
+            if pred(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {within:?} waiting for server {uid}; last seen: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Removes every container and network of this daemon's instance.
