@@ -70,8 +70,14 @@ enum Bench {
     },
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (`level` and `target=level` directives, e.g.
+/// `info,peon=debug`). A [`Targets`](tracing_subscriber::filter::Targets) filter rather than
+/// `EnvFilter`: the same directives without span and field matching, and without linking a
+/// regex engine into the daemon.
 fn init_logging(quiet: bool) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let default = if quiet {
         "warn"
     } else if std::env::var("DEV_MODE").is_ok_and(|v| v == "enabled") {
@@ -81,10 +87,15 @@ fn init_logging(quiet: bool) {
     };
     // tokio-cron-scheduler logs every job it adds at info.
     let default = format!("{default},tokio_cron_scheduler=warn");
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| v.parse::<Targets>().ok())
+        .or_else(|| default.parse::<Targets>().ok())
+        .unwrap_or_default();
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_target(false))
+        .with(filter)
         .init();
 }
 
