@@ -58,6 +58,9 @@ enum Command {
 enum Bench {
     /// API latency with 1, 10 and 100 servers against the engine's own list call, and memory.
     Api(peon::bench::api::ApiBench),
+    /// The figures that matter in use, each beside its goal and the engine's own: list latency
+    /// at 100 servers, requests/s under wrk, console round trip, a 20,000-line burst, memory.
+    Live(peon::bench::live::LiveBench),
     /// The scheduler's firing delay (median, worst) for many timers due at the same second,
     /// with a runner that does nothing (no Docker).
     Schedule {
@@ -174,6 +177,7 @@ fn main() -> ExitCode {
                     .map_err(|e| e.to_string())
             }
             Command::Bench(Bench::Api(opts)) => peon::bench::api::run(opts).await,
+            Command::Bench(Bench::Live(opts)) => peon::bench::live::run(opts).await,
             Command::DemoImage {
                 tag,
                 busybox,
