@@ -40,7 +40,7 @@ COPY dist/peon /usr/local/bin/peon
 # The Rust build.
 FROM ${RUST_IMAGE} AS builder
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY plans plans
 RUN cargo build --release --locked && cp target/release/peon /peon

@@ -1,17 +1,23 @@
 //! Benchmarks that print numbers (`peon bench ...`). Speed goals live here, not in tests.
 
 pub mod api;
+pub mod common;
+pub mod live;
 
 use std::time::Duration;
 
-/// Median and 95th percentile of a set of samples.
-pub fn summarize(mut v: Vec<Duration>) -> (Duration, Duration) {
+/// Sorts the samples and returns the `q` quantile (0.0 to 1.0; zero when there are none).
+pub fn percentile(v: &mut [Duration], q: f64) -> Duration {
     if v.is_empty() {
-        return (Duration::ZERO, Duration::ZERO);
+        return Duration::ZERO;
     }
     v.sort();
-    let p = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    (p(0.5), p(0.95))
+    v[((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize]
+}
+
+/// Median and 95th percentile of a set of samples.
+pub fn summarize(mut v: Vec<Duration>) -> (Duration, Duration) {
+    (percentile(&mut v, 0.5), percentile(&mut v, 0.95))
 }
 
 /// Milliseconds with two decimals.

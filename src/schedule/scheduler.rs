@@ -37,8 +37,11 @@ use crate::names::Uid;
 pub const KEEP_RESULTS: usize = 20;
 /// Schedules one server may have through the API.
 pub const MAX_PER_SERVER: usize = 64;
-/// Size of tokio-cron-scheduler's internal channels.
-const CHANNEL_SIZE: usize = 1024;
+/// Size of tokio-cron-scheduler's ten internal broadcast channels, whose slots are allocated
+/// and written up front. Additions and removals go one at a time under the `jobs` lock, each
+/// awaiting its confirmation, and at most one job fires per due second, so a channel holds a
+/// message or two; 1024 slots cost 0.6 MiB of resident memory for nothing.
+const CHANNEL_SIZE: usize = 128;
 
 /// Where the scheduler keeps its file and how it reads times.
 #[derive(Debug, Clone)]

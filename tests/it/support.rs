@@ -51,10 +51,18 @@ fn init_log() {
         let Ok(file) = std::fs::File::create(&path) else {
             return;
         };
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_env_filter("peon=debug")
-            .with_writer(std::sync::Mutex::new(file))
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(std::sync::Mutex::new(file)),
+            )
+            .with(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("peon", tracing::Level::DEBUG),
+            )
             .try_init();
     });
 }
