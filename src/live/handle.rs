@@ -263,3 +263,73 @@ pub fn server_state(s: &LiveState) -> String {
         (Phase::Stopped, None) => "missing".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle() -> (ServerHandle, broadcast::Receiver<Arc<Event>>) {
+        let bus = broadcast::channel(16).0;
+        let rx = bus.subscribe();
+        let uid = Uid::parse("g.n").unwrap();
+        (
+            ServerHandle::new(uid, Vec::new(), bus, ConsoleConfig::default()),
+            rx,
+        )
+    }
+
+    fn snap(state: &str) -> ContainerSnap {
+        ContainerSnap {
+            id: "id".into(),
+            state: state.into(),
+            started_at: None,
+            container_type: String::new(),
+            build_version: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_never_undoes_a_start_and_changes_are_published() {
+        let (h, mut rx) = handle();
+        assert_eq!(h.server_state(), "missing");
+        h.set_container(Some(snap("created")));
+        h.set_phase(Phase::Starting, None);
+        // A late snapshot of the not-yet-started container leaves the phase as it is.
+        h.set_container(Some(snap("exited")));
+        assert_eq!(h.server_state(), "starting");
+        h.set_container(Some(snap("running")));
+        assert!(h.is_running());
+        h.set_phase(Phase::Running, None);
+        assert_eq!(h.server_state(), "running");
+        h.set_phase(Phase::Stopped, Some("gave up".into()));
+        h.set_container(Some(snap("exited")));
+        assert_eq!(h.server_state(), "exited");
+        assert_eq!(h.state().note.as_deref(), Some("gave up"));
+        // The container going away stops the server whatever the phase said.
+        h.set_phase(Phase::Running, None);
+        h.set_container(None);
+        assert_eq!(h.server_state(), "missing");
+        let states: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .filter_map(|e| match &e.kind {
+                EventKind::State { state } => Some(state.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [
+                "created", "starting", "running", "exited", "running", "missing"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_power_lock_is_one_slot() {
+        let (h, _) = handle();
+        assert!(!h.busy());
+        let g = h.lock_power().await;
+        assert!(h.busy());
+        drop(g);
+        assert!(!h.busy());
+    }
+}
