@@ -301,8 +301,8 @@ mod tests {
         assert!(h.is_running());
         h.set_phase(Phase::Running, None);
         assert_eq!(h.server_state(), "running");
-        h.set_phase(Phase::Stopped, Some("gave up".into()));
         h.set_container(Some(snap("exited")));
+        h.set_phase(Phase::Stopped, Some("gave up".into()));
         assert_eq!(h.server_state(), "exited");
         assert_eq!(h.state().note.as_deref(), Some("gave up"));
         // The container going away stops the server whatever the phase said.
