@@ -531,6 +531,50 @@ mod tests {
     }
 
     #[test]
+    fn lifecycle_and_limits_are_optional_and_checked() {
+        let p = parse_plan("g", &plan()).unwrap();
+        assert_eq!(p.lifecycle, Lifecycle::default());
+        assert_eq!(p.limits, PlanLimits::default());
+        let mut doc = plan();
+        doc["lifecycle"] = json!({
+            "stop_command": ["save", "quit"], "stop_signal": "SIGINT", "stop_grace": "90s",
+            "ready_pattern": "Server started", "ready_timeout": 600, "restart_policy": "always"
+        });
+        doc["limits"] = json!({"memory": "512m"});
+        let p = parse_plan("g", &doc).unwrap();
+        assert_eq!(p.lifecycle.stop_command, ["save", "quit"]);
+        assert_eq!(p.lifecycle.stop_signal.as_deref(), Some("SIGINT"));
+        assert_eq!(p.lifecycle.stop_grace, Some(Duration::from_secs(90)));
+        assert_eq!(p.lifecycle.ready_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(p.lifecycle.ready_pattern.as_deref(), Some("Server started"));
+        assert_eq!(p.lifecycle.restart_policy, Some(RestartPolicy::Always));
+        assert_eq!(p.limits.memory_bytes, Some(512 << 20));
+        doc["lifecycle"] = json!({
+            "stop_command": "say\nquit", "stop_signal": "sig int", "stop_grace": "soon",
+            "restart_policy": "sometimes", "ready_pattern": 3
+        });
+        doc["limits"] = json!({"memory": "1k"});
+        let fields: Vec<String> = parse_plan("g", &doc)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
+        for f in [
+            "lifecycle.stop_command",
+            "lifecycle.stop_signal",
+            "lifecycle.stop_grace",
+            "lifecycle.restart_policy",
+            "lifecycle.ready_pattern",
+            "limits.memory",
+        ] {
+            assert!(
+                fields.iter().any(|x| x == f),
+                "{f} not reported: {fields:?}"
+            );
+        }
+    }
+
+    #[test]
     fn parses_every_part() {
         let p = parse_plan("g", &plan()).unwrap();
         assert_eq!(p.image, "peon/game");

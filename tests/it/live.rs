@@ -579,3 +579,39 @@ async fn daemon_restart_reattaches_consoles_and_keeps_exits() {
     con.wait_line("console: back").await;
     support::cleanup_instance(&d.engine, &d.instance).await;
 }
+
+#[tokio::test]
+async fn a_container_from_an_older_peon_gets_stdin_at_its_next_start() {
+    let d = Daemon::start().await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.old");
+    d.create_running(&uid).await;
+    let (s, _) = d.put(&format!("/server/stop/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    // The container as an older peon made it: no stdin, the engine's restart policy.
+    let name = format!("peon.warcamp.{uid}");
+    d.engine.remove_container(&name).await.unwrap();
+    let out = std::process::Command::new("docker")
+        .args(["create", "--name", &name, "--restart", "unless-stopped"])
+        .args(["--label", &format!("peon.instance={}", d.instance)])
+        .args(["--label", &format!("peon.uid={uid}")])
+        .arg(support::GAME_IMAGE)
+        .output()
+        .expect("docker create");
+    assert!(out.status.success(), "{out:?}");
+    let old = d.engine.inspect(&name).await.unwrap().unwrap();
+    assert!(!old.stdin_open);
+
+    let (s, v) = d.put(&format!("/server/start/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let new = d.engine.inspect(&name).await.unwrap().unwrap();
+    assert!(new.stdin_open, "recreated with stdin");
+    assert_eq!(new.restart_policy, "no");
+    assert_ne!(new.id, old.id);
+    let mut con = Console::connect(&d, &uid).await;
+    let (s, v) = d
+        .post(&format!("/server/command/{uid}"), json!({"command": "hi"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    con.wait_line("console: hi").await;
+}
