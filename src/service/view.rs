@@ -21,7 +21,8 @@ pub struct ServerObject {
     /// The image's `VERSION`, or `unknown`.
     pub build_version: String,
     /// Docker's state: created, running, paused, restarting, exited, dead; `missing` when the
-    /// server has no container (it is recreated on start).
+    /// server has no container (it is recreated on start); `unknown` until the engine first
+    /// answered after peon started.
     pub container_state: String,
     /// `starting` (running, not yet ready), `running` (ready), `unhealthy` (not ready in time),
     /// `stopping`; otherwise the container state.
@@ -71,11 +72,16 @@ impl ServerService {
     /// Builds the ServerObject of `rec` from its live handle.
     pub(super) fn object(&self, rec: &ServerRecord, h: &ServerHandle, full: bool) -> ServerObject {
         let s = h.state();
-        let state = s
-            .container
-            .as_ref()
-            .map_or(MISSING, |c| c.state.as_str())
-            .to_owned();
+        // Before the engine first answered, peon does not know the containers yet.
+        let synced = *self.synced.borrow();
+        let state = if synced {
+            s.container
+                .as_ref()
+                .map_or(MISSING, |c| c.state.as_str())
+                .to_owned()
+        } else {
+            UNKNOWN.to_owned()
+        };
         let label = |v: Option<&str>| v.filter(|v| !v.is_empty()).unwrap_or(UNKNOWN).to_owned();
         let server_config = if state == "running" {
             s.config.clone()
@@ -107,7 +113,11 @@ impl ServerService {
             uid: rec.uid.to_string(),
             container_type: label(s.container.as_ref().map(|c| c.container_type.as_str())),
             build_version: label(s.container.as_ref().map(|c| c.build_version.as_str())),
-            server_state: crate::live::handle::server_state(&s),
+            server_state: if synced {
+                crate::live::handle::server_state(&s)
+            } else {
+                UNKNOWN.to_owned()
+            },
             state_reason,
             container_state: state,
             server_config,

@@ -371,3 +371,34 @@ impl Drop for Cleanup {
         support::cleanup_instance_blocking(&self.0);
     }
 }
+
+#[tokio::test]
+async fn a_daemon_started_while_the_engine_is_down_says_unknown_then_catches_up() {
+    let sock_dir = tempfile::tempdir().unwrap();
+    let mut proxy = EngineProxy::new(sock_dir.path());
+    let mut d = Daemon::start_with(Opts {
+        docker_host: Some(format!("unix://{}", proxy.path.display())),
+        ..Default::default()
+    })
+    .await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.blind");
+    d.create_running(&uid).await;
+
+    proxy.down();
+    d.restart().await;
+    // peon never saw the engine since it started: it says so rather than guess.
+    let (s, v) = d.get(&format!("/server/get/{uid}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["container_state"], "unknown", "{v}");
+    assert_eq!(v["server_state"], "unknown", "{v}");
+
+    proxy.up();
+    let v = d
+        .wait_server(&uid, Duration::from_secs(30), |v| {
+            v["server_state"] == "running"
+        })
+        .await;
+    assert_eq!(v["container_state"], "running");
+    proxy.down();
+}
