@@ -151,10 +151,24 @@ impl ServerService {
     ) -> Result<ServerObject> {
         let rec = self.record(uid)?;
         let h = self.handle_of(uid);
-        let intent = h.state().intent;
-        h.state().in_start = true;
-        let r = self.start_run(&rec, &h, intent).await;
-        h.state().in_start = false;
+        let (intent, before) = {
+            let mut s = h.state();
+            s.in_start = true;
+            (s.intent, s.recorded_run.clone())
+        };
+        let mut r = self.start_run(&rec, &h, intent).await;
+        if r.is_ok() {
+            // Recorded while the start still owns the exits, so an exit right after it is
+            // judged against what the host now wants.
+            r = self.want_running_unless_stopped(uid, &h, intent).await;
+        }
+        let exited = {
+            let mut s = h.state();
+            s.in_start = false;
+            (s.recorded_run != before)
+                .then(|| s.exits.last().map(|e| e.class))
+                .flatten()
+        };
         if let Err(e) = r {
             if h.state().phase == Phase::Starting && !h.is_running() {
                 h.set_phase(Phase::Stopped, None);
@@ -166,12 +180,33 @@ impl ServerService {
             }
             return Err(e);
         }
-        self.set_wanted(uid, true).await?;
+        if let Some(class) = exited {
+            // The game exited just after the start was confirmed: the policy decides now.
+            self.apply_policy(&h, class).await;
+        }
         if let Some(t) = timer {
             self.scheduler.set_stop(uid, t).await?;
         }
         self.refresh_game_config(&h, &rec).await;
         Ok(self.object(&rec, &h, true))
+    }
+
+    /// Records that the host wants the server running, unless a stop or kill came since the
+    /// start began (`intent`); a stop that raced with this write is re-applied.
+    async fn want_running_unless_stopped(
+        &self,
+        uid: &Uid,
+        h: &ServerHandle,
+        intent: u64,
+    ) -> Result<()> {
+        if h.state().intent != intent {
+            return Ok(());
+        }
+        self.set_wanted(uid, true).await?;
+        if h.state().intent != intent {
+            self.set_wanted(uid, false).await?;
+        }
+        Ok(())
     }
 
     async fn start_run(
