@@ -105,6 +105,17 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
     let classified = super::classify(&method, relative(&route));
     let verdict = match classified {
         Some((class, what)) => principal.check(class, what, uid.as_deref()).map(|()| class),
+        // A method the route does not serve: the 405 the router would answer (the unit test
+        // of `ROUTE_CLASSES` keeps every served method in the table).
+        None if super::ROUTE_CLASSES
+            .iter()
+            .any(|(_, t, _, _)| *t == relative(&route)) =>
+        {
+            return ApiError::MethodNotAllowed(format!(
+                "The method {method} is not allowed for {path}."
+            ))
+            .into_response();
+        }
         None => Err(AccessError::Forbidden(format!(
             "the route {method} {route} is not classified; refused"
         ))),
