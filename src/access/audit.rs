@@ -1,10 +1,11 @@
-//! The audit log: one JSON line per mutating request in `<data>/audit.log`, rotated by size
+//! The audit log: one JSON line per mutating request in `<data>/audit.log` (mode 0600), rotated by size
 //! (`audit.log.1` is the newest old file). Requests hand their entry to a bounded channel and
 //! never wait: one writer thread appends (an entry that finds the channel full is counted and
 //! dropped, with a warning). Entries never carry a key's secret, only its name.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -186,6 +187,7 @@ impl Writer {
             let f = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&self.path)?;
             let size = f.metadata()?.len();
             self.file = Some((f, size));
