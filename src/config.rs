@@ -75,6 +75,17 @@ pub struct ServeArgs {
     /// used up [default: 10.213.0.0/16].
     #[arg(long, env = "PEON_NETWORK_POOL")]
     pub network_pool: Option<String>,
+    /// Wrong API keys from one address within a minute after which each further one is
+    /// answered more slowly [default: 5].
+    #[arg(long, env = "PEON_AUTH_SLOW_AFTER")]
+    pub auth_slow_after: Option<u32>,
+    /// Wrong API keys from one address within a minute at which the address is locked out
+    /// (429) [default: 20].
+    #[arg(long, env = "PEON_AUTH_LOCK_AFTER")]
+    pub auth_lock_after: Option<u32>,
+    /// Seconds a locked-out address stays locked [default: 300].
+    #[arg(long, env = "PEON_AUTH_LOCK_SECS")]
+    pub auth_lock_secs: Option<u64>,
 }
 
 /// The TOML file: the same keys as the flags, in snake_case.
@@ -95,6 +106,9 @@ struct FileConfig {
     start_grace: Option<u64>,
     backups_keep: Option<usize>,
     network_pool: Option<String>,
+    auth_slow_after: Option<u32>,
+    auth_lock_after: Option<u32>,
+    auth_lock_secs: Option<u64>,
 }
 
 /// Where the API key came from.
@@ -123,6 +137,12 @@ pub struct Settings {
     pub start_grace: Duration,
     pub backups_keep: usize,
     pub network_pool: String,
+    /// Wrong keys per address and minute before answers slow down.
+    pub auth_slow_after: u32,
+    /// Wrong keys per address and minute that lock the address out.
+    pub auth_lock_after: u32,
+    /// How long a lockout lasts.
+    pub auth_lock: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -237,6 +257,13 @@ impl Settings {
             .or_else(|| env_nonempty("API_KEY"))
             .or(file.api_key)
             .filter(|k| !k.is_empty());
+        let auth_lock_after = args.auth_lock_after.or(file.auth_lock_after).unwrap_or(20);
+        if auth_lock_after == 0 {
+            return Err(ConfigError::Invalid {
+                key: "auth_lock_after",
+                reason: "must be at least 1".into(),
+            });
+        }
         let (api_key, key_source) = match configured_key {
             Some(k) => (k, KeySource::Configured),
             None => load_or_generate_key(&data_dir)?,
@@ -265,6 +292,11 @@ impl Settings {
             start_grace: Duration::from_secs(args.start_grace.or(file.start_grace).unwrap_or(300)),
             backups_keep: args.backups_keep.or(file.backups_keep).unwrap_or(10),
             network_pool,
+            auth_slow_after: args.auth_slow_after.or(file.auth_slow_after).unwrap_or(5),
+            auth_lock_after,
+            auth_lock: Duration::from_secs(
+                args.auth_lock_secs.or(file.auth_lock_secs).unwrap_or(300),
+            ),
             data_dir,
         })
     }

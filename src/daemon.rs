@@ -77,7 +77,6 @@ pub async fn launch(
         KeySource::File(p) => tracing::info!("using the API key stored in {}", p.display()),
         KeySource::Configured => tracing::info!("using the configured API key"),
     }
-    let api_key: Arc<str> = Arc::from(settings.api_key.as_str());
     let service = build_service(settings)?;
     let scheduler = service.scheduler().clone();
     scheduler
@@ -95,14 +94,17 @@ pub async fn launch(
             BOOT_SYNC.as_secs()
         );
     }
-    let app = api::router(AppState { service, api_key });
+    let app = api::router(AppState { service });
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "peon is listening");
     }
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(DaemonError::Serve);
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(DaemonError::Serve);
     supervisor.abort();
     scheduler.shutdown().await;
     served

@@ -1,6 +1,7 @@
 //! peon: a game-server orchestrator compatible with PEON. See the README for an overview and
 //! `docs/` for the API, configuration and operations.
 
+pub mod access;
 pub mod api;
 pub mod bench;
 pub mod cli;

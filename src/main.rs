@@ -61,6 +61,8 @@ enum Bench {
     /// The figures that matter in use, each beside its goal and the engine's own: list latency
     /// at 100 servers, requests/s under wrk, console round trip, a 20,000-line burst, memory.
     Live(peon::bench::live::LiveBench),
+    /// The cost of one API key check with 1,000 named keys, beside the old single-key check.
+    Keys(peon::bench::keys::KeysBench),
     /// The scheduler's firing delay (median, worst) for many timers due at the same second,
     /// with a runner that does nothing (no Docker).
     Schedule {
@@ -178,6 +180,7 @@ fn main() -> ExitCode {
             }
             Command::Bench(Bench::Api(opts)) => peon::bench::api::run(opts).await,
             Command::Bench(Bench::Live(opts)) => peon::bench::live::run(opts).await,
+            Command::Bench(Bench::Keys(opts)) => peon::bench::keys::run(opts),
             Command::DemoImage {
                 tag,
                 busybox,

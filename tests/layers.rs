@@ -55,6 +55,13 @@ const RULES: &[(&str, &[&str])] = &[
             "runtime", "docker", "store", "plans", "live", "service", "api", "daemon", "cli",
         ],
     ),
+    (
+        "access",
+        &[
+            "model", "runtime", "docker", "store", "plans", "live", "schedule", "service", "api",
+            "daemon", "cli", "config",
+        ],
+    ),
     ("service", &["docker", "api", "daemon", "cli"]),
     ("api", &["docker", "store", "daemon", "cli"]),
 ];

@@ -4,7 +4,7 @@
 //! empty object, no content type needed) and checked with the same messages as before; a few
 //! bodies stay loose maps (flat plan settings, PEON's timers) and are only described here.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
 use utoipa::openapi::{RefOr, schema::SchemaType};
@@ -428,4 +428,66 @@ mod tests {
             assert_eq!(e.classify().1, "req.invalid", "{v}");
         }
     }
+}
+
+/// The servers a key reaches: every server of the listed games plus the listed uids.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KeyScope {
+    #[serde(default)]
+    pub games: Vec<String>,
+    #[serde(default)]
+    pub uids: Vec<String>,
+}
+
+/// `POST /keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct KeyBody {
+    /// 1-64 lowercase letters, digits, `_` or `-`.
+    pub name: String,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+    /// Omitted or null: every server (required for admin keys).
+    #[serde(default)]
+    pub scope: Option<KeyScope>,
+}
+
+/// A key as listed: never its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyInfo {
+    pub name: String,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+    /// Null: every server.
+    pub scope: Option<KeyScope>,
+    /// RFC 3339; null for the configured key.
+    pub created: Option<String>,
+    /// The key from the configuration (name `admin`): cannot be revoked.
+    pub configured: bool,
+}
+
+/// `POST /keys` answer: the key and its secret, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewKeyInfo {
+    #[serde(flatten)]
+    pub key: KeyInfo,
+    /// Send it as `X-Api-Key`. It is stored only as a hash and cannot be shown again.
+    pub secret: String,
+}
+
+/// One audited request (`GET /audit`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditInfo {
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// The key's name.
+    pub key: String,
+    /// The client's IP address.
+    pub addr: String,
+    pub method: String,
+    /// The route template, e.g. `/api/v1/server/start/{uid}`.
+    pub route: String,
+    pub uid: Option<String>,
+    pub status: u16,
+    /// The job the request started (not recorded yet: null).
+    pub job_id: Option<String>,
 }

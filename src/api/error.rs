@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::dto::ErrorBody;
+use crate::access::AccessError;
 use crate::plans::PlanError;
 use crate::runtime::RuntimeError;
 use crate::schedule::ScheduleError;
@@ -38,6 +39,12 @@ impl From<crate::names::InvalidName> for ApiError {
 impl From<ScheduleError> for ApiError {
     fn from(e: ScheduleError) -> Self {
         ApiError::Service(ServiceError::Schedule(e))
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        ApiError::Service(ServiceError::Access(e))
     }
 }
 
@@ -77,6 +84,14 @@ impl ApiError {
                     PlanError::NoList(_) => (S::NOT_FOUND, "plan.notfound"),
                     PlanError::Update { .. } => (S::INTERNAL_SERVER_ERROR, "plan.io"),
                 },
+                ServiceError::Access(a) => match a {
+                    AccessError::Invalid(_) => (S::BAD_REQUEST, "req.invalid"),
+                    AccessError::NotFound(_) => (S::NOT_FOUND, "key.notfound"),
+                    AccessError::Conflict(_) => (S::CONFLICT, "key.exists"),
+                    AccessError::Forbidden(_) => (S::FORBIDDEN, "auth.forbidden"),
+                    AccessError::Locked(_) => (S::TOO_MANY_REQUESTS, "auth.locked"),
+                    AccessError::Io { .. } => (S::INTERNAL_SERVER_ERROR, "access.io"),
+                },
                 ServiceError::Schedule(s) => match s {
                     ScheduleError::Invalid(_) => (S::BAD_REQUEST, "req.invalid"),
                     ScheduleError::NotFound(_) => (S::NOT_FOUND, "schedule.notfound"),
@@ -100,6 +115,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.classify();
+        let retry_after = match &self {
+            ApiError::Service(ServiceError::Access(AccessError::Locked(s))) => Some(*s),
+            _ => None,
+        };
         let info = if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!("internal error: {self}");
             "Internal error; the daemon's log has the details.".to_owned()
@@ -114,6 +133,13 @@ impl IntoResponse for ApiError {
             info,
             err_code: code,
         };
-        (status, Json(body)).into_response()
+        let mut res = (status, Json(body)).into_response();
+        if let Some(s) = retry_after {
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(s),
+            );
+        }
+        res
     }
 }

@@ -283,25 +283,35 @@ pub struct EventsQuery {
 /// `GET /events?uid=`
 pub async fn events(
     State(s): State<AppState>,
+    axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let filter = q.uid.as_deref().map(uid).transpose()?;
+    if let Some(u) = &filter {
+        caller.require(&u.to_string())?;
+    }
     let es = s.service.events(filter.as_ref())?;
-    let stream = stream::unfold(es, |mut es: EventStream| async move {
-        loop {
-            match es.rx.recv().await {
-                Ok(e) => {
-                    if es.uid.as_ref().is_none_or(|u| *u == e.uid) {
-                        return Some((e.to_json(), es));
+    let stream = stream::unfold(
+        (es, caller),
+        |(mut es, caller): (EventStream, super::auth::Caller)| async move {
+            loop {
+                match es.rx.recv().await {
+                    Ok(e) => {
+                        if es.uid.as_ref().is_none_or(|u| *u == e.uid) && caller.sees(&e.uid) {
+                            return Some((e.to_json(), (es, caller)));
+                        }
                     }
+                    Err(RecvError::Lagged(n)) => {
+                        return Some((
+                            format!("{{\"type\":\"lagged\",\"missed\":{n}}}"),
+                            (es, caller),
+                        ));
+                    }
+                    Err(RecvError::Closed) => return None,
                 }
-                Err(RecvError::Lagged(n)) => {
-                    return Some((format!("{{\"type\":\"lagged\",\"missed\":{n}}}"), es));
-                }
-                Err(RecvError::Closed) => return None,
             }
-        }
-    })
+        },
+    )
     .map(|data| Ok(SseEvent::default().data(data)));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }

@@ -19,6 +19,12 @@ use crate::service::Capacity;
     ),
     security(("api_key" = []))
 )]
-pub async fn capacity(State(s): State<AppState>) -> Result<Json<Capacity>, ApiError> {
-    Ok(Json(s.service.capacity().await?))
+pub async fn capacity(
+    State(s): State<AppState>,
+    axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
+) -> Result<Json<Capacity>, ApiError> {
+    let mut c = s.service.capacity().await?;
+    // A scoped key sees its servers only; the totals stay the daemon's.
+    c.servers.retain(|u| caller.sees(&u.uid));
+    Ok(Json(c))
 }

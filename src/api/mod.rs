@@ -6,6 +6,7 @@ mod body;
 pub mod dto;
 pub mod error;
 mod extract;
+mod keys;
 mod live;
 mod maintenance;
 pub mod openapi;
@@ -26,6 +27,7 @@ use axum::routing::{any, get, post, put};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::access::Class;
 use crate::service::ServerService;
 use error::ApiError;
 
@@ -35,7 +37,6 @@ pub use body::{Body, Loose};
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<ServerService>,
-    pub api_key: Arc<str>,
 }
 
 /// The base paths the API is served under.
@@ -93,7 +94,144 @@ fn api_routes() -> Router<AppState> {
             "/server/schedules/{uid}/{id}",
             axum::routing::delete(schedules::remove),
         )
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/key/{name}", axum::routing::delete(keys::revoke))
+        .route("/audit", get(keys::audit))
         .route("/server/{action}/{uid}", any(servers::unsupported))
+}
+
+/// Every route of [`api_routes`]: method (`*` for any), template, the class a key's role must
+/// allow, and what a refusal says the key may not do. Routes with a `{uid}` are also checked
+/// against the key's scope; creates with the game in the body check it in the handler; lists
+/// show only the servers in scope. A route missing here is refused (and a unit test fails).
+pub const ROUTE_CLASSES: &[(&str, &str, Class, &str)] = &[
+    ("GET", "/orchestrator", Class::Read, "read the orchestrator"),
+    ("GET", "/capacity", Class::Read, "read the capacity"),
+    ("GET", "/servers", Class::Read, "list servers"),
+    ("PUT", "/servers", Class::Admin, "import servers"),
+    ("POST", "/servers", Class::Operate, "create servers"),
+    ("GET", "/plans", Class::Read, "list plans"),
+    ("PUT", "/plans", Class::Admin, "update plans"),
+    ("GET", "/plan/{game}", Class::Read, "read plans"),
+    ("POST", "/server/create", Class::Operate, "create servers"),
+    (
+        "PUT",
+        "/server/create/{uid}",
+        Class::Operate,
+        "create servers",
+    ),
+    ("GET", "/server/get/{uid}", Class::Read, "read servers"),
+    ("GET", "/server/info/{uid}", Class::Read, "read servers"),
+    (
+        "GET",
+        "/server/stats/{uid}",
+        Class::Read,
+        "read server stats",
+    ),
+    ("GET", "/server/logs/{uid}", Class::Read, "read server logs"),
+    ("GET", "/server/save/{uid}", Class::Operate, "save servers"),
+    (
+        "PUT",
+        "/server/start/{uid}",
+        Class::Operate,
+        "start servers",
+    ),
+    ("PUT", "/server/stop/{uid}", Class::Operate, "stop servers"),
+    (
+        "PUT",
+        "/server/restart/{uid}",
+        Class::Operate,
+        "restart servers",
+    ),
+    (
+        "PUT",
+        "/server/description/{uid}",
+        Class::Operate,
+        "describe servers",
+    ),
+    (
+        "PUT",
+        "/server/skip/{uid}",
+        Class::Operate,
+        "skip on servers",
+    ),
+    (
+        "PUT",
+        "/server/update/{uid}",
+        Class::Operate,
+        "update servers",
+    ),
+    (
+        "DELETE",
+        "/server/destroy/{uid}",
+        Class::Operate,
+        "destroy servers",
+    ),
+    (
+        "DELETE",
+        "/server/eradicate/{uid}",
+        Class::Admin,
+        "eradicate servers",
+    ),
+    ("PUT", "/server/kill/{uid}", Class::Operate, "kill servers"),
+    (
+        "PUT",
+        "/server/options/{uid}",
+        Class::Operate,
+        "set server options",
+    ),
+    (
+        "POST",
+        "/server/command/{uid}",
+        Class::Operate,
+        "send commands",
+    ),
+    ("GET", "/server/console/{uid}", Class::Read, "read consoles"),
+    ("GET", "/ws/console/{uid}", Class::Operate, "use consoles"),
+    ("GET", "/events", Class::Read, "read events"),
+    ("GET", "/schedules", Class::Read, "list schedules"),
+    (
+        "GET",
+        "/server/schedules/{uid}",
+        Class::Read,
+        "list schedules",
+    ),
+    (
+        "POST",
+        "/server/schedules/{uid}",
+        Class::Operate,
+        "add schedules",
+    ),
+    (
+        "DELETE",
+        "/server/schedules/{uid}/{id}",
+        Class::Operate,
+        "remove schedules",
+    ),
+    ("GET", "/keys", Class::Admin, "list keys"),
+    ("POST", "/keys", Class::Admin, "create keys"),
+    ("DELETE", "/key/{name}", Class::Admin, "revoke keys"),
+    ("GET", "/audit", Class::Admin, "read the audit log"),
+    (
+        "*",
+        "/server/{action}/{uid}",
+        Class::Read,
+        "call unsupported actions",
+    ),
+];
+
+/// The class of a route (its template relative to the base path) and what a refusal names.
+pub fn classify(method: &Method, template: &str) -> Option<(Class, &'static str)> {
+    // axum answers HEAD with the GET handler.
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    ROUTE_CLASSES
+        .iter()
+        .find(|(m, t, _, _)| *t == template && (*m == "*" || *m == method))
+        .map(|(_, _, c, w)| (*c, *w))
 }
 
 /// The whole application: health check, both base paths behind the key, JSON fallbacks,
@@ -182,10 +320,7 @@ mod tests {
         })
         .unwrap();
         let service = crate::daemon::build_service(settings).unwrap();
-        router(AppState {
-            service,
-            api_key: Arc::from(KEY),
-        })
+        router(AppState { service })
     }
 
     async fn call(
@@ -253,6 +388,161 @@ mod tests {
         let (s, v) = call(&app, "GET", "/plan/nope", None).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         assert_eq!(v["err_code"], "plan.notfound", "{v}");
+    }
+
+    /// The routes of `api_routes()`, read from its source: each `.route("path", ...)` and the
+    /// method routers (`get(`, `put(`, `post(`, `delete(`, `any(`) of its arguments.
+    fn routed() -> Vec<(String, String)> {
+        let src = include_str!("mod.rs");
+        let start = src.find("fn api_routes()").unwrap();
+        let body = &src[start..];
+        let body = &body[..body.find("\n}\n").unwrap()];
+        let mut out = Vec::new();
+        for chunk in body.split(".route(").skip(1) {
+            let path = chunk.split('"').nth(1).unwrap().to_owned();
+            for m in ["get", "put", "post", "delete", "any"] {
+                let pat = format!("{m}(");
+                for (i, _) in chunk.match_indices(&pat) {
+                    let before = chunk[..i].chars().last().unwrap_or(' ');
+                    if !(before.is_alphanumeric() || before == '_') {
+                        let method = if m == "any" {
+                            "*".into()
+                        } else {
+                            m.to_uppercase()
+                        };
+                        out.push((method, path.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_route_is_classified_once_and_the_table_has_no_stale_rows() {
+        let routes = routed();
+        assert!(routes.len() > 30, "{routes:?}");
+        for (m, p) in &routes {
+            let n = ROUTE_CLASSES
+                .iter()
+                .filter(|(rm, rp, _, _)| rm == m && rp == p)
+                .count();
+            assert_eq!(n, 1, "{m} {p} is classified {n} times in ROUTE_CLASSES");
+        }
+        for (m, p, _, _) in ROUTE_CLASSES {
+            assert!(
+                routes.iter().any(|(rm, rp)| rm == m && rp == p),
+                "ROUTE_CLASSES has {m} {p}, which api_routes() does not route"
+            );
+        }
+        assert_eq!(routes.len(), ROUTE_CLASSES.len());
+        let head = classify(&Method::HEAD, "/servers");
+        assert_eq!(head.map(|c| c.0), Some(Class::Read));
+        assert_eq!(
+            classify(&Method::PATCH, "/server/{action}/{uid}").map(|c| c.0),
+            Some(Class::Read)
+        );
+    }
+
+    async fn call_with(
+        app: &Router,
+        key: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("/api/v1{path}"))
+            .header(auth::HEADER, key)
+            .body(body.map_or_else(HttpBody::empty, |b| HttpBody::from(b.to_string())))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn roles_and_scopes_are_checked_before_the_handler() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/keys",
+            Some(json!({"name": "ci", "role": "viewer", "scope": {"games": ["demo"]}})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let viewer = v["secret"].as_str().unwrap().to_owned();
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/keys",
+            Some(json!({"name": "ops", "role": "operator"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let operator = v["secret"].as_str().unwrap().to_owned();
+
+        let (s, v) = call_with(&app, &viewer, "PUT", "/server/start/demo.a", None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert_eq!(
+            v,
+            json!({"status": "error", "info": "the key [ci] (viewer) may not start servers", "err_code": "auth.forbidden"})
+        );
+        let (s, v) = call_with(&app, &viewer, "GET", "/server/schedules/other.a", None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert_eq!(v["info"], "the key [ci] is not allowed on server [other.a]");
+        let (s, _) = call_with(&app, &viewer, "GET", "/server/schedules/demo.a", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "in scope: the handler answers");
+        let (s, _) = call_with(&app, &viewer, "GET", "/keys", None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, v) = call_with(
+            &app,
+            &viewer,
+            "POST",
+            "/server/create",
+            Some(json!({"game_uid": "other", "servername": "x"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+
+        let (s, v) = call_with(&app, &operator, "PUT", "/plans", None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert_eq!(v["info"], "the key [ops] (operator) may not update plans");
+        let (s, _) = call_with(
+            &app,
+            &operator,
+            "DELETE",
+            "/server/schedules/demo.a/s1",
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "allowed: the handler answers");
+        let (s, _) = call_with(&app, "wrong", "GET", "/servers", None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+        let (s, v) = call(&app, "GET", "/keys", None).await;
+        assert_eq!(s, StatusCode::OK);
+        let names: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["admin", "ci", "ops"]);
+        assert!(!v.to_string().contains(&viewer), "{v}");
+        let (s, _) = call(&app, "DELETE", "/key/ci", None).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _) = call_with(&app, &viewer, "GET", "/servers", None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, v) = call(&app, "DELETE", "/key/admin", None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     }
 
     #[tokio::test]

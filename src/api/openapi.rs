@@ -13,7 +13,8 @@ use super::dto::{
     AllSchedules, CreateBody, CreateV10Body, DescriptionBody, DestroyBody, ErrorBody, Health, Logs,
     Orchestrator, PlanEntry, ScheduleBody, Success, TimerBody, UpdateBody,
 };
-use super::{live, maintenance, plans, schedules, servers, system};
+use super::dto::{AuditInfo, KeyBody, KeyInfo, KeyScope, NewKeyInfo};
+use super::{keys, live, maintenance, plans, schedules, servers, system};
 use crate::service::{Capacity, EngineStatus, ImageUsage, ServerObject, ServerUsage, StatsView};
 
 /// Adds the `X-Api-Key` scheme.
@@ -71,12 +72,17 @@ impl Modify for ApiKeyScheme {
         schedules::add,
         schedules::remove,
         schedules::all,
+        keys::list,
+        keys::create,
+        keys::revoke,
+        keys::audit,
     ),
     components(schemas(
         ServerObject, StatsView, Capacity, ServerUsage, ImageUsage, ErrorBody, Success,
         TimerBody, CreateBody, CreateV10Body, UpdateBody, DescriptionBody, DestroyBody,
         Logs, Health, Orchestrator, EngineStatus, PlanEntry, ScheduleBody, AllSchedules,
-        live::CommandBody, live::OptionsBody, crate::live::Event, crate::live::ExitRecord
+        live::CommandBody, live::OptionsBody, crate::live::Event, crate::live::ExitRecord,
+        KeyScope, KeyBody, KeyInfo, NewKeyInfo, AuditInfo
     )),
     modifiers(&ApiKeyScheme),
     tags(
@@ -89,6 +95,7 @@ impl Modify for ApiKeyScheme {
         (name = "events", description = "What happens to servers, as it happens"),
         (name = "console", description = "The live console of a game"),
         (name = "events", description = "What happens to servers, as it happens"),
+        (name = "access", description = "API keys, roles and scopes; the audit log"),
     )
 )]
 pub struct ApiDoc;

@@ -98,9 +98,14 @@ pub async fn remove(
     security(("api_key" = []))
 )]
 /// `GET /schedules`: every schedule of every server, soonest first.
-pub async fn all(State(s): State<AppState>) -> Json<AllSchedules> {
+pub async fn all(
+    State(s): State<AppState>,
+    axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
+) -> Json<AllSchedules> {
+    let mut schedules = s.service.all_schedules();
+    schedules.retain(|v| caller.sees(&v.server_uid));
     Json(AllSchedules {
         time_zone: s.service.schedule_time_zone().name(),
-        schedules: s.service.all_schedules(),
+        schedules,
     })
 }

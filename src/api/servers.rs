@@ -2,12 +2,13 @@
 
 use axum::Json;
 use axum::body::Body as HttpBody;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::auth::Caller;
 use super::dto::{
     CreateBody, CreateV10Body, DescriptionBody, DestroyBody, ErrorBody, Logs, Success, TimerBody,
     UpdateBody,
@@ -37,8 +38,13 @@ fn now() -> i64 {
     security(("api_key" = []))
 )]
 /// `GET /servers`
-pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<ServerObject>>> {
-    Ok(Json(s.service.list().await?))
+pub async fn list(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<Vec<ServerObject>>> {
+    let mut all = s.service.list().await?;
+    all.retain(|o| caller.sees(&o.uid));
+    Ok(Json(all))
 }
 
 #[utoipa::path(
@@ -170,10 +176,15 @@ pub async fn create_put(
     security(("api_key" = []))
 )]
 /// `POST /server/create`: the WebUI's create, with `game_uid` and `servername` in the body.
-pub async fn create_post(State(s): State<AppState>, body: Body) -> ApiResult<Json<ServerObject>> {
+pub async fn create_post(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> ApiResult<Json<ServerObject>> {
     let game = body
         .str("game_uid")?
         .ok_or_else(|| ApiError::BadRequest("The field game_uid is required.".into()))?;
+    caller.require(&game)?;
     let name = match body.str("servername")? {
         Some(n) => Some(n),
         None => body.str("warcamp")?,
@@ -208,13 +219,18 @@ struct Setting10 {
     security(("api_key" = []))
 )]
 /// `POST /servers`: PEON 1.0's create, `settings: [{type: env|json|txt, name, content}]`.
-pub async fn create_v10(State(s): State<AppState>, body: Body) -> ApiResult<Json<ServerObject>> {
+pub async fn create_v10(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> ApiResult<Json<ServerObject>> {
     let need = |k: &str| -> ApiResult<String> {
         body.str(k)?
             .filter(|v| !v.is_empty())
             .ok_or_else(|| ApiError::BadRequest(format!("The field {k} is required.")))
     };
     let game = need("game_uid")?;
+    caller.require(&game)?;
     let name = need("servername")?;
     let entries: Vec<Setting10> = match body.0.get("settings") {
         None | Some(Value::Null) => Vec::new(),

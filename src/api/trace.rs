@@ -72,7 +72,7 @@ impl<B> OnResponse<B> for LogLine {
 
 /// The path segment in the place of the route template's `{uid}`, as sent (not decoded).
 /// Routes match whole segments, so the template and the path have the same segments.
-fn uid_param<'p>(template: &str, path: &'p str) -> Option<&'p str> {
+pub(super) fn uid_param<'p>(template: &str, path: &'p str) -> Option<&'p str> {
     let wanted = format!("{{{UID_PARAM}}}");
     let at = template.split('/').position(|seg| seg == wanted)?;
     path.split('/').nth(at).filter(|seg| !seg.is_empty())

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod common;
+pub mod keys;
 pub mod live;
 
 use std::time::Duration;

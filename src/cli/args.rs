@@ -92,6 +92,53 @@ pub enum ClientCommand {
         #[arg(long)]
         uid: Option<String>,
     },
+    /// API keys (admin): list them, create one (its secret is printed once), revoke one.
+    Keys {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        cmd: Option<KeysCmd>,
+    },
+    /// The audit log of mutating requests, newest first (admin).
+    Audit {
+        #[command(flatten)]
+        common: Common,
+        /// Only entries at or after this time (RFC 3339 or Unix seconds).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries of this server.
+        #[arg(long)]
+        uid: Option<String>,
+        /// Only entries of this key name.
+        #[arg(long)]
+        key: Option<String>,
+        /// At most this many entries.
+        #[arg(long, short = 'n', default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+/// `peon keys <cmd>`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Every key with its role and scope (never a secret).
+    List,
+    /// Create a key; its secret is printed once and cannot be shown again.
+    Create {
+        /// 1-64 lowercase letters, digits, '_' or '-'.
+        name: String,
+        /// admin, operator or viewer.
+        #[arg(long, short, value_parser = ["admin", "operator", "viewer"])]
+        role: String,
+        /// Limit the key to the servers of this game (repeatable).
+        #[arg(long = "game", short = 'g')]
+        games: Vec<String>,
+        /// Limit the key to this server uid (repeatable).
+        #[arg(long = "uid", short = 'u')]
+        uids: Vec<String>,
+    },
+    /// Revoke a key; requests with it are refused from now on.
+    Revoke { name: String },
 }
 
 /// `peon server <action> <uid>`.

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::args::{ClientCommand, Common, PlanCmd, PlansCmd, ScheduleCmd, ServerCmd, Timer};
+use super::args::{
+    ClientCommand, Common, KeysCmd, PlanCmd, PlansCmd, ScheduleCmd, ServerCmd, Timer,
+};
 use super::client::{Client, LONG, QUICK};
 use super::output::{self, Progress, s};
 use super::{CliError, console, events, exits, logs, resolve};
@@ -49,7 +51,143 @@ pub async fn dispatch(cmd: ClientCommand) -> Result<ExitCode> {
             let u = u.as_deref().map(uid).transpose()?;
             events::run(&connect(&common)?, common.json, u.as_deref()).await
         }
+        ClientCommand::Keys { common, cmd } => keys(&connect(&common)?, common.json, cmd).await,
+        ClientCommand::Audit {
+            common,
+            since,
+            uid: u,
+            key,
+            limit,
+        } => {
+            let mut q = vec![format!("limit={limit}")];
+            for (k, v) in [("since", since), ("uid", u), ("key", key)] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", segment(&v)));
+                }
+            }
+            let v = connect(&common)?
+                .get(&format!("/audit?{}", q.join("&")))
+                .await?;
+            print_or_json(&v, common.json, audit_table);
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// A key's scope for a table: `all`, or its games and uids.
+fn scope_text(v: &Value) -> String {
+    if v.is_null() {
+        return "all".into();
+    }
+    let list = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut parts: Vec<String> = list("games")
+        .into_iter()
+        .map(|g| format!("{g}.*"))
+        .collect();
+    parts.extend(list("uids"));
+    parts.join(",")
+}
+
+fn keys_table(v: &Value) {
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| {
+            vec![
+                s(k, "name"),
+                s(k, "role"),
+                scope_text(&k["scope"]),
+                if k["configured"].as_bool() == Some(true) {
+                    "configured".into()
+                } else {
+                    output::utc_time(&s(k, "created"))
+                },
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["NAME", "ROLE", "SCOPE", "CREATED"], &rows)
+    );
+}
+
+fn audit_table(v: &Value) {
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            vec![
+                output::utc_time(&s(e, "time")),
+                s(e, "key"),
+                s(e, "addr"),
+                s(e, "method"),
+                s(e, "route"),
+                s(e, "uid"),
+                s(e, "status"),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &["TIME", "KEY", "ADDRESS", "METHOD", "ROUTE", "UID", "STATUS"],
+            &rows
+        )
+    );
+}
+
+async fn keys(c: &Client, json: bool, cmd: Option<KeysCmd>) -> Result<ExitCode> {
+    match cmd.unwrap_or(KeysCmd::List) {
+        KeysCmd::List => {
+            let v = c.get("/keys").await?;
+            print_or_json(&v, json, keys_table);
+        }
+        KeysCmd::Create {
+            name,
+            role,
+            games,
+            uids,
+        } => {
+            let mut body = json!({ "name": name, "role": role });
+            if !games.is_empty() || !uids.is_empty() {
+                body["scope"] = json!({ "games": games, "uids": uids });
+            }
+            let v = c.call(Method::POST, "/keys", Some(&body), QUICK).await?;
+            print_or_json(&v, json, |v| {
+                println!(
+                    "created the key [{}] ({}, scope {})",
+                    s(v, "name"),
+                    s(v, "role"),
+                    scope_text(&v["scope"])
+                );
+                println!(
+                    "secret (shown once; send it as X-Api-Key): {}",
+                    s(v, "secret")
+                );
+            });
+        }
+        KeysCmd::Revoke { name } => {
+            let v = c
+                .call(
+                    Method::DELETE,
+                    &format!("/key/{}", segment(&name)),
+                    None,
+                    QUICK,
+                )
+                .await?;
+            print_or_json(&v, json, |v| println!("{}", s(v, "info")));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `peon plan check <dir>`: exit 1 on errors, 2 when the folder cannot be read.

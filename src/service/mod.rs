@@ -7,6 +7,7 @@
 //! Actions on one server are serialized by its handle's power lock (a kill goes through without
 //! it); different servers run in parallel.
 
+mod access;
 mod backup;
 mod capacity;
 mod console;
@@ -26,6 +27,7 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::OwnedMutexGuard;
 
+use crate::access::{Access, AccessConfig, AccessError, LockoutConfig};
 use crate::config::Settings;
 use crate::live::console::ConsoleConfig;
 use crate::live::{Registry, ServerHandle};
@@ -65,6 +67,8 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
+    #[error(transparent)]
+    Access(#[from] AccessError),
     /// The game server did not reach the wanted state.
     #[error("{0}")]
     Failed(String),
@@ -93,6 +97,8 @@ pub struct ServerService {
     plans: PlanStore,
     scheduler: Arc<Scheduler>,
     registry: Registry,
+    /// API keys, the lockout of wrong keys, the audit log.
+    access: Arc<Access>,
     /// True once the live model was first filled from the engine.
     synced: tokio::sync::watch::Sender<bool>,
     /// Held while a create picks its port group until the server is in the index, so two
@@ -112,6 +118,19 @@ impl ServerService {
         let dir = DataDir::new(&settings.data_dir);
         dir.prepare()?;
         let store = ServerStore::load(dir)?;
+        let access = Arc::new(Access::open(
+            &settings.data_dir,
+            &settings.api_key,
+            AccessConfig {
+                lockout: LockoutConfig {
+                    slow_after: settings.auth_slow_after,
+                    lock_after: settings.auth_lock_after,
+                    lock_for: settings.auth_lock,
+                    ..LockoutConfig::default()
+                },
+                ..AccessConfig::default()
+            },
+        )?);
         let svc = Arc::new_cyclic(|me| ServerService {
             settings,
             runtime,
@@ -119,6 +138,7 @@ impl ServerService {
             plans,
             scheduler: scheduler.clone(),
             registry: Registry::new(ConsoleConfig::default()),
+            access,
             synced: tokio::sync::watch::channel(false).0,
             allocation: tokio::sync::Mutex::new(()),
             me: me.clone(),

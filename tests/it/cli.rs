@@ -819,3 +819,71 @@ fn which(bin: &str) -> Option<std::path::PathBuf> {
             .find(|f| f.is_file())
     })
 }
+
+#[tokio::test]
+async fn keys_and_audit_commands() {
+    let d = Daemon::start().await;
+    let out = peon(
+        &d,
+        &[
+            "keys", "create", "ci", "--role", "viewer", "--game", "valheim", "--json",
+        ],
+    )
+    .await
+    .ok();
+    let v = out.json();
+    let secret = v["secret"].as_str().expect("secret").to_owned();
+    assert_eq!(v["scope"]["games"][0], "valheim", "{v}");
+    let out = peon(&d, &["keys", "create", "ops", "--role", "operator"])
+        .await
+        .ok();
+    assert!(out.stdout.contains("secret (shown once"), "{out:?}");
+
+    let out = peon(&d, &["keys", "list"]).await.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("SCOPE"),
+        "{out:?}"
+    );
+    assert!(
+        lines[1].starts_with("admin") && lines[1].contains("configured"),
+        "{out:?}"
+    );
+    assert!(
+        lines[2].starts_with("ci") && lines[2].contains("valheim.*"),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains(&secret));
+    let out = peon(&d, &["keys", "--json"]).await.ok();
+    assert_eq!(out.json().as_array().unwrap().len(), 3);
+
+    // The viewer key may not list keys: exit 1 with the refusal.
+    let out = run_env(
+        &[("PEON_URL", &d.root), ("PEON_API_KEY", &secret)],
+        &["keys", "list"],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("may not list keys"), "{out:?}");
+
+    let out = peon(&d, &["keys", "revoke", "ci"]).await.ok();
+    assert!(out.stdout.contains("revoked"), "{out:?}");
+    let out = peon(&d, &["keys", "revoke", "admin"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+
+    let mut entries = Value::Null;
+    for _ in 0..50 {
+        entries = peon(&d, &["audit", "--key", "admin", "--json"])
+            .await
+            .ok()
+            .json();
+        if entries.as_array().is_some_and(|a| a.len() >= 4) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(entries[0]["route"], "/api/v1/key/{name}", "{entries}");
+    let out = peon(&d, &["audit", "-n", "2"]).await.ok();
+    assert!(out.stdout.starts_with("TIME"), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 3, "{out:?}");
+}

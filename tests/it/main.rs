@@ -2,6 +2,7 @@
 
 mod support;
 
+mod access;
 mod api_basics;
 mod cli;
 mod compose;

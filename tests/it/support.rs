@@ -134,6 +134,8 @@ pub struct Opts {
     pub stop_timeout: Option<u64>,
     pub docker_host: Option<String>,
     pub plans_url: Option<String>,
+    /// Lockout thresholds: wrong keys before slowing, before locking; lock seconds.
+    pub auth: Option<(u32, u32, u64)>,
 }
 
 /// A running test daemon.
@@ -196,6 +198,9 @@ impl Daemon {
                     .unwrap_or_else(|| DOCKER.into()),
             ),
             plans_url: self.opts.plans_url.clone(),
+            auth_slow_after: self.opts.auth.map(|a| a.0),
+            auth_lock_after: self.opts.auth.map(|a| a.1),
+            auth_lock_secs: self.opts.auth.map(|a| a.2),
             ..Default::default()
         };
         Settings::resolve(&args).expect("settings")
@@ -265,10 +270,21 @@ impl Daemon {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        self.call_as(&self.key, method, path, body).await
+    }
+
+    /// [`Daemon::call`] with another key.
+    pub async fn call_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut r = self
             .http
             .request(method, format!("{}{path}", self.base))
-            .header("X-Api-Key", &self.key);
+            .header("X-Api-Key", key);
         if let Some(b) = body {
             r = r.json(&b);
         }
@@ -558,10 +574,15 @@ pub struct Events {
 
 impl Events {
     pub async fn open(d: &Daemon, uid: Option<&str>) -> Events {
+        Self::open_as(d, uid, &d.key).await
+    }
+
+    /// [`Events::open`] with another key.
+    pub async fn open_as(d: &Daemon, uid: Option<&str>, key: &str) -> Events {
         let q = uid.map(|u| format!("?uid={u}")).unwrap_or_default();
         let res = reqwest::Client::new()
             .get(format!("{}/events{q}", d.base))
-            .header("X-Api-Key", &d.key)
+            .header("X-Api-Key", key)
             .send()
             .await
             .expect("events");
