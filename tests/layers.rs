@@ -55,6 +55,13 @@ const RULES: &[(&str, &[&str])] = &[
             "runtime", "docker", "store", "plans", "live", "service", "api", "daemon", "cli",
         ],
     ),
+    (
+        "jobs",
+        &[
+            "model", "runtime", "docker", "store", "plans", "live", "schedule", "service", "api",
+            "daemon", "cli",
+        ],
+    ),
     ("service", &["docker", "api", "daemon", "cli"]),
     ("api", &["docker", "store", "daemon", "cli"]),
 ];
