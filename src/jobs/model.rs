@@ -245,7 +245,9 @@ mod tests {
 
     #[test]
     fn history_keeps_the_last_thousand() {
-        let mut jobs: Vec<Job> = (0..1500).map(|i| job(i, &format!("g.s{}", i % 10))).collect();
+        let mut jobs: Vec<Job> = (0..1500)
+            .map(|i| job(i, &format!("g.s{}", i % 10)))
+            .collect();
         prune(&mut jobs);
         assert_eq!(jobs.len(), KEEP_TOTAL);
         assert_eq!(jobs[0].id, "j00500");
@@ -260,7 +262,10 @@ mod tests {
         prune(&mut jobs);
         let quiet: Vec<&Job> = jobs.iter().filter(|j| j.uid == "g.quiet").collect();
         assert_eq!(quiet.len(), KEEP_PER_SERVER);
-        assert_eq!(quiet[0].id, "j00010", "the newest 50 of the quiet server are kept");
+        assert_eq!(
+            quiet[0].id, "j00010",
+            "the newest 50 of the quiet server are kept"
+        );
         assert_eq!(jobs.len(), KEEP_TOTAL + KEEP_PER_SERVER);
         // Under the bound, nothing goes.
         let mut few: Vec<Job> = (0..KEEP_TOTAL).map(|i| job(i, "g.a")).collect();

@@ -108,7 +108,8 @@ impl Running {
 
     /// Names the server, once it is known (a create with a random name).
     pub fn set_uid(&self, uid: &str) {
-        self.jobs.update(&self.id, false, |j, _| uid.clone_into(&mut j.uid));
+        self.jobs
+            .update(&self.id, false, |j, _| uid.clone_into(&mut j.uid));
     }
 
     /// Marks the job running.

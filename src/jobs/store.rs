@@ -157,7 +157,12 @@ impl Jobs {
     }
 
     /// Changes a job; with `tell`, publishes its new state. `None` when it is gone.
-    pub(super) fn update(&self, id: &str, tell: bool, f: impl FnOnce(&mut Job, &str)) -> Option<Job> {
+    pub(super) fn update(
+        &self,
+        id: &str,
+        tell: bool,
+        f: impl FnOnce(&mut Job, &str),
+    ) -> Option<Job> {
         let t = now();
         let job = {
             let mut jobs = self.lock();
@@ -242,7 +247,10 @@ mod tests {
         }
         // The marking was written: a third load finds it as is.
         let third = Jobs::load(&path).unwrap();
-        assert_eq!(third.get(running.id()).unwrap().error.as_deref(), Some(INTERRUPTED));
+        assert_eq!(
+            third.get(running.id()).unwrap().error.as_deref(),
+            Some(INTERRUPTED)
+        );
         assert!(matches!(third.get("nope"), Err(JobError::NotFound(_))));
         let f = JobFilter {
             uid: Some("g.b".into()),
