@@ -6,6 +6,7 @@ mod body;
 pub mod dto;
 pub mod error;
 mod extract;
+mod jobs;
 mod live;
 mod maintenance;
 pub mod openapi;
@@ -84,6 +85,8 @@ fn api_routes() -> Router<AppState> {
         .route("/server/console/{uid}", get(live::sse))
         .route("/ws/console/{uid}", get(live::ws))
         .route("/events", get(live::events))
+        .route("/jobs", get(jobs::list))
+        .route("/job/{id}", get(jobs::get))
         .route("/schedules", get(schedules::all))
         .route(
             "/server/schedules/{uid}",

@@ -10,10 +10,10 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::dto::{
-    AllSchedules, CreateBody, CreateV10Body, DescriptionBody, DestroyBody, ErrorBody, Health, Logs,
-    Orchestrator, PlanEntry, ScheduleBody, Success, TimerBody, UpdateBody,
+    Accepted, AllSchedules, CreateBody, CreateV10Body, DescriptionBody, DestroyBody, ErrorBody,
+    Health, Logs, Orchestrator, PlanEntry, ScheduleBody, Success, TimerBody, UpdateBody,
 };
-use super::{live, maintenance, plans, schedules, servers, system};
+use super::{jobs, live, maintenance, plans, schedules, servers, system};
 use crate::service::{Capacity, EngineStatus, ImageUsage, ServerObject, ServerUsage, StatsView};
 
 /// Adds the `X-Api-Key` scheme.
@@ -71,12 +71,16 @@ impl Modify for ApiKeyScheme {
         schedules::add,
         schedules::remove,
         schedules::all,
+        jobs::list,
+        jobs::get,
     ),
     components(schemas(
         ServerObject, StatsView, Capacity, ServerUsage, ImageUsage, ErrorBody, Success,
         TimerBody, CreateBody, CreateV10Body, UpdateBody, DescriptionBody, DestroyBody,
         Logs, Health, Orchestrator, EngineStatus, PlanEntry, ScheduleBody, AllSchedules,
-        live::CommandBody, live::OptionsBody, crate::live::Event, crate::live::ExitRecord
+        live::CommandBody, live::OptionsBody, crate::live::Event, crate::live::ExitRecord,
+        Accepted, crate::service::Job, crate::service::JobView, crate::service::Step,
+        crate::service::JobKind, crate::service::JobState
     )),
     modifiers(&ApiKeyScheme),
     tags(
@@ -89,6 +93,7 @@ impl Modify for ApiKeyScheme {
         (name = "events", description = "What happens to servers, as it happens"),
         (name = "console", description = "The live console of a game"),
         (name = "events", description = "What happens to servers, as it happens"),
+        (name = "jobs", description = "Every mutating action, with who asked, its steps and its result"),
     )
 )]
 pub struct ApiDoc;
