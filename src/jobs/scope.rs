@@ -37,7 +37,7 @@ pub async fn as_requester<F: Future>(requester: &str, fut: F) -> F::Output {
         requester: requester.to_owned(),
         job: current(),
     };
-    SCOPE.scope(s, fut).await
+    SCOPE.scope(s, Box::pin(fut)).await
 }
 
 /// Runs `fut` for `job`: its steps are recorded on it.
@@ -46,7 +46,7 @@ pub async fn within<F: Future>(job: Running, requester: &str, fut: F) -> F::Outp
         requester: requester.to_owned(),
         job: Some(job),
     };
-    SCOPE.scope(s, fut).await
+    SCOPE.scope(s, Box::pin(fut)).await
 }
 
 /// Who asks, when the task runs on someone's behalf.
@@ -65,6 +65,9 @@ pub async fn step<T, E: Display>(
     name: &str,
     fut: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
+    // Boxed: steps nest deep futures, which would otherwise all sit in one task's stack
+    // frames (debug builds overflow).
+    let fut = Box::pin(fut);
     let Some(job) = current() else {
         return fut.await;
     };

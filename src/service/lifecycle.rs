@@ -118,6 +118,7 @@ impl ServerService {
         work: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
         let name = kind.as_str();
+        let work = Box::pin(work);
         let h = self.handle_of(uid);
         h.publish(EventKind::Action {
             action: name.to_owned(),
