@@ -119,6 +119,23 @@ impl ServerService {
     ) -> Result<T> {
         let name = kind.as_str();
         let work = Box::pin(work);
+        // The job is set up before the action's start is published: what a client does on
+        // seeing that event (a kill during a start) finds the action under way.
+        let own = match jobs::current() {
+            Some(job) => {
+                if !job.is_started() {
+                    job.set_uid(&uid.to_string());
+                    job.start().await;
+                }
+                None
+            }
+            None => {
+                let who = jobs::requester().unwrap_or_else(|| "daemon".to_owned());
+                let job = self.jobs.begin(kind, &uid.to_string(), &who).await;
+                job.start().await;
+                Some((job, who))
+            }
+        };
         let h = self.handle_of(uid);
         h.publish(EventKind::Action {
             action: name.to_owned(),
@@ -126,24 +143,14 @@ impl ServerService {
             ok: None,
             error: None,
         });
-        let r = match jobs::current() {
-            Some(job) => {
-                if !job.is_started() {
-                    job.set_uid(&uid.to_string());
-                    job.start().await;
-                }
-                work.await
-            }
-            None => {
-                let who = jobs::requester().unwrap_or_else(|| "daemon".to_owned());
-                let job = self.jobs.begin(kind, &uid.to_string(), &who).await;
-                job.start().await;
-                let r = jobs::within(job.clone(), &who, work).await;
-                job.finish(r.as_ref().map(|_| ()).map_err(ToString::to_string))
-                    .await;
-                r
-            }
+        let r = match &own {
+            Some((job, who)) => jobs::within(job.clone(), who, work).await,
+            None => work.await,
         };
+        if let Some((job, _)) = own {
+            job.finish(r.as_ref().map(|_| ()).map_err(ToString::to_string))
+                .await;
+        }
         h.publish(EventKind::Action {
             action: name.to_owned(),
             phase: "end".into(),
