@@ -245,3 +245,56 @@ async fn wait_false_runs_in_the_background_and_failures_are_recorded() {
     assert_eq!(job["kind"], "eradicate");
     assert!(!d.server_dir(&uid).exists());
 }
+
+#[tokio::test]
+async fn automatic_restarts_and_scheduled_firings_name_their_requester() {
+    let d = Daemon::start().await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.who");
+    d.create_running(&uid).await;
+
+    // A crash: the restart policy restarts the game, as the job of `policy`.
+    d.engine
+        .kill_container(&format!("peon.warcamp.{uid}"), "KILL")
+        .await
+        .unwrap();
+    let job = wait_for(
+        Duration::from_secs(60),
+        "the policy's restart job",
+        || async {
+            let (_, v) = d.get(&format!("/jobs?uid={uid}&kind=restart")).await;
+            v.as_array()
+                .and_then(|a| a.first().cloned())
+                .filter(|j| j["state"] == "succeeded")
+        },
+    )
+    .await;
+    assert_eq!(job["requester"], "policy", "{job}");
+    assert_eq!(
+        step_names(&job)[..2],
+        ["prepare container", "attach console"]
+    );
+
+    // A one-off schedule: the stop is the job of `schedule`.
+    let at = chrono::Utc::now().timestamp() + 2;
+    let (s, v) = d
+        .post(
+            &format!("/server/schedules/{uid}"),
+            json!({"action": "stop", "at": at}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let job = wait_for(
+        Duration::from_secs(60),
+        "the scheduled stop's job",
+        || async {
+            let (_, v) = d.get(&format!("/jobs?uid={uid}&kind=stop")).await;
+            v.as_array()
+                .and_then(|a| a.first().cloned())
+                .filter(|j| j["state"] == "succeeded")
+        },
+    )
+    .await;
+    assert_eq!(job["requester"], "schedule", "{job}");
+    assert!(step_names(&job).contains(&"signal".to_owned()), "{job}");
+}
