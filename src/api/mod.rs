@@ -259,6 +259,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn job_routes_answer_from_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let (s, v) = call(&app, "GET", "/jobs", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v, json!([]));
+        let (s, v) = call(
+            &app,
+            "GET",
+            "/jobs?uid=demo.a&state=failed&kind=start&limit=5",
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        for bad in ["state=sleeping", "kind=jump", "limit=-1"] {
+            let (s, v) = call(&app, "GET", &format!("/jobs?{bad}"), None).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+            assert_eq!(v["err_code"], "req.invalid", "{v}");
+        }
+        let (s, v) = call(&app, "GET", "/job/nope", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(
+            v,
+            json!({"status": "error", "info": "There is no job [nope].", "err_code": "job.notfound"})
+        );
+        // An unknown server is answered at once, also without waiting.
+        let (s, v) = call(&app, "PUT", "/server/start/demo.nope?wait=false", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    }
+
+    #[tokio::test]
     async fn system_routes_report_an_unreachable_engine() {
         let dir = tempfile::tempdir().unwrap();
         let app = app(dir.path());
