@@ -123,7 +123,7 @@ impl Running {
                 j.started = Some(t.to_owned());
             }
         });
-        self.jobs.persist().await;
+        self.jobs.persist_soon();
     }
 
     /// Ends the job (unless it already ended).
@@ -142,7 +142,7 @@ impl Running {
                 error: None,
             })
         })?;
-        self.jobs.persist().await;
+        self.jobs.persist_soon();
         Some(job.steps.len() - 1)
     }
 
@@ -159,6 +159,6 @@ impl Running {
                 }
             }
         });
-        self.jobs.persist().await;
+        self.jobs.persist_soon();
     }
 }

@@ -152,7 +152,7 @@ impl Jobs {
             model::prune(&mut jobs);
         }
         self.changed(&job);
-        self.persist().await;
+        self.persist_soon();
         Running::new(self.clone(), id)
     }
 
@@ -183,6 +183,13 @@ impl Jobs {
         if let Some(f) = self.notify.get() {
             f(job);
         }
+    }
+
+    /// Writes the history in the background: what a job records while it runs never delays
+    /// the action (a kill must go through at once); its end is awaited ([`Jobs::persist`]).
+    pub fn persist_soon(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move { me.persist().await });
     }
 
     /// Writes the history unless a newer state is already on disk. A failed write is logged:
@@ -228,6 +235,7 @@ mod tests {
         let running = jobs.begin(JobKind::Stop, "g.b", "schedule").await;
         running.start().await;
         let queued = jobs.begin(JobKind::Update, "g.b", "api").await;
+        jobs.persist().await;
         drop(jobs);
 
         let again = Jobs::load(&path).unwrap();
