@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod docker;
 pub mod fsio;
 pub mod http;
+pub mod jobs;
 pub mod live;
 pub mod model;
 pub mod names;

@@ -62,6 +62,13 @@ const RULES: &[(&str, &[&str])] = &[
             "daemon", "cli", "config",
         ],
     ),
+    (
+        "jobs",
+        &[
+            "model", "runtime", "docker", "store", "plans", "live", "schedule", "service", "api",
+            "daemon", "cli",
+        ],
+    ),
     ("service", &["docker", "api", "daemon", "cli"]),
     ("api", &["docker", "store", "daemon", "cli"]),
 ];

@@ -27,6 +27,18 @@ use crate::access::{AccessError, AuditEntry, Class, Failure, Principal};
 
 pub const HEADER: &str = "x-api-key";
 
+tokio::task_local! {
+    /// The name of the key of the request being served (who asks, in job records).
+    pub static REQUESTER: String;
+}
+
+/// The name of the key of the request being served; `api` outside a request.
+pub fn requester() -> String {
+    REQUESTER
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| "api".to_owned())
+}
+
 /// The holder of the key a request carries.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Arc<Principal>);
@@ -123,7 +135,8 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
     let res = match verdict {
         Ok(_) => {
             req.extensions_mut().insert(Caller(principal.clone()));
-            next.run(req).await
+            // Jobs started by this request name the key that asked.
+            REQUESTER.scope(principal.name.clone(), next.run(req)).await
         }
         Err(e) => ApiError::from(e).into_response(),
     };

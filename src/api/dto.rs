@@ -50,6 +50,16 @@ impl Success {
     }
 }
 
+/// `202 Accepted`: a long action called with `?wait=false` runs in the background as the job
+/// `job_id`; the `Location` header names `<base>/job/<job_id>`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    /// Always `accepted`.
+    #[schema(value_type = String)]
+    pub status: &'static str,
+    pub job_id: String,
+}
+
 /// `GET /server/logs/<uid>`: the last lines of the server's console, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Logs {

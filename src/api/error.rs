@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::dto::ErrorBody;
 use crate::access::AccessError;
+use crate::jobs::JobError;
 use crate::plans::PlanError;
 use crate::runtime::RuntimeError;
 use crate::schedule::ScheduleError;
@@ -96,6 +97,10 @@ impl ApiError {
                     ScheduleError::Invalid(_) => (S::BAD_REQUEST, "req.invalid"),
                     ScheduleError::NotFound(_) => (S::NOT_FOUND, "schedule.notfound"),
                     ScheduleError::Storage(_) => (S::INTERNAL_SERVER_ERROR, "schedule.io"),
+                },
+                ServiceError::Job(j) => match j {
+                    JobError::NotFound(_) => (S::NOT_FOUND, "job.notfound"),
+                    JobError::Io { .. } => (S::INTERNAL_SERVER_ERROR, "job.io"),
                 },
                 ServiceError::Docker(d) => match d {
                     RuntimeError::Unavailable { .. } => {

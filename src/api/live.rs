@@ -220,7 +220,10 @@ pub async fn kill(
     State(s): State<AppState>,
     ServerUid(u): ServerUid,
 ) -> ApiResult<Json<ServerObject>> {
-    Ok(Json(s.service.kill(&u).await?))
+    let kill = s.service.kill(&u);
+    Ok(Json(
+        s.service.acting(&super::auth::requester(), kill).await?,
+    ))
 }
 
 /// `{"restart_policy": ..., "stop_grace": ...}`; either may be left out.

@@ -6,6 +6,7 @@ mod body;
 pub mod dto;
 pub mod error;
 mod extract;
+mod jobs;
 mod keys;
 mod live;
 mod maintenance;
@@ -85,6 +86,8 @@ fn api_routes() -> Router<AppState> {
         .route("/server/console/{uid}", get(live::sse))
         .route("/ws/console/{uid}", get(live::ws))
         .route("/events", get(live::events))
+        .route("/jobs", get(jobs::list))
+        .route("/job/{id}", get(jobs::get))
         .route("/schedules", get(schedules::all))
         .route(
             "/server/schedules/{uid}",
@@ -108,6 +111,8 @@ pub const ROUTE_CLASSES: &[(&str, &str, Class, &str)] = &[
     ("GET", "/orchestrator", Class::Read, "read the orchestrator"),
     ("GET", "/capacity", Class::Read, "read the capacity"),
     ("GET", "/servers", Class::Read, "list servers"),
+    ("GET", "/jobs", Class::Read, "list jobs"),
+    ("GET", "/job/{id}", Class::Read, "read jobs"),
     ("PUT", "/servers", Class::Admin, "import servers"),
     ("POST", "/servers", Class::Operate, "create servers"),
     ("GET", "/plans", Class::Read, "list plans"),
@@ -543,6 +548,37 @@ mod tests {
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         let (s, v) = call(&app, "DELETE", "/key/admin", None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    }
+
+    #[tokio::test]
+    async fn job_routes_answer_from_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let (s, v) = call(&app, "GET", "/jobs", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v, json!([]));
+        let (s, v) = call(
+            &app,
+            "GET",
+            "/jobs?uid=demo.a&state=failed&kind=start&limit=5",
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        for bad in ["state=sleeping", "kind=jump", "limit=-1"] {
+            let (s, v) = call(&app, "GET", &format!("/jobs?{bad}"), None).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+            assert_eq!(v["err_code"], "req.invalid", "{v}");
+        }
+        let (s, v) = call(&app, "GET", "/job/nope", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(
+            v,
+            json!({"status": "error", "info": "There is no job [nope].", "err_code": "job.notfound"})
+        );
+        // An unknown server is answered at once, also without waiting.
+        let (s, v) = call(&app, "PUT", "/server/start/demo.nope?wait=false", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     }
 
     #[tokio::test]

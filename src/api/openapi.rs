@@ -10,11 +10,11 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::dto::{
-    AllSchedules, CreateBody, CreateV10Body, DescriptionBody, DestroyBody, ErrorBody, Health, Logs,
-    Orchestrator, PlanEntry, ScheduleBody, Success, TimerBody, UpdateBody,
+    Accepted, AllSchedules, CreateBody, CreateV10Body, DescriptionBody, DestroyBody, ErrorBody,
+    Health, Logs, Orchestrator, PlanEntry, ScheduleBody, Success, TimerBody, UpdateBody,
 };
 use super::dto::{AuditInfo, KeyBody, KeyInfo, KeyScope, NewKeyInfo};
-use super::{keys, live, maintenance, plans, schedules, servers, system};
+use super::{jobs, keys, live, maintenance, plans, schedules, servers, system};
 use crate::service::{Capacity, EngineStatus, ImageUsage, ServerObject, ServerUsage, StatsView};
 
 /// Adds the `X-Api-Key` scheme.
@@ -76,13 +76,17 @@ impl Modify for ApiKeyScheme {
         keys::create,
         keys::revoke,
         keys::audit,
+        jobs::list,
+        jobs::get,
     ),
     components(schemas(
         ServerObject, StatsView, Capacity, ServerUsage, ImageUsage, ErrorBody, Success,
         TimerBody, CreateBody, CreateV10Body, UpdateBody, DescriptionBody, DestroyBody,
         Logs, Health, Orchestrator, EngineStatus, PlanEntry, ScheduleBody, AllSchedules,
         live::CommandBody, live::OptionsBody, crate::live::Event, crate::live::ExitRecord,
-        KeyScope, KeyBody, KeyInfo, NewKeyInfo, AuditInfo
+        KeyScope, KeyBody, KeyInfo, NewKeyInfo, AuditInfo,
+        Accepted, crate::service::Job, crate::service::JobView, crate::service::Step,
+        crate::service::JobKind, crate::service::JobState
     )),
     modifiers(&ApiKeyScheme),
     tags(
@@ -96,6 +100,7 @@ impl Modify for ApiKeyScheme {
         (name = "console", description = "The live console of a game"),
         (name = "events", description = "What happens to servers, as it happens"),
         (name = "access", description = "API keys, roles and scopes; the audit log"),
+        (name = "jobs", description = "Every mutating action, with who asked, its steps and its result"),
     )
 )]
 pub struct ApiDoc;

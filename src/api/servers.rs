@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Body as HttpBody;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, OriginalUri, Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -10,15 +10,16 @@ use serde_json::{Map, Value};
 
 use super::auth::Caller;
 use super::dto::{
-    CreateBody, CreateV10Body, DescriptionBody, DestroyBody, ErrorBody, Logs, Success, TimerBody,
-    UpdateBody,
+    Accepted, CreateBody, CreateV10Body, DescriptionBody, DestroyBody, ErrorBody, Logs, Success,
+    TimerBody, UpdateBody,
 };
 use super::error::ApiError;
 use super::extract::ServerUid;
+use super::jobs::{self as jobs_api, WaitQuery};
 use super::{AppState, Body, Loose};
 use crate::model::lifecycle::{RestartPolicy, parse_duration};
 use crate::schedule;
-use crate::service::{CreateRequest, ServerObject, UpdateMode};
+use crate::service::{CreateRequest, JobKind, ServerObject, UpdateMode};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -135,9 +136,10 @@ pub(super) fn stop_grace(body: &Body) -> ApiResult<Option<std::time::Duration>> 
     path = "/server/create/{id}",
     tag = "servers",
     summary = "Create and start a server from a plan",
-    params(("id" = String, Path, description = "`<game>.<name>`, or `<game>` for a random name")),
+    params(("id" = String, Path, description = "`<game>.<name>`, or `<game>` for a random name"), ("wait" = Option<bool>, Query, description = "`false`: answer 202 at once and run the action as a background job")),
     request_body(content = Option<CreateBody>, content_type = "application/json", description = "Optional: plan settings as flat keys (`GET /plan/<game>` lists them) plus the fields below"),
     responses(
+        (status = 202, description = "With `?wait=false`: accepted, running as a job", body = Accepted),
         (status = 200, description = "The server", body = ServerObject),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
@@ -151,14 +153,29 @@ pub(super) fn stop_grace(body: &Body) -> ApiResult<Option<std::time::Duration>> 
 pub async fn create_put(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    uri: OriginalUri,
+    Query(w): Query<WaitQuery>,
     body: Body,
-) -> ApiResult<Json<ServerObject>> {
+) -> ApiResult<Response> {
     let (game, name) = match id.split_once('.') {
         Some((g, n)) => (g.to_owned(), Some(n.to_owned())),
         None => (id.clone(), None),
     };
     let req = create_request(&game, name, &body)?;
-    Ok(Json(s.service.create(req).await?))
+    create(&s, &uri, &w, &id, req).await
+}
+
+/// Runs a create as a job (in the background with `?wait=false`).
+async fn create(
+    s: &AppState,
+    uri: &OriginalUri,
+    w: &WaitQuery,
+    id: &str,
+    req: CreateRequest,
+) -> ApiResult<Response> {
+    let svc = s.service.clone();
+    let work = async move { svc.create(req).await };
+    jobs_api::run(s, uri, w, JobKind::Create, id, work).await
 }
 
 #[utoipa::path(
@@ -167,7 +184,9 @@ pub async fn create_put(
     tag = "servers",
     summary = "Create a server (the WebUI's form)",
     request_body(content = CreateBody, content_type = "application/json", description = "`game_uid` and `servername` (or `warcamp`), plan settings as flat keys, plus the fields below"),
+    params(("wait" = Option<bool>, Query, description = "`false`: answer 202 at once and run the action as a background job")),
     responses(
+        (status = 202, description = "With `?wait=false`: accepted, running as a job", body = Accepted),
         (status = 200, description = "The server", body = ServerObject),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
@@ -179,8 +198,10 @@ pub async fn create_put(
 pub async fn create_post(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
+    uri: OriginalUri,
+    Query(w): Query<WaitQuery>,
     body: Body,
-) -> ApiResult<Json<ServerObject>> {
+) -> ApiResult<Response> {
     let game = body
         .str("game_uid")?
         .ok_or_else(|| ApiError::BadRequest("The field game_uid is required.".into()))?;
@@ -190,8 +211,11 @@ pub async fn create_post(
         None => body.str("warcamp")?,
     }
     .filter(|n| !n.is_empty());
+    let id = name
+        .as_ref()
+        .map_or(game.clone(), |n| format!("{game}.{n}"));
     let req = create_request(&game, name, &body)?;
-    Ok(Json(s.service.create(req).await?))
+    create(&s, &uri, &w, &id, req).await
 }
 
 /// One entry of PEON 1.0's `settings` array.
@@ -210,7 +234,9 @@ struct Setting10 {
     tag = "servers",
     summary = "Create a server (PEON 1.0's typed settings)",
     request_body(content = CreateV10Body, content_type = "application/json", description = "PEON 1.0's create"),
+    params(("wait" = Option<bool>, Query, description = "`false`: answer 202 at once and run the action as a background job")),
     responses(
+        (status = 202, description = "With `?wait=false`: accepted, running as a job", body = Accepted),
         (status = 200, description = "The server", body = ServerObject),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
@@ -222,8 +248,10 @@ struct Setting10 {
 pub async fn create_v10(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
+    uri: OriginalUri,
+    Query(w): Query<WaitQuery>,
     body: Body,
-) -> ApiResult<Json<ServerObject>> {
+) -> ApiResult<Response> {
     let need = |k: &str| -> ApiResult<String> {
         body.str(k)?
             .filter(|v| !v.is_empty())
@@ -273,7 +301,8 @@ pub async fn create_v10(
             )));
         }
     }
-    Ok(Json(s.service.create(req).await?))
+    let id = format!("{}.{}", req.game, req.name.clone().unwrap_or_default());
+    create(&s, &uri, &w, &id, req).await
 }
 
 #[utoipa::path(
@@ -366,7 +395,10 @@ pub async fn logs(
 )]
 /// `GET /server/save/<uid>`: a zip of the server's files without `data/`, streamed.
 pub async fn save(State(s): State<AppState>, ServerUid(uid): ServerUid) -> ApiResult<Response> {
-    let b = s.service.save(&uid).await?;
+    let b = s
+        .service
+        .acting(&super::auth::requester(), s.service.save(&uid))
+        .await?;
     let file = tokio::fs::File::open(&b.path)
         .await
         .map_err(|e| ApiError::Service(e.into()))?;
@@ -391,9 +423,10 @@ pub async fn save(State(s): State<AppState>, ServerUid(uid): ServerUid) -> ApiRe
     path = "/server/start/{uid}",
     tag = "servers",
     summary = "Start a server, with an optional stop timer",
-    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`"), ("wait" = Option<bool>, Query, description = "`false`: answer 202 at once and run the action as a background job")),
     request_body(content = Option<TimerBody>, content_type = "application/json", description = "Optional stop timer"),
     responses(
+        (status = 202, description = "With `?wait=false`: accepted, running as a job", body = Accepted),
         (status = 200, description = "The server", body = ServerObject),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
@@ -405,10 +438,15 @@ pub async fn save(State(s): State<AppState>, ServerUid(uid): ServerUid) -> ApiRe
 pub async fn start(
     State(s): State<AppState>,
     ServerUid(u): ServerUid,
+    uri: OriginalUri,
+    Query(w): Query<WaitQuery>,
     body: Body,
-) -> ApiResult<Json<ServerObject>> {
+) -> ApiResult<Response> {
     let timer = schedule::timer_from_body(&body.0, now())?;
-    Ok(Json(s.service.start(&u, timer).await?))
+    s.service.record(&u)?;
+    let (svc, id) = (s.service.clone(), u.to_string());
+    let work = async move { svc.start(&u, timer).await };
+    jobs_api::run(&s, &uri, &w, JobKind::Start, &id, work).await
 }
 
 #[utoipa::path(
@@ -416,9 +454,10 @@ pub async fn start(
     path = "/server/stop/{uid}",
     tag = "servers",
     summary = "Stop a server now, or later with a timer",
-    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`"), ("wait" = Option<bool>, Query, description = "`false`: answer 202 at once and run the action as a background job")),
     request_body(content = Option<TimerBody>, content_type = "application/json", description = "Optional: stop later instead of now"),
     responses(
+        (status = 202, description = "With `?wait=false`: accepted, running as a job", body = Accepted),
         (status = 200, description = "The server", body = ServerObject),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
@@ -430,10 +469,15 @@ pub async fn start(
 pub async fn stop(
     State(s): State<AppState>,
     ServerUid(u): ServerUid,
+    uri: OriginalUri,
+    Query(w): Query<WaitQuery>,
     body: Body,
-) -> ApiResult<Json<ServerObject>> {
+) -> ApiResult<Response> {
     let timer = schedule::timer_from_body(&body.0, now())?;
-    Ok(Json(s.service.stop(&u, timer).await?))
+    s.service.record(&u)?;
+    let (svc, id) = (s.service.clone(), u.to_string());
+    let work = async move { svc.stop(&u, timer).await };
+    jobs_api::run(&s, &uri, &w, JobKind::Stop, &id, work).await
 }
 
 #[utoipa::path(
@@ -441,8 +485,9 @@ pub async fn stop(
     path = "/server/restart/{uid}",
     tag = "servers",
     summary = "Restart a server",
-    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`"), ("wait" = Option<bool>, Query, description = "`false`: answer 202 at once and run the action as a background job")),
     responses(
+        (status = 202, description = "With `?wait=false`: accepted, running as a job", body = Accepted),
         (status = 200, description = "The server", body = ServerObject),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
@@ -453,9 +498,14 @@ pub async fn stop(
 /// `PUT /server/restart/<uid>`
 pub async fn restart(
     State(s): State<AppState>,
-    ServerUid(uid): ServerUid,
-) -> ApiResult<Json<ServerObject>> {
-    Ok(Json(s.service.restart(&uid).await?))
+    ServerUid(u): ServerUid,
+    uri: OriginalUri,
+    Query(w): Query<WaitQuery>,
+) -> ApiResult<Response> {
+    s.service.record(&u)?;
+    let (svc, id) = (s.service.clone(), u.to_string());
+    let work = async move { svc.restart(&u).await };
+    jobs_api::run(&s, &uri, &w, JobKind::Restart, &id, work).await
 }
 
 #[utoipa::path(
@@ -509,9 +559,10 @@ pub async fn skip(
     path = "/server/update/{uid}",
     tag = "servers",
     summary = "Update a server's image and/or game",
-    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`"), ("wait" = Option<bool>, Query, description = "`false`: answer 202 at once and run the action as a background job")),
     request_body(content = Option<UpdateBody>, content_type = "application/json", description = "Optional; mode defaults to full"),
     responses(
+        (status = 202, description = "With `?wait=false`: accepted, running as a job", body = Accepted),
         (status = 200, description = "The server", body = ServerObject),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
@@ -523,10 +574,15 @@ pub async fn skip(
 pub async fn update(
     State(s): State<AppState>,
     ServerUid(u): ServerUid,
+    uri: OriginalUri,
+    Query(w): Query<WaitQuery>,
     Loose(body): Loose<UpdateBody>,
-) -> ApiResult<Json<ServerObject>> {
+) -> ApiResult<Response> {
     let mode = UpdateMode::parse(body.mode.as_deref().unwrap_or("full"))?;
-    Ok(Json(s.service.update(&u, mode).await?))
+    s.service.record(&u)?;
+    let (svc, id) = (s.service.clone(), u.to_string());
+    let work = async move { svc.update(&u, mode).await };
+    jobs_api::run(&s, &uri, &w, JobKind::Update, &id, work).await
 }
 
 #[utoipa::path(
@@ -534,9 +590,10 @@ pub async fn update(
     path = "/server/destroy/{uid}",
     tag = "servers",
     summary = "Remove the container and network (and the files with eradicate)",
-    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`"), ("wait" = Option<bool>, Query, description = "`false`: answer 202 at once and run the action as a background job")),
     request_body(content = Option<DestroyBody>, content_type = "application/json", description = "Optional; eradicate defaults to false"),
     responses(
+        (status = 202, description = "With `?wait=false`: accepted, running as a job", body = Accepted),
         (status = 200, description = "Done", body = Success),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
@@ -549,10 +606,30 @@ pub async fn update(
 pub async fn destroy(
     State(s): State<AppState>,
     ServerUid(u): ServerUid,
+    uri: OriginalUri,
+    Query(w): Query<WaitQuery>,
     Loose(body): Loose<DestroyBody>,
-) -> ApiResult<Json<Success>> {
-    let note = s.service.destroy(&u, body.eradicate).await?;
-    Ok(Json(Success::new(note)))
+) -> ApiResult<Response> {
+    destroy_job(&s, &uri, &w, u, body.eradicate).await
+}
+
+/// Runs a destroy as a job (in the background with `?wait=false`).
+async fn destroy_job(
+    s: &AppState,
+    uri: &OriginalUri,
+    w: &WaitQuery,
+    u: crate::names::Uid,
+    eradicate: bool,
+) -> ApiResult<Response> {
+    s.service.record(&u)?;
+    let kind = if eradicate {
+        JobKind::Eradicate
+    } else {
+        JobKind::Destroy
+    };
+    let (svc, id) = (s.service.clone(), u.to_string());
+    let work = async move { svc.destroy(&u, eradicate).await.map(Success::new) };
+    jobs_api::run(s, uri, w, kind, &id, work).await
 }
 
 #[utoipa::path(
@@ -560,9 +637,10 @@ pub async fn destroy(
     path = "/server/eradicate/{uid}",
     tag = "servers",
     summary = "Remove the server with all its files (needs eradicate: true)",
-    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`"), ("wait" = Option<bool>, Query, description = "`false`: answer 202 at once and run the action as a background job")),
     request_body(content = DestroyBody, content_type = "application/json", description = "Must be {\"eradicate\": true}"),
     responses(
+        (status = 202, description = "With `?wait=false`: accepted, running as a job", body = Accepted),
         (status = 200, description = "Done", body = Success),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
@@ -574,15 +652,16 @@ pub async fn destroy(
 pub async fn eradicate(
     State(s): State<AppState>,
     ServerUid(u): ServerUid,
+    uri: OriginalUri,
+    Query(w): Query<WaitQuery>,
     Loose(body): Loose<DestroyBody>,
-) -> ApiResult<Json<Success>> {
+) -> ApiResult<Response> {
     if !body.eradicate {
         return Err(ApiError::BadRequest(format!(
             "Eradicating [{u}] deletes all its files: confirm with {{\"eradicate\": true}}."
         )));
     }
-    let note = s.service.destroy(&u, true).await?;
-    Ok(Json(Success::new(note)))
+    destroy_job(&s, &uri, &w, u, true).await
 }
 
 /// Any other `/server/<action>/<uid>`.

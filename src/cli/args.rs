@@ -82,6 +82,33 @@ pub enum ClientCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// The job history, newest first: every create, start, stop, restart, kill, update,
+    /// destroy, eradicate and backup, with who asked and how it ended.
+    Jobs {
+        #[command(flatten)]
+        common: Common,
+        /// Only this server's jobs.
+        #[arg(long)]
+        uid: Option<String>,
+        /// queued, running, succeeded or failed.
+        #[arg(long, value_parser = ["queued", "running", "succeeded", "failed"])]
+        state: Option<String>,
+        /// create, start, stop, restart, kill, update, destroy, eradicate or backup.
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many (the newest).
+        #[arg(long, short = 'n')]
+        limit: Option<usize>,
+    },
+    /// One job with its steps; --follow polls it until it ends (exit 1 when it failed).
+    Job {
+        #[command(flatten)]
+        common: Common,
+        id: String,
+        /// Print each step as it starts and ends, until the job ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Stream the daemon's events (state changes, exits, restarts, actions) until interrupted.
     ///
     /// One line per event, `TIME  UID  TYPE  summary`, or one JSON object per line with --json.
@@ -188,15 +215,26 @@ pub enum ServerCmd {
         uid: String,
         #[command(flatten)]
         timer: Timer,
+        /// Do not wait: the daemon runs it as a background job; print the job's id.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Stop a server now, or at the time given by --interval/--epoch.
     Stop {
         uid: String,
         #[command(flatten)]
         timer: Timer,
+        /// Do not wait: the daemon runs it as a background job; print the job's id.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Restart a server.
-    Restart { uid: String },
+    Restart {
+        uid: String,
+        /// Do not wait: the daemon runs it as a background job; print the job's id.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Create a server from a plan: `<game>.<name>` (or `<game>` for a random name).
     Create {
         uid: String,
@@ -218,6 +256,9 @@ pub enum ServerCmd {
         /// server, image, full, reinit, quick or validate.
         #[arg(long, short, default_value = "full")]
         mode: String,
+        /// Do not wait: the daemon runs it as a background job; print the job's id.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Set a server's description.
     Describe {

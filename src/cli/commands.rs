@@ -11,7 +11,7 @@ use super::args::{
 };
 use super::client::{Client, LONG, QUICK};
 use super::output::{self, Progress, s};
-use super::{CliError, console, events, exits, logs, resolve};
+use super::{CliError, console, events, exits, jobs, logs, resolve};
 use crate::names::{self, Uid};
 
 type Result<T> = std::result::Result<T, CliError>;
@@ -47,6 +47,24 @@ pub async fn dispatch(cmd: ClientCommand) -> Result<ExitCode> {
         ClientCommand::Health { common } => health(&connect(&common)?, common.json).await,
         ClientCommand::Metrics { common } => metrics(&connect(&common)?, common.json).await,
         ClientCommand::Capacity { common } => capacity(&connect(&common)?, common.json).await,
+        ClientCommand::Jobs {
+            common,
+            uid: u,
+            state,
+            kind,
+            limit,
+        } => {
+            let f = jobs::Filter {
+                uid: u.as_deref().map(uid).transpose()?,
+                state,
+                kind,
+                limit,
+            };
+            jobs::list(&connect(&common)?, common.json, &f).await
+        }
+        ClientCommand::Job { common, id, follow } => {
+            jobs::show(&connect(&common)?, common.json, &segment(&id), follow).await
+        }
         ClientCommand::Events { common, uid: u } => {
             let u = u.as_deref().map(uid).transpose()?;
             events::run(&connect(&common)?, common.json, u.as_deref()).await
@@ -265,6 +283,20 @@ async fn long(
     let r = c.call(method, path, Some(body), LONG).await;
     p.finish().await;
     r
+}
+
+/// Sends `PUT <path>?wait=false` and prints the job the daemon runs it as.
+async fn detach(c: &Client, json: bool, path: &str, body: &Value) -> Result<ExitCode> {
+    let v = c
+        .call(
+            Method::PUT,
+            &format!("{path}?wait=false"),
+            Some(body),
+            QUICK,
+        )
+        .await?;
+    jobs::accepted(&v, json);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn server_row(v: &Value) -> Vec<String> {
@@ -495,9 +527,16 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
             };
             print_or_json(&v, json, |v| print_pairs(&options_fields(v)));
         }
-        ServerCmd::Start { uid: u, timer } => {
+        ServerCmd::Start {
+            uid: u,
+            timer,
+            no_wait,
+        } => {
             let u = uid(&u)?;
             let body = Value::Object(timer_body(&timer));
+            if no_wait {
+                return detach(c, json, &format!("/server/start/{u}"), &body).await;
+            }
             let v = long(
                 c,
                 json,
@@ -509,9 +548,16 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
             .await?;
             print_or_json(&v, json, state_line);
         }
-        ServerCmd::Stop { uid: u, timer } => {
+        ServerCmd::Stop {
+            uid: u,
+            timer,
+            no_wait,
+        } => {
             let u = uid(&u)?;
             let body = Value::Object(timer_body(&timer));
+            if no_wait {
+                return detach(c, json, &format!("/server/stop/{u}"), &body).await;
+            }
             let v = long(
                 c,
                 json,
@@ -523,8 +569,11 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
             .await?;
             print_or_json(&v, json, state_line);
         }
-        ServerCmd::Restart { uid: u } => {
+        ServerCmd::Restart { uid: u, no_wait } => {
             let u = uid(&u)?;
+            if no_wait {
+                return detach(c, json, &format!("/server/restart/{u}"), &json!({})).await;
+            }
             let v = long(
                 c,
                 json,
@@ -575,8 +624,16 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
             .await?;
             print_or_json(&v, json, print_server);
         }
-        ServerCmd::Update { uid: u, mode } => {
+        ServerCmd::Update {
+            uid: u,
+            mode,
+            no_wait,
+        } => {
             let u = uid(&u)?;
+            if no_wait {
+                let body = json!({ "mode": mode });
+                return detach(c, json, &format!("/server/update/{u}"), &body).await;
+            }
             let v = long(
                 c,
                 json,

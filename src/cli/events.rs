@@ -84,6 +84,26 @@ pub fn summary(ev: &Value) -> String {
                 _ => format!("{action} {}", rest(ev)).trim_end().to_owned(),
             }
         }
+        "job" => {
+            let j = &ev["job"];
+            let mut text = format!(
+                "{} {} {} ({})",
+                s(j, "kind"),
+                s(j, "id"),
+                s(j, "state"),
+                s(j, "requester")
+            );
+            match (j["state"].as_str(), j["step"].is_object()) {
+                (Some("failed"), _) => text.push_str(&format!(": {}", s(j, "error"))),
+                (Some("running"), true) => text.push_str(&format!(
+                    "; step {} {}",
+                    s(&j["step"], "name"),
+                    s(&j["step"], "state")
+                )),
+                _ => {}
+            }
+            text
+        }
         _ => rest(ev),
     }
 }
@@ -170,6 +190,20 @@ mod tests {
                       "error": "port in use"})
             ),
             "start failed: port in use"
+        );
+        assert_eq!(
+            ev(
+                json!({"type": "job", "job": {"id": "j1", "kind": "start", "state": "running",
+                      "requester": "api", "step": {"name": "settle", "state": "running"}}})
+            ),
+            "start j1 running (api); step settle running"
+        );
+        assert_eq!(
+            ev(
+                json!({"type": "job", "job": {"id": "j1", "kind": "stop", "state": "failed",
+                      "requester": "schedule", "error": "boom"}})
+            ),
+            "stop j1 failed (schedule): boom"
         );
     }
 

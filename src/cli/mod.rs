@@ -12,6 +12,7 @@ mod console;
 mod events;
 mod exits;
 mod frames;
+mod jobs;
 mod logs;
 mod output;
 pub mod preflight;

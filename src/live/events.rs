@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::jobs::JobView;
 use crate::model::exit::ExitRecord;
 
 /// One event.
@@ -42,6 +43,8 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A job was created, one of its steps started or ended, or it ended.
+    Job { job: JobView },
 }
 
 impl Event {

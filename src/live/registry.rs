@@ -70,6 +70,12 @@ impl Registry {
         self.read().values().cloned().collect()
     }
 
+    /// Publishes an event of `uid` on the bus only (the server may have no handle: a create not
+    /// done yet, an eradicated server).
+    pub fn publish(&self, uid: &str, kind: super::events::EventKind) {
+        let _ = self.bus.send(Arc::new(Event::now(uid, kind)));
+    }
+
     /// Follows every server's events.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.bus.subscribe()

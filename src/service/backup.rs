@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Result, ServerService, ServiceError};
 use crate::fsio::atomic;
+use crate::jobs::{JobKind, step};
 use crate::names::Uid;
 
 /// A finished backup file.
@@ -18,6 +19,12 @@ pub struct Backup {
 impl ServerService {
     /// Writes `backups/<uid>-<YYYYmmdd-HHMMSS>.zip` and prunes old backups of the server.
     pub async fn save(&self, uid: &Uid) -> Result<Backup> {
+        self.record(uid)?;
+        self.action(uid, JobKind::Backup, self.save_locked(uid))
+            .await
+    }
+
+    async fn save_locked(&self, uid: &Uid) -> Result<Backup> {
         let _g = self.lock(uid).await;
         let rec = self.record(uid)?;
         let backups = self.store.data_dir().backups();
@@ -26,13 +33,17 @@ impl ServerService {
         let path = backups.join(&file_name);
         let keep = self.settings.backups_keep.max(1);
         let (src, dst, prefix) = (rec.dir.clone(), path.clone(), format!("{uid}-"));
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::create_dir_all(dst.parent().unwrap_or(Path::new(".")))?;
-            write_zip(&src, &dst)?;
-            prune(dst.parent().unwrap_or(Path::new(".")), &prefix, keep)
+        step("zip", async move {
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                std::fs::create_dir_all(dst.parent().unwrap_or(Path::new(".")))?;
+                write_zip(&src, &dst)?;
+                prune(dst.parent().unwrap_or(Path::new(".")), &prefix, keep)
+            })
+            .await
+            .map_err(|e| ServiceError::Failed(e.to_string()))??;
+            Ok::<_, ServiceError>(())
         })
-        .await
-        .map_err(|e| ServiceError::Failed(e.to_string()))??;
+        .await?;
         tracing::info!(uid = %uid, file = %file_name, "backup written");
         Ok(Backup { path, file_name })
     }

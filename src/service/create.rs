@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use super::container::GAME_USER;
 use super::{Result, ServerObject, ServerService, ServiceError};
 use crate::fsio::atomic;
+use crate::jobs::{JobKind, step};
 use crate::model::lifecycle::RestartPolicy;
 use crate::names::{self, Uid};
 use crate::plans::LoadedPlan;
@@ -206,6 +207,12 @@ impl ServerService {
             names::config_file(f)?;
         }
         let uid = Uid::new(&game, &name)?;
+        self.action(&uid, JobKind::Create, self.create_uid(&uid, &game, &req))
+            .await
+    }
+
+    async fn create_uid(&self, uid: &Uid, game: &str, req: &CreateRequest) -> Result<ServerObject> {
+        let uid = uid.clone();
         let _guard = self.lock(&uid).await;
         let final_dir = self.store.data_dir().server_dir(&uid);
         if self.store.contains(&uid) || final_dir.exists() {
@@ -213,16 +220,21 @@ impl ServerService {
                 "There is already a server [{uid}]. Use update on it, or destroy it first."
             )));
         }
-        // A newer plan on the source is fetched first (best effort; the local plan otherwise).
-        self.plans.refresh_before_create(&game).await;
-        let loaded = self.plans.load(&game)?;
-        // Settings are checked before any port or Docker work.
-        build_config(&uid, &loaded, &req, 0)?;
-        let allocation = self.allocation.lock().await;
-        let group = self
-            .choose_port_group(&uid, &loaded.plan.port_groups)
-            .await?;
-        let config = build_config(&uid, &loaded, &req, group)?;
+        let (loaded, allocation, config) = step("plan", async {
+            // A newer plan on the source is fetched first (best effort; the local plan
+            // otherwise).
+            self.plans.refresh_before_create(game).await;
+            let loaded = self.plans.load(game)?;
+            // Settings are checked before any port or Docker work.
+            build_config(&uid, &loaded, req, 0)?;
+            let allocation = self.allocation.lock().await;
+            let group = self
+                .choose_port_group(&uid, &loaded.plan.port_groups)
+                .await?;
+            let config = build_config(&uid, &loaded, req, group)?;
+            Ok::<_, ServiceError>((loaded, allocation, config))
+        })
+        .await?;
         let state = ServerState {
             wanted_running: false,
             plan_version: loaded.plan.version.clone(),
@@ -238,23 +250,27 @@ impl ServerService {
             uid.clone(),
         );
         let svc = svc.ok_or_else(|| ServiceError::Failed("the service is shutting down".into()))?;
-        let rec = tokio::task::spawn_blocking(move || {
-            svc.store.create_server(
-                &u,
-                &NewServer {
-                    plan_dir: &plan_dir,
-                    config: &config,
-                    state: &state,
-                    config_files: &files,
-                    owner: GAME_USER,
-                },
-            )
+        let rec = step("files", async move {
+            let rec = tokio::task::spawn_blocking(move || {
+                svc.store.create_server(
+                    &u,
+                    &NewServer {
+                        plan_dir: &plan_dir,
+                        config: &config,
+                        state: &state,
+                        config_files: &files,
+                        owner: GAME_USER,
+                    },
+                )
+            })
+            .await
+            .map_err(|e| ServiceError::Failed(format!("create task failed: {e}")))??;
+            Ok::<_, ServiceError>(rec)
         })
-        .await
-        .map_err(|e| ServiceError::Failed(format!("create task failed: {e}")))??;
+        .await?;
         drop(allocation);
         tracing::info!(uid = %uid, "server files created");
-        if let Err(e) = self.ensure_container(&rec).await {
+        if let Err(e) = step("container", self.ensure_container(&rec)).await {
             self.rollback_create(&rec).await;
             return Err(e);
         }
@@ -263,7 +279,7 @@ impl ServerService {
             self.refresh_container(&h).await?;
             return Ok(self.object(&rec, &h, true));
         }
-        match self.start_locked(&uid, req.timer.clone()).await {
+        match step("start", self.start_locked(&uid, req.timer.clone())).await {
             Ok(o) => Ok(o),
             Err(e) => {
                 if req.noclean {

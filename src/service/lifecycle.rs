@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use super::{Result, ServerObject, ServerService, ServiceError};
+use crate::jobs::{self, JobKind, step};
 use crate::live::events::EventKind;
 use crate::live::{Phase, ServerHandle};
 use crate::model::exit::Expected;
@@ -107,13 +108,34 @@ impl ServerService {
             .await
     }
 
-    /// Runs an action, publishing its start and end as events.
-    async fn action<T>(
+    /// Runs an action as a job, publishing its start and end as events. The job is the one
+    /// the task already runs for (a background job made by `detach`, or an action inside
+    /// another), else a new one, asked for by the task's requester (`daemon` when none).
+    pub(super) async fn action<T>(
         &self,
         uid: &Uid,
-        name: &str,
+        kind: JobKind,
         work: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
+        let name = kind.as_str();
+        let work = Box::pin(work);
+        // The job is set up before the action's start is published: what a client does on
+        // seeing that event (a kill during a start) finds the action under way.
+        let own = match jobs::current() {
+            Some(job) => {
+                if !job.is_started() {
+                    job.set_uid(&uid.to_string());
+                    job.start().await;
+                }
+                None
+            }
+            None => {
+                let who = jobs::requester().unwrap_or_else(|| "daemon".to_owned());
+                let job = self.jobs.begin(kind, &uid.to_string(), &who).await;
+                job.start().await;
+                Some((job, who))
+            }
+        };
         let h = self.handle_of(uid);
         h.publish(EventKind::Action {
             action: name.to_owned(),
@@ -121,7 +143,14 @@ impl ServerService {
             ok: None,
             error: None,
         });
-        let r = work.await;
+        let r = match &own {
+            Some((job, who)) => jobs::within(job.clone(), who, work).await,
+            None => work.await,
+        };
+        if let Some((job, _)) = own {
+            job.finish(r.as_ref().map(|_| ()).map_err(ToString::to_string))
+                .await;
+        }
         h.publish(EventKind::Action {
             action: name.to_owned(),
             phase: "end".into(),
@@ -134,7 +163,7 @@ impl ServerService {
     /// Starts a server, with an optional stop timer.
     pub async fn start(&self, uid: &Uid, timer: Option<OneShot>) -> Result<ServerObject> {
         self.record(uid)?;
-        self.action(uid, "start", async {
+        self.action(uid, JobKind::Start, async {
             let _g = self.lock(uid).await;
             self.start_locked(uid, timer).await
         })
@@ -217,24 +246,31 @@ impl ServerService {
     ) -> Result<()> {
         let uid = &rec.uid;
         let name = uid.container_name();
-        let mut current = self.runtime.inspect(&name).await?;
-        if current.as_ref().is_some_and(|c| c.running) {
+        let running = step("prepare container", async {
+            let mut current = self.runtime.inspect(&name).await?;
+            if current.as_ref().is_some_and(|c| c.running) {
+                return Ok(true);
+            }
+            let group = rec.plan.port_groups.first().cloned().unwrap_or_default();
+            self.check_ports_free(uid, &group).await?;
+            if let Some(c) = &current {
+                let policy_ok = matches!(c.restart_policy.as_str(), "" | "no");
+                if !c.stdin_open || !policy_ok {
+                    tracing::info!(uid = %uid, "container made by an older peon (no stdin or an engine restart policy): recreating it");
+                    self.runtime.remove(&name).await?;
+                    current = None;
+                }
+            }
+            if current.is_none() {
+                self.ensure_container(rec).await?;
+            }
+            Ok::<_, ServiceError>(false)
+        })
+        .await?;
+        if running {
             return Ok(());
         }
-        let group = rec.plan.port_groups.first().cloned().unwrap_or_default();
-        self.check_ports_free(uid, &group).await?;
-        if let Some(c) = &current {
-            let policy_ok = matches!(c.restart_policy.as_str(), "" | "no");
-            if !c.stdin_open || !policy_ok {
-                tracing::info!(uid = %uid, "container made by an older peon (no stdin or an engine restart policy): recreating it");
-                self.runtime.remove(&name).await?;
-                current = None;
-            }
-        }
-        if current.is_none() {
-            self.ensure_container(rec).await?;
-        }
-        self.attach_console(h).await?;
+        step("attach console", self.attach_console(h)).await?;
         let sub = Self::ready_subscription(rec, h, 0);
         {
             let mut s = h.state();
@@ -246,25 +282,28 @@ impl ServerService {
         }
         h.set_phase(Phase::Starting, None);
         let since = std::time::SystemTime::now();
-        match self.runtime.start(&name).await {
-            Ok(()) => {}
-            Err(e) => {
-                h.set_phase(Phase::Stopped, None);
-                return Err(match e {
-                    RuntimeError::PortInUse(m) => ServiceError::PortsInUse(format!(
-                        "A port required by [{uid}] is in use on the host: {m}"
-                    )),
-                    e => e.into(),
-                });
+        step("start", async {
+            match self.runtime.start(&name).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    h.set_phase(Phase::Stopped, None);
+                    Err(match e {
+                        RuntimeError::PortInUse(m) => ServiceError::PortsInUse(format!(
+                            "A port required by [{uid}] is in use on the host: {m}"
+                        )),
+                        e => e.into(),
+                    })
+                }
             }
-        }
+        })
+        .await?;
         if h.state().intent != intent {
             // A kill or stop came while the engine was starting the game: honour it.
             let _ = self.runtime.kill(&name, "KILL").await;
             return Err(ServiceError::NotRunning(format!("[{uid}] was stopped")));
         }
         self.watch_readiness(h, rec, sub, since);
-        self.wait_running(uid).await?;
+        step("settle", self.wait_running(uid)).await?;
         tracing::info!(uid = %uid, "server started");
         Ok(())
     }
@@ -325,7 +364,7 @@ impl ServerService {
         // What the host wants is recorded before waiting for the lock: a stop sent while a
         // start is under way is honoured.
         self.want_stopped(uid, Expected::Stop).await?;
-        self.action(uid, "stop", async {
+        self.action(uid, JobKind::Stop, async {
             let _g = self.lock(uid).await;
             self.scheduler.cancel_stop(uid).await?;
             self.stop_locked(uid).await
@@ -370,26 +409,37 @@ impl ServerService {
             let t0 = Instant::now();
             let commands = &rec.plan.lifecycle.stop_command;
             if !commands.is_empty() && h.console.has_input() {
-                for c in commands {
-                    if let Err(e) = h.console.send_command(c).await {
-                        tracing::warn!(uid = %uid, "stop command not taken: {e}");
-                        break;
+                step("stop commands", async {
+                    for c in commands {
+                        if let Err(e) = h.console.send_command(c).await {
+                            tracing::warn!(uid = %uid, "stop command not taken: {e}");
+                            break;
+                        }
                     }
-                }
-                h.wait_stopped(grace / 2).await;
+                    h.wait_stopped(grace / 2).await;
+                    Ok::<_, ServiceError>(())
+                })
+                .await?;
             }
             let rest = grace
                 .saturating_sub(t0.elapsed())
                 .max(Duration::from_secs(1));
-            match self
-                .runtime
-                .stop(&name, rec.plan.lifecycle.stop_signal.as_deref(), rest)
-                .await
-            {
-                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-            self.observe_exit(&h, None, true).await;
+            step("signal", async {
+                match self
+                    .runtime
+                    .stop(&name, rec.plan.lifecycle.stop_signal.as_deref(), rest)
+                    .await
+                {
+                    Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(()),
+                    Err(e) => Err(ServiceError::from(e)),
+                }
+            })
+            .await?;
+            step("wait for exit", async {
+                self.observe_exit(&h, None, true).await;
+                Ok::<_, ServiceError>(())
+            })
+            .await?;
             tracing::info!(uid = %uid, "server stopped");
         } else {
             h.state().expected = Expected::Nothing;
@@ -403,18 +453,27 @@ impl ServerService {
         let rec = self.record(uid)?;
         self.want_stopped(uid, Expected::Kill).await?;
         self.scheduler.cancel_stop(uid).await?;
-        self.action(uid, "kill", async {
+        self.action(uid, JobKind::Kill, async {
             let h = self.handle_of(uid);
-            match self.runtime.kill(&uid.container_name(), "KILL").await {
-                Ok(()) => {
+            let killed = step("signal", async {
+                match self.runtime.kill(&uid.container_name(), "KILL").await {
+                    Ok(()) => Ok(true),
+                    Err(RuntimeError::Conflict(_) | RuntimeError::NotFound(_)) => {
+                        h.state().expected = Expected::Nothing;
+                        Ok(false)
+                    }
+                    Err(e) => Err(ServiceError::from(e)),
+                }
+            })
+            .await?;
+            if killed {
+                step("wait for exit", async {
                     if !h.wait_stopped(SEE_EXIT).await {
                         self.observe_exit(&h, None, true).await;
                     }
-                }
-                Err(RuntimeError::Conflict(_) | RuntimeError::NotFound(_)) => {
-                    h.state().expected = Expected::Nothing;
-                }
-                Err(e) => return Err(e.into()),
+                    Ok::<_, ServiceError>(())
+                })
+                .await?;
             }
             tracing::info!(uid = %uid, "server killed");
             Ok(self.object(&rec, &h, true))
@@ -425,7 +484,7 @@ impl ServerService {
     /// Restarts a running server (stop, then start), or starts a stopped one.
     pub async fn restart(&self, uid: &Uid) -> Result<ServerObject> {
         self.record(uid)?;
-        self.action(uid, "restart", async {
+        self.action(uid, JobKind::Restart, async {
             let _g = self.lock(uid).await;
             self.stop_locked(uid).await?;
             self.start_locked(uid, None).await
@@ -473,51 +532,74 @@ impl ServerService {
     /// PEON's update: stop, apply the mode, then start with a fresh container.
     pub async fn update(&self, uid: &Uid, mode: UpdateMode) -> Result<ServerObject> {
         self.record(uid)?;
-        self.action(uid, "update", self.update_inner(uid, mode))
+        self.action(uid, JobKind::Update, self.update_inner(uid, mode))
             .await
     }
 
     async fn update_inner(&self, uid: &Uid, mode: UpdateMode) -> Result<ServerObject> {
         let _g = self.lock(uid).await;
         let rec = self.record(uid)?;
-        self.stop_locked(uid).await?;
+        step("stop", self.stop_locked(uid)).await?;
         if mode == UpdateMode::Reinit {
-            self.blocking_store(uid, |store, u| store.wipe_data(u))
-                .await?;
+            step(
+                "wipe data",
+                self.blocking_store(uid, |store, u| store.wipe_data(u)),
+            )
+            .await?;
             tracing::info!(uid = %uid, "update: data/ wiped");
         }
         if mode.pulls() {
-            match self.runtime.pull_image(&rec.plan.image).await {
-                Ok(()) => {}
-                Err(e @ RuntimeError::ImageUnavailable { .. }) => {
-                    if self.runtime.image_env(&rec.plan.image).await?.is_none() {
-                        return Err(e.into());
+            step("pull image", async {
+                match self.runtime.pull_image(&rec.plan.image).await {
+                    Ok(()) => Ok(()),
+                    Err(e @ RuntimeError::ImageUnavailable { .. }) => {
+                        if self.runtime.image_env(&rec.plan.image).await?.is_none() {
+                            return Err(e.into());
+                        }
+                        tracing::warn!(uid = %uid, "update: pull failed, keeping the local image: {e}");
+                        Ok(())
                     }
-                    tracing::warn!(uid = %uid, "update: pull failed, keeping the local image: {e}");
+                    Err(e) => Err(ServiceError::from(e)),
                 }
-                Err(e) => return Err(e.into()),
-            }
+            })
+            .await?;
         }
         if mode.reinstalls() {
-            self.blocking_store(uid, |store, u| store.clear_update_marker(u))
-                .await?;
+            step(
+                "reinstall marker",
+                self.blocking_store(uid, |store, u| store.clear_update_marker(u)),
+            )
+            .await?;
         }
         // A new container picks up a new image and the current config.
-        self.remove_container(&rec).await?;
-        self.start_locked(uid, None).await
+        step("recreate", self.remove_container(&rec)).await?;
+        step("start", self.start_locked(uid, None)).await
     }
 
     /// Removes the container and network; with `eradicate`, also every file of the server.
     pub async fn destroy(&self, uid: &Uid, eradicate: bool) -> Result<String> {
         self.record(uid)?;
+        let kind = if eradicate {
+            JobKind::Eradicate
+        } else {
+            JobKind::Destroy
+        };
+        self.action(uid, kind, self.destroy_inner(uid, eradicate))
+            .await
+    }
+
+    async fn destroy_inner(&self, uid: &Uid, eradicate: bool) -> Result<String> {
         self.want_stopped(uid, Expected::Stop).await?;
         let _g = self.lock(uid).await;
         let rec = self.record(uid)?;
-        self.remove_container(&rec).await?;
+        step("remove container", self.remove_container(&rec)).await?;
         self.handle_of(uid).set_container(None);
-        self.scheduler.forget_server(uid).await?;
+        step("forget schedules", async {
+            self.scheduler.forget_server(uid).await
+        })
+        .await?;
         if eradicate {
-            self.remove_files(uid).await?;
+            step("remove files", self.remove_files(uid)).await?;
             Ok(format!(
                 "Server {uid} was removed. All files for {uid} were deleted."
             ))
@@ -581,7 +663,8 @@ impl ServerService {
             let running = self.handle_of(&rec.uid).is_running();
             if rec.state.wanted_running && !running {
                 tracing::info!(uid = %rec.uid, "reconcile: server should run, starting it");
-                if let Err(e) = self.start(&rec.uid, None).await {
+                let start = self.acting("daemon", self.start(&rec.uid, None));
+                if let Err(e) = start.await {
                     tracing::warn!(uid = %rec.uid, "reconcile: start failed: {e}");
                 }
             }

@@ -14,6 +14,7 @@ mod console;
 mod container;
 mod create;
 mod gameconfig;
+mod jobs;
 mod lifecycle;
 mod plans;
 mod ports;
@@ -29,6 +30,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::access::{Access, AccessConfig, AccessError, LockoutConfig};
 use crate::config::Settings;
+use crate::jobs::{JobError, Jobs};
 use crate::live::console::ConsoleConfig;
 use crate::live::{Registry, ServerHandle};
 use crate::names::{InvalidName, Uid};
@@ -37,6 +39,7 @@ use crate::runtime::{Runtime, RuntimeError};
 use crate::schedule::{ScheduleError, Scheduler};
 use crate::store::{DataDir, ServerStore, StoreError};
 
+pub use crate::jobs::{Job, JobFilter, JobKind, JobState, JobView, Step};
 pub use backup::Backup;
 pub use capacity::{Capacity, ImageUsage, ServerUsage};
 pub use console::{ConsoleStream, EventStream};
@@ -69,6 +72,8 @@ pub enum ServiceError {
     Schedule(#[from] ScheduleError),
     #[error(transparent)]
     Access(#[from] AccessError),
+    #[error(transparent)]
+    Job(#[from] JobError),
     /// The game server did not reach the wanted state.
     #[error("{0}")]
     Failed(String),
@@ -99,6 +104,8 @@ pub struct ServerService {
     registry: Registry,
     /// API keys, the lockout of wrong keys, the audit log.
     access: Arc<Access>,
+    /// The job history.
+    jobs: Arc<Jobs>,
     /// True once the live model was first filled from the engine.
     synced: tokio::sync::watch::Sender<bool>,
     /// Held while a create picks its port group until the server is in the index, so two
@@ -131,6 +138,7 @@ impl ServerService {
                 ..AccessConfig::default()
             },
         )?);
+        let jobs = Arc::new(Jobs::load(&store.data_dir().jobs_file())?);
         let svc = Arc::new_cyclic(|me| ServerService {
             settings,
             runtime,
@@ -139,9 +147,17 @@ impl ServerService {
             scheduler: scheduler.clone(),
             registry: Registry::new(ConsoleConfig::default()),
             access,
+            jobs: jobs.clone(),
             synced: tokio::sync::watch::channel(false).0,
             allocation: tokio::sync::Mutex::new(()),
             me: me.clone(),
+        });
+        let me = svc.me.clone();
+        jobs.on_change(move |job| {
+            if let Some(svc) = me.upgrade() {
+                svc.registry
+                    .publish(&job.uid, crate::live::EventKind::Job { job: job.view() });
+            }
         });
         let runner: Weak<dyn crate::schedule::Runner> = svc.me.clone();
         scheduler.attach(runner);
@@ -214,34 +230,43 @@ impl crate::schedule::Runner for ServerService {
                 + 'a,
         >,
     > {
-        Box::pin(async move {
+        Box::pin(self.acting("schedule", async move {
             use crate::schedule::{Action, Ran};
             if action == Action::Restart {
                 let o = self.restart(uid).await.map_err(|e| e.to_string())?;
                 return Ok(Ran::Done(o.container_state));
             }
-            // The state is judged under the server's lock, so an action still under way (a
-            // start that takes a while) is not mistaken for work left to do.
-            let _g = self.lock(uid).await;
             self.record(uid).map_err(|e| e.to_string())?;
-            let was_running = self
-                .runtime
-                .inspect(&uid.container_name())
-                .await
-                .map_err(|e| e.to_string())?
-                .is_some_and(|c| c.running);
-            // The action runs even when it changes nothing: it also records what the host
-            // wants (a stop of a crashed server must not be undone by the next reconcile).
-            let (r, noop) = match action {
-                Action::Start => (self.start_locked(uid, None).await, was_running),
-                _ => (self.stop_locked(uid).await, !was_running),
+            let kind = match action {
+                Action::Start => crate::jobs::JobKind::Start,
+                _ => crate::jobs::JobKind::Stop,
             };
-            let state = r.map_err(|e| e.to_string())?.container_state;
-            Ok(if noop {
-                Ran::Noop(state)
-            } else {
-                Ran::Done(state)
-            })
-        })
+            let work = async {
+                // The state is judged under the server's lock, so an action still under way
+                // (a start that takes a while) is not mistaken for work left to do.
+                let _g = self.lock(uid).await;
+                self.record(uid)?;
+                let was_running = self
+                    .runtime
+                    .inspect(&uid.container_name())
+                    .await?
+                    .is_some_and(|c| c.running);
+                // The action runs even when it changes nothing: it also records what the host
+                // wants (a stop of a crashed server must not be undone by the next reconcile).
+                let (r, noop) = match action {
+                    Action::Start => (self.start_locked(uid, None).await, was_running),
+                    _ => (self.stop_locked(uid).await, !was_running),
+                };
+                let state = r?.container_state;
+                Ok(if noop {
+                    Ran::Noop(state)
+                } else {
+                    Ran::Done(state)
+                })
+            };
+            self.action(uid, kind, work)
+                .await
+                .map_err(|e| e.to_string())
+        }))
     }
 }

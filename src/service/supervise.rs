@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use super::{Result, ServerService};
+use crate::jobs::JobKind;
 use crate::live::events::EventKind;
 use crate::live::handle::ContainerSnap;
 use crate::live::policy::{self, Decision};
@@ -374,7 +375,8 @@ impl ServerService {
                 return;
             }
             let before = h.state().recorded_run.clone();
-            match self.start_locked(&h.uid, None).await {
+            let start = self.action(&h.uid, JobKind::Restart, self.start_locked(&h.uid, None));
+            match self.acting("policy", start).await {
                 Ok(_) => {
                     tracing::info!(uid = %h.uid, "restarted");
                     return;

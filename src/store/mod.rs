@@ -85,6 +85,10 @@ impl DataDir {
         self.root.join("backups")
     }
 
+    pub fn jobs_file(&self) -> PathBuf {
+        self.root.join("jobs.json")
+    }
+
     pub fn schedules_file(&self) -> PathBuf {
         self.root.join("schedules.json")
     }

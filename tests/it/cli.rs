@@ -887,3 +887,43 @@ async fn keys_and_audit_commands() {
     assert!(out.stdout.starts_with("TIME"), "{out:?}");
     assert_eq!(out.stdout.lines().count(), 3, "{out:?}");
 }
+
+#[tokio::test]
+async fn cli_jobs_no_wait_and_follow() {
+    let d = Daemon::start().await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.jobs");
+    d.create_running(&uid).await;
+
+    let out = peon(&d, &["server", "stop", &uid, "--no-wait"]).await.ok();
+    let id = out.stdout.trim().to_owned();
+    assert!(!id.is_empty() && !id.contains(' '), "{out:?}");
+    let out = peon(&d, &["job", &id, "--follow"]).await.ok();
+    assert!(out.stdout.contains("signal"), "{out:?}");
+    assert!(out.stdout.contains("succeeded in"), "{out:?}");
+
+    let out = peon(&d, &["job", &id]).await.ok();
+    assert!(out.stdout.contains("requester  admin"), "{out:?}");
+    assert!(out.stdout.contains("wait for exit"), "{out:?}");
+    let v = peon(&d, &["job", &id, "--json"]).await.ok().json();
+    assert_eq!(v["kind"], "stop", "{v}");
+
+    let out = peon(&d, &["jobs", "--uid", &uid]).await.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("ID"), "{out:?}");
+    assert!(lines[0].contains("REQUESTER"), "{out:?}");
+    assert_eq!(lines.len(), 3, "{out:?}");
+    assert!(
+        lines[1].contains("stop") && lines[1].contains("succeeded"),
+        "{out:?}"
+    );
+    assert!(lines[2].contains("create"), "{out:?}");
+    let v = peon(&d, &["jobs", "--kind", "create", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+
+    let out = peon(&d, &["job", "nope"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+}
