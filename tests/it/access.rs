@@ -351,3 +351,47 @@ async fn mutating_requests_are_audited_without_secrets() {
     }
     d.cleanup().await;
 }
+
+#[tokio::test]
+async fn jobs_name_the_key_that_asked_and_follow_its_scope() {
+    let d = Daemon::start().await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.jobs");
+    create_stopped(&d, &uid).await;
+    let ops = new_key(&d, "ops", "operator", json!({"games": [game]})).await;
+    let other = new_key(&d, "other", "viewer", json!({"games": ["elsewhere"]})).await;
+
+    let (s, v) = d
+        .call_as(
+            &ops,
+            reqwest::Method::PUT,
+            &format!("/server/start/{uid}"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, jobs) = d.get(&format!("/jobs?uid={uid}&kind=start")).await;
+    assert_eq!(s, StatusCode::OK, "{jobs}");
+    let job = &jobs[0];
+    assert_eq!(job["requester"], "ops", "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+
+    // A key scoped elsewhere sees none of this server's jobs.
+    let (s, v) = d.call_as(&other, reqwest::Method::GET, "/jobs", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["uid"] != uid.as_str()),
+        "{v}"
+    );
+    let (s, v) = d
+        .call_as(&other, reqwest::Method::GET, &format!("/job/{id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, v) = d
+        .call_as(&ops, reqwest::Method::GET, &format!("/job/{id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
