@@ -334,19 +334,7 @@ mod tests {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("/api/v1{path}"))
-            .header(auth::HEADER, KEY)
-            .body(body.map_or_else(HttpBody::empty, |b| HttpBody::from(b.to_string())))
-            .unwrap();
-        let res = app.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        call_with(app, KEY, method, path, body).await
     }
 
     #[tokio::test]

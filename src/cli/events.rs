@@ -127,6 +127,8 @@ pub async fn run(c: &Client, json: bool, uid: Option<&str>) -> Result<ExitCode, 
         None => "/events".to_owned(),
     };
     let res = c.event_stream(&path).await?;
+    // The daemon subscribed before it answered: from here on nothing is missed.
+    eprintln!("peon: following events (Ctrl-C to stop)");
     let mut events = sse::Reader::new(Box::pin(res.bytes_stream()));
     while let Some(ev) = events.next().await {
         let ev = ev.map_err(|e| c.transport(e))?;

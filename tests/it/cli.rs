@@ -644,13 +644,24 @@ async fn cli_events_stream_what_happens() {
         }
         command(&env, &args)
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn")
     };
     let mut table = spawn(false);
     let mut json = spawn(true);
-    // Give both a moment to subscribe, then make something happen.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Both say when they are subscribed; then something happens.
+    for child in [&mut table, &mut json] {
+        let mut err = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut said = Vec::new();
+        read_until(
+            &mut err,
+            &mut said,
+            "following events",
+            Duration::from_secs(20),
+        )
+        .await;
+    }
     d.put(&format!("/server/restart/{uid}"), serde_json::json!({}))
         .await;
 
@@ -681,8 +692,8 @@ async fn cli_events_stream_what_happens() {
 }
 
 /// Reads lines into `seen` until one contains `needle`, failing after `within`.
-async fn read_until(
-    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+async fn read_until<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut tokio::io::Lines<R>,
     seen: &mut Vec<String>,
     needle: &str,
     within: Duration,
