@@ -71,17 +71,20 @@ pub async fn ws(
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
     let console = s.service.console(&u, REPLAY)?;
-    let state = s.service.get(&u).await?.server_state;
     let svc = s.service.clone();
     tracing::info!(uid = %u, "console client connected (WebSocket)");
     Ok(upgrade
-        .on_upgrade(move |socket| ws_session(socket, svc, console, state))
+        .on_upgrade(move |socket| ws_session(socket, svc, console))
         .into_response())
 }
 
-async fn ws_session(socket: WebSocket, svc: Arc<ServerService>, c: ConsoleStream, state: String) {
+async fn ws_session(socket: WebSocket, svc: Arc<ServerService>, c: ConsoleStream) {
     let (mut tx, mut rx) = socket.split();
-    let ConsoleStream { uid, mut sub } = c;
+    let ConsoleStream {
+        uid,
+        mut sub,
+        state,
+    } = c;
     for f in opening_frames(&uid, &mut sub, state) {
         if tx.send(Message::Text(f.into())).await.is_err() {
             return;
@@ -146,8 +149,11 @@ pub async fn sse(
     let c = s
         .service
         .console(&u, q.replay.unwrap_or(REPLAY).min(1000))?;
-    let state = s.service.get(&u).await?.server_state;
-    let ConsoleStream { uid, mut sub } = c;
+    let ConsoleStream {
+        uid,
+        mut sub,
+        state,
+    } = c;
     let head = stream::iter(opening_frames(&uid, &mut sub, state));
     let live = stream::unfold((sub, false), |(mut sub, done)| async move {
         if done {

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::console::{Console, ConsoleConfig};
 use super::events::{Event, EventKind};
-use crate::model::exit::{ExitRecord, Expected};
+use crate::model::exit::{ExitClass, ExitRecord, Expected};
 use crate::names::Uid;
 
 /// Where a server is in its life, as peon sees it.
@@ -143,6 +143,16 @@ impl ServerHandle {
     /// PEON's `server_state`: the phase while running or stopping, else the container state.
     pub fn server_state(&self) -> String {
         server_state(&self.state())
+    }
+
+    /// The class of the exit recorded after the run `since` (a `recorded_run` read earlier);
+    /// `None` when no exit was recorded since.
+    pub fn exit_since(&self, since: &Option<String>) -> Option<ExitClass> {
+        let s = self.state();
+        if s.recorded_run == *since {
+            return None;
+        }
+        s.exits.last().map(|e| e.class)
     }
 
     /// Changes the phase (and the note), publishing the new `server_state` when it changed.

@@ -15,6 +15,8 @@ pub struct ConsoleStream {
     pub uid: Uid,
     /// Recent lines, then live frames.
     pub sub: Subscription,
+    /// The server's `server_state` when the client connected.
+    pub state: String,
 }
 
 /// A client's view of the event stream, optionally of one server.
@@ -31,6 +33,7 @@ impl ServerService {
         Ok(ConsoleStream {
             uid: uid.clone(),
             sub: h.console.subscribe(replay),
+            state: h.server_state(),
         })
     }
 

@@ -191,13 +191,8 @@ impl ServerService {
             // judged against what the host now wants.
             r = self.want_running_unless_stopped(uid, &h, intent).await;
         }
-        let exited = {
-            let mut s = h.state();
-            s.in_start = false;
-            (s.recorded_run != before)
-                .then(|| s.exits.last().map(|e| e.class))
-                .flatten()
-        };
+        h.state().in_start = false;
+        let exited = h.exit_since(&before);
         if let Err(e) = r {
             if h.state().phase == Phase::Starting && !h.is_running() {
                 h.set_phase(Phase::Stopped, None);

@@ -386,14 +386,7 @@ impl ServerService {
                     tracing::warn!(uid = %h.uid, "restart failed: {e}");
                     // The game exited while starting: judge that exit; a start that failed
                     // without one (a port taken, an image gone) counts as a crash.
-                    let class = {
-                        let s = h.state();
-                        if s.recorded_run != before {
-                            s.exits.last().map_or(ExitClass::Crash, |x| x.class)
-                        } else {
-                            ExitClass::Crash
-                        }
-                    };
+                    let class = h.exit_since(&before).unwrap_or(ExitClass::Crash);
                     match self.decide_restart(&h, class).await {
                         Some((i, d)) => (intent, delay) = (i, d),
                         None => return,

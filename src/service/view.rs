@@ -156,11 +156,16 @@ impl ServerService {
     /// One server with its resource use.
     pub async fn stats(&self, uid: &Uid) -> Result<ServerObject> {
         let mut obj = self.get(uid).await?;
-        let name = uid.container_name();
         let view = if obj.container_state == "running" {
-            let (stats, details) =
-                tokio::join!(self.runtime.stats(&name), self.runtime.inspect(&name));
-            let uptime_s = details?.and_then(|d| d.started_at).and_then(|s| {
+            // The run's start time is in the live model: one engine call, for the stats.
+            let started_at = self
+                .handle_of(uid)
+                .state()
+                .container
+                .as_ref()
+                .and_then(|c| c.started_at.clone());
+            let stats = self.runtime.stats(&uid.container_name()).await;
+            let uptime_s = started_at.and_then(|s| {
                 chrono::DateTime::parse_from_rfc3339(&s)
                     .ok()
                     .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
