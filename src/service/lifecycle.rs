@@ -437,6 +437,9 @@ impl ServerService {
             .await?;
             tracing::info!(uid = %uid, "server stopped");
         } else {
+            // The game may have exited just before the inspect, its exit not yet seen: record
+            // it now, as the stop the host asked for, before forgetting the stop.
+            self.observe_exit(&h, None, true).await;
             h.state().expected = Expected::Nothing;
         }
         Ok(self.object(&rec, &h, true))
@@ -454,6 +457,9 @@ impl ServerService {
                 match self.runtime.kill(&uid.container_name(), "KILL").await {
                     Ok(()) => Ok(true),
                     Err(RuntimeError::Conflict(_) | RuntimeError::NotFound(_)) => {
+                        // Not running: an exit the event stream has not delivered yet is the
+                        // stop the host asked for, not an in-game stop or a crash.
+                        self.observe_exit(&h, None, true).await;
                         h.state().expected = Expected::Nothing;
                         Ok(false)
                     }

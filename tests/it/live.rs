@@ -340,27 +340,13 @@ async fn stop_runs_the_stop_command_and_kill_beats_a_stubborn_stop() {
     con.wait_line("console: save").await;
     con.wait_line("console: quit").await;
 
-    // A game that ignores SIGTERM: a stop waits the grace period; a kill goes through at once,
-    // without waiting for the stop's power lock.
-    let (s, _) = d.put(&format!("/server/start/{uid}"), json!({})).await;
-    assert_eq!(s, StatusCode::OK);
-    let (s, _) = d
-        .put(&format!("/server/options/{uid}"), json!({"stop_grace": 60}))
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    // No stop commands this time: the plan's would make it quit.
-    let plan_less = {
-        let mut c: Value =
-            serde_json::from_slice(&std::fs::read(d.server_dir(&uid).join("config.json")).unwrap())
-                .unwrap();
-        c["lifecycle"] = json!({});
-        c
-    };
-    std::fs::write(
-        d.server_dir(&uid).join("config.json"),
-        serde_json::to_vec(&plan_less).unwrap(),
-    )
-    .unwrap();
+    // A game that ignores SIGTERM (and has no stop command that would make it quit): a stop
+    // waits the grace period; a kill goes through at once, without waiting for the stop's power
+    // lock.
+    let plain = custom_game(&d, |p| p["lifecycle"] = json!({"stop_grace": 60}));
+    let uid = format!("{plain}.stubborn");
+    d.create_running(&uid).await;
+    let mut con = Console::connect(&d, &uid).await;
     d.post(
         &format!("/server/command/{uid}"),
         json!({"command": "stubborn"}),
