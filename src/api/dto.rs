@@ -154,21 +154,45 @@ impl TryFrom<Body> for DescriptionBody {
     }
 }
 
-/// `PUT /server/update/<uid>`: `{"mode": ...}`, all optional.
+/// `PUT /server/update/<uid>`: `{"mode": ..., "watch": ...}`, all optional.
 #[derive(Debug, Default, ToSchema)]
 pub struct UpdateBody {
     /// `full` (default, also `all`), `image` (`container`), `server` (`game`), `reinit`.
     pub mode: Option<String>,
+    /// How long the updated server must stay up after getting ready before the update is kept
+    /// (a crash within it rolls the update back): seconds, or a duration such as `"2m"`; `0`
+    /// for no watch. The daemon's `update_watch` (30 s) when absent.
+    #[schema(value_type = Option<String>, example = "30s")]
+    pub watch: Option<std::time::Duration>,
 }
 
 impl TryFrom<Body> for UpdateBody {
     type Error = ApiError;
 
     fn try_from(body: Body) -> Result<Self, ApiError> {
+        let watch = match body.0.get("watch") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::Number(n)) => Some(
+                n.as_u64()
+                    .map(std::time::Duration::from_secs)
+                    .ok_or_else(|| bad_watch(&n.to_string()))?,
+            ),
+            Some(serde_json::Value::String(t)) => {
+                Some(crate::model::lifecycle::parse_duration(t).ok_or_else(|| bad_watch(t))?)
+            }
+            Some(other) => return Err(bad_watch(&other.to_string())),
+        };
         Ok(UpdateBody {
             mode: body.str("mode")?,
+            watch,
         })
     }
+}
+
+fn bad_watch(v: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "The field watch must be a number of seconds or a duration such as \"30s\" or \"2m\", not {v}."
+    ))
 }
 
 /// `DELETE /server/destroy/<uid>` and `/server/eradicate/<uid>`: `{"eradicate": true}`.

@@ -73,6 +73,7 @@ impl ApiError {
                 ServiceError::Conflict(_) => (S::CONFLICT, "srv.exists"),
                 ServiceError::PortsInUse(_) => (S::CONFLICT, "srv.portsused"),
                 ServiceError::Failed(_) => (S::BAD_GATEWAY, "srv.failed"),
+                ServiceError::RolledBack(_) => (S::BAD_GATEWAY, "srv.update.rolledback"),
                 ServiceError::NotRunning(_) => (S::CONFLICT, "srv.notrunning"),
                 ServiceError::Store(_) => (S::INTERNAL_SERVER_ERROR, "store.io"),
                 ServiceError::Plan(p) => match p {

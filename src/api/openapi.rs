@@ -86,7 +86,8 @@ impl Modify for ApiKeyScheme {
         live::CommandBody, live::OptionsBody, crate::live::Event, crate::live::ExitRecord,
         KeyScope, KeyBody, KeyInfo, NewKeyInfo, AuditInfo,
         Accepted, crate::service::Job, crate::service::JobView, crate::service::Step,
-        crate::service::JobKind, crate::service::JobState
+        crate::service::JobKind, crate::service::JobState,
+        crate::model::update::UpdateRecord, crate::model::update::UpdateResult
     )),
     modifiers(&ApiKeyScheme),
     tags(

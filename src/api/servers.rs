@@ -19,7 +19,7 @@ use super::jobs::{self as jobs_api, WaitQuery};
 use super::{AppState, Body, Loose};
 use crate::model::lifecycle::{RestartPolicy, parse_duration};
 use crate::schedule;
-use crate::service::{CreateRequest, JobKind, ServerObject, UpdateMode};
+use crate::service::{CreateRequest, JobKind, ServerObject, UpdateMode, UpdateOptions};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -581,7 +581,8 @@ pub async fn update(
     let mode = UpdateMode::parse(body.mode.as_deref().unwrap_or("full"))?;
     s.service.record(&u)?;
     let (svc, id) = (s.service.clone(), u.to_string());
-    let work = async move { svc.update(&u, mode).await };
+    let opts = UpdateOptions { watch: body.watch };
+    let work = async move { svc.update(&u, mode, opts).await };
     jobs_api::run(&s, &uri, &w, JobKind::Update, &id, work).await
 }
 

@@ -250,12 +250,17 @@ pub enum ServerCmd {
         #[command(flatten)]
         timer: Timer,
     },
-    /// Update a server's game or image.
+    /// Update a server's game or image; a new version that crashes or does not get ready is
+    /// rolled back by itself.
     Update {
         uid: String,
         /// server, image, full, reinit, quick or validate.
         #[arg(long, short, default_value = "full")]
         mode: String,
+        /// How long the new version must stay up after getting ready (e.g. 30s, 2m; 0 for no
+        /// watch) [default: the daemon's update_watch].
+        #[arg(long)]
+        watch: Option<String>,
         /// Do not wait: the daemon runs it as a background job; print the job's id.
         #[arg(long)]
         no_wait: bool,

@@ -627,11 +627,12 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
         ServerCmd::Update {
             uid: u,
             mode,
+            watch,
             no_wait,
         } => {
             let u = uid(&u)?;
+            let body = json!({ "mode": mode, "watch": watch });
             if no_wait {
-                let body = json!({ "mode": mode });
                 return detach(c, json, &format!("/server/update/{u}"), &body).await;
             }
             let v = long(
@@ -640,7 +641,7 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
                 format!("updating {u} ({mode})"),
                 Method::PUT,
                 &format!("/server/update/{u}"),
-                &json!({ "mode": mode }),
+                &body,
             )
             .await?;
             print_or_json(&v, json, state_line);

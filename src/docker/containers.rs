@@ -118,6 +118,7 @@ impl Engine {
                 .as_ref()
                 .and_then(|c| c.image.clone())
                 .unwrap_or_default(),
+            image_id: r.image.clone().unwrap_or_default(),
             state: state.status.map(|s| s.to_string()).unwrap_or_default(),
             running: state.running.unwrap_or(false),
             exit_code: state.exit_code,

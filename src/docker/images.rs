@@ -1,7 +1,9 @@
 //! Images: inspect (for the environment an image declares), pull, and building the tiny
 //! busybox-based stand-in game image used by the demo and the tests.
 
-use bollard::query_parameters::{BuildImageOptionsBuilder, CreateImageOptionsBuilder};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateImageOptionsBuilder, RemoveImageOptions, TagImageOptionsBuilder,
+};
 use futures_util::StreamExt;
 
 use super::{Engine, Result, RuntimeError};
@@ -26,6 +28,53 @@ impl Engine {
             Ok(i) => Ok(Some(i.size.unwrap_or(0).max(0) as u64)),
             Err(e) => match self.fail("inspect image", e).await {
                 RuntimeError::NotFound(_) => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// The id of a local image, or `None` when the image is not present.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        let c = self.client().await?;
+        match c.inspect_image(image).await {
+            Ok(i) => Ok(i.id),
+            Err(e) => match self.fail("inspect image", e).await {
+                RuntimeError::NotFound(_) => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Tags the local image `source` as `target` (`repo:tag`).
+    pub async fn tag_image(&self, source: &str, target: &str) -> Result<()> {
+        let c = self.client().await?;
+        let (repo, tag) = split_tag(target);
+        let opts = TagImageOptionsBuilder::default()
+            .repo(repo)
+            .tag(tag)
+            .build();
+        match c.tag_image(source, Some(opts)).await {
+            Ok(()) => {
+                tracing::info!(image = %source, tag = %target, "docker: image tagged");
+                Ok(())
+            }
+            Err(e) => Err(self.fail("tag image", e).await),
+        }
+    }
+
+    /// Removes an image reference; a missing one is not an error.
+    pub async fn remove_image(&self, image: &str) -> Result<()> {
+        let c = self.client().await?;
+        match c
+            .remove_image(image, None::<RemoveImageOptions>, None)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(image = %image, "docker: image reference removed");
+                Ok(())
+            }
+            Err(e) => match self.fail("remove image", e).await {
+                RuntimeError::NotFound(_) => Ok(()),
                 e => Err(e),
             },
         }
@@ -92,20 +141,6 @@ impl Engine {
         }
         tracing::info!(image = %tag, "docker: image built");
         Ok(())
-    }
-
-    /// Adds the tag `target` (`repo[:tag]`) to the image `source`.
-    pub async fn tag_image(&self, source: &str, target: &str) -> Result<()> {
-        let c = self.client().await?;
-        let (repo, tag) = split_tag(target);
-        let opts = bollard::query_parameters::TagImageOptionsBuilder::default()
-            .repo(repo)
-            .tag(tag)
-            .build();
-        match c.tag_image(source, Some(opts)).await {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.fail("tag image", e).await),
-        }
     }
 }
 

@@ -80,6 +80,15 @@ impl Runtime for Engine {
     fn pull_image<'a>(&'a self, image: &'a str) -> RtFuture<'a, ()> {
         Box::pin(Engine::pull_image(self, image))
     }
+    fn image_id<'a>(&'a self, image: &'a str) -> RtFuture<'a, Option<String>> {
+        Box::pin(Engine::image_id(self, image))
+    }
+    fn tag_image<'a>(&'a self, source: &'a str, target: &'a str) -> RtFuture<'a, ()> {
+        Box::pin(Engine::tag_image(self, source, target))
+    }
+    fn remove_image<'a>(&'a self, image: &'a str) -> RtFuture<'a, ()> {
+        Box::pin(Engine::remove_image(self, image))
+    }
     fn ensure_network<'a>(
         &'a self,
         name: &'a str,

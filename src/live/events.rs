@@ -45,6 +45,8 @@ pub enum EventKind {
     },
     /// A job was created, one of its steps started or ended, or it ended.
     Job { job: JobView },
+    /// An update failed and was rolled back (`ok`), or its rollback failed too.
+    UpdateRolledBack { reason: String, ok: bool },
 }
 
 impl Event {

@@ -4,3 +4,4 @@
 pub mod exit;
 pub mod lifecycle;
 pub mod plan;
+pub mod update;

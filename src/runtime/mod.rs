@@ -102,7 +102,10 @@ impl ContainerInfo {
 pub struct ContainerDetails {
     pub id: String,
     pub name: String,
+    /// The image as the container was created with (a reference or an id).
     pub image: String,
+    /// The id of the image the container runs.
+    pub image_id: String,
     pub state: String,
     pub running: bool,
     pub exit_code: Option<i64>,
@@ -251,6 +254,13 @@ pub trait Runtime: Send + Sync + 'static {
     fn image_size<'a>(&'a self, image: &'a str) -> RtFuture<'a, Option<u64>>;
     /// Pulls an image.
     fn pull_image<'a>(&'a self, image: &'a str) -> RtFuture<'a, ()>;
+    /// The id (`sha256:...`) of a local image; `None` when it is not present.
+    fn image_id<'a>(&'a self, image: &'a str) -> RtFuture<'a, Option<String>>;
+    /// Tags a local image (`source`: an id or a reference) as `target` (`repo:tag`).
+    fn tag_image<'a>(&'a self, source: &'a str, target: &'a str) -> RtFuture<'a, ()>;
+    /// Removes an image reference (a tag; the image goes with its last one); a missing one is
+    /// not an error.
+    fn remove_image<'a>(&'a self, image: &'a str) -> RtFuture<'a, ()>;
     /// Creates a bridge network unless it exists (a subnet from `fallback_pool` when the
     /// engine's pools are used up).
     fn ensure_network<'a>(

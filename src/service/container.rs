@@ -109,7 +109,7 @@ impl ServerService {
         Ok(ContainerSpec {
             name: rec.uid.container_name(),
             hostname: rec.uid.container_name(),
-            image: plan.image.clone(),
+            image: run_image(rec).to_owned(),
             env,
             binds,
             ports: group
@@ -141,8 +141,15 @@ impl ServerService {
             )));
         }
         // One image inspect: it says whether to pull and gives the labels' values.
-        let image_env = match self.runtime.image_env(&rec.plan.image).await? {
+        let image_env = match self.runtime.image_env(run_image(rec)).await? {
             Some(env) => env,
+            None if rec.state.image_pin.is_some() => {
+                return Err(ServiceError::Conflict(format!(
+                    "[{}] is pinned to the image {} (its last known good, kept by a rollback), which is no longer on the engine. Update the server to go to its plan's image.",
+                    rec.uid,
+                    run_image(rec)
+                )));
+            }
             None => {
                 tracing::info!(uid = %rec.uid, image = %rec.plan.image, "image not present, pulling");
                 self.runtime.pull_image(&rec.plan.image).await?;
@@ -173,4 +180,9 @@ impl ServerService {
         self.runtime.remove_network(&rec.uid.network_name()).await?;
         Ok(())
     }
+}
+
+/// The image a server's container runs: the image a rollback pinned it to, else its plan's.
+pub(super) fn run_image(rec: &ServerRecord) -> &str {
+    rec.state.image_pin.as_deref().unwrap_or(&rec.plan.image)
 }

@@ -241,7 +241,7 @@ impl ServerService {
             created: chrono::Utc::now().timestamp(),
             restart_policy: req.restart_policy,
             stop_grace_s: req.stop_grace.map(|d| d.as_secs()),
-            exits: Vec::new(),
+            ..ServerState::default()
         };
         let (svc, files, plan_dir, u) = (
             self.me.upgrade(),

@@ -44,14 +44,23 @@ impl UpdateMode {
         }
     }
 
-    fn pulls(self) -> bool {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateMode::Reinit => "reinit",
+            UpdateMode::Full => "full",
+            UpdateMode::Image => "image",
+            UpdateMode::Server => "server",
+        }
+    }
+
+    pub(super) fn pulls(self) -> bool {
         matches!(
             self,
             UpdateMode::Reinit | UpdateMode::Full | UpdateMode::Image
         )
     }
 
-    fn reinstalls(self) -> bool {
+    pub(super) fn reinstalls(self) -> bool {
         matches!(
             self,
             UpdateMode::Reinit | UpdateMode::Full | UpdateMode::Server
@@ -530,53 +539,6 @@ impl ServerService {
         self.get(uid).await
     }
 
-    /// PEON's update: stop, apply the mode, then start with a fresh container.
-    pub async fn update(&self, uid: &Uid, mode: UpdateMode) -> Result<ServerObject> {
-        self.record(uid)?;
-        self.action(uid, JobKind::Update, self.update_inner(uid, mode))
-            .await
-    }
-
-    async fn update_inner(&self, uid: &Uid, mode: UpdateMode) -> Result<ServerObject> {
-        let _g = self.lock(uid).await;
-        let rec = self.record(uid)?;
-        step("stop", self.stop_locked(uid)).await?;
-        if mode == UpdateMode::Reinit {
-            step(
-                "wipe data",
-                self.blocking_store(uid, |store, u| store.wipe_data(u)),
-            )
-            .await?;
-            tracing::info!(uid = %uid, "update: data/ wiped");
-        }
-        if mode.pulls() {
-            step("pull image", async {
-                match self.runtime.pull_image(&rec.plan.image).await {
-                    Ok(()) => Ok(()),
-                    Err(e @ RuntimeError::ImageUnavailable { .. }) => {
-                        if self.runtime.image_env(&rec.plan.image).await?.is_none() {
-                            return Err(e.into());
-                        }
-                        tracing::warn!(uid = %uid, "update: pull failed, keeping the local image: {e}");
-                        Ok(())
-                    }
-                    Err(e) => Err(ServiceError::from(e)),
-                }
-            })
-            .await?;
-        }
-        if mode.reinstalls() {
-            step(
-                "reinstall marker",
-                self.blocking_store(uid, |store, u| store.clear_update_marker(u)),
-            )
-            .await?;
-        }
-        // A new container picks up a new image and the current config.
-        step("recreate", self.remove_container(&rec)).await?;
-        step("start", self.start_locked(uid, None)).await
-    }
-
     /// Removes the container and network; with `eradicate`, also every file of the server.
     pub async fn destroy(&self, uid: &Uid, eradicate: bool) -> Result<String> {
         self.record(uid)?;
@@ -620,7 +582,7 @@ impl ServerService {
     }
 
     /// Runs a blocking store call off the async workers.
-    async fn blocking_store(
+    pub(super) async fn blocking_store(
         &self,
         uid: &Uid,
         f: impl FnOnce(&crate::store::ServerStore, &Uid) -> crate::store::Result<()> + Send + 'static,

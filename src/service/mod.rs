@@ -22,6 +22,7 @@ mod readiness;
 mod schedules;
 mod supervise;
 mod system;
+mod update;
 mod view;
 
 use std::sync::{Arc, Weak};
@@ -46,6 +47,7 @@ pub use console::{ConsoleStream, EventStream};
 pub use create::CreateRequest;
 pub use lifecycle::{ServerOptions, UpdateMode};
 pub use system::EngineStatus;
+pub use update::UpdateOptions;
 pub use view::{ServerObject, StatsView};
 
 /// Errors of the service layer. The API maps each to one HTTP status, once.
@@ -77,6 +79,9 @@ pub enum ServiceError {
     /// The game server did not reach the wanted state.
     #[error("{0}")]
     Failed(String),
+    /// An update failed and was rolled back (or the rollback failed too).
+    #[error("{0}")]
+    RolledBack(String),
     /// The action needs a running game (a console command), or the game was stopped meanwhile.
     #[error("{0}")]
     NotRunning(String),

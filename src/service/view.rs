@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::{Result, ServerService, ServiceError};
 use crate::live::{ExitRecord, Phase, ServerHandle};
+use crate::model::update::UpdateRecord;
 use crate::names::Uid;
 use crate::store::ServerRecord;
 
@@ -49,6 +50,13 @@ pub struct ServerObject {
     /// The last exits (up to 20, oldest first); in `GET /server/get`, not in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exits: Option<Vec<ExitRecord>>,
+    /// The image id the server is pinned to (its last known good, kept by a rolled-back
+    /// update) instead of its plan's image; absent when it follows its plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pin: Option<String>,
+    /// The last update and how it ended (kept, or rolled back and why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_update: Option<UpdateRecord>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub stats: Option<StatsView>,
 }
@@ -133,6 +141,8 @@ impl ServerService {
             stop_grace_s: self.stop_grace(rec).as_secs(),
             last_exit: s.exits.last().cloned(),
             exits: full.then(|| s.exits.clone()),
+            image_pin: rec.state.image_pin.clone(),
+            last_update: rec.state.last_update.clone(),
             stats: None,
         }
     }

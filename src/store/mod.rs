@@ -15,9 +15,11 @@ use serde_json::Value;
 use crate::fsio::atomic;
 
 mod serverdir;
+mod undo;
 use crate::model::exit::ExitRecord;
 use crate::model::lifecycle::RestartPolicy;
 use crate::model::plan::{Plan, parse_plan, problems_text};
+use crate::model::update::UpdateRecord;
 use crate::names::Uid;
 pub use serverdir::NewServer;
 
@@ -81,6 +83,12 @@ impl DataDir {
         self.servers().join(".staging")
     }
 
+    /// Undo points of updates under way: a copy of each server directory being updated, on the
+    /// same filesystem as `servers/` so a rollback is one atomic exchange.
+    pub fn undo(&self) -> PathBuf {
+        self.root.join("undo")
+    }
+
     pub fn backups(&self) -> PathBuf {
         self.root.join("backups")
     }
@@ -95,7 +103,7 @@ impl DataDir {
 
     /// Creates the top-level folders and clears debris a crash may have left in staging.
     pub fn prepare(&self) -> Result<()> {
-        for d in [self.servers(), self.backups()] {
+        for d in [self.servers(), self.backups(), self.undo()] {
             std::fs::create_dir_all(&d).map_err(|e| StoreError::io("cannot create", &d, e))?;
         }
         let staging = self.staging();
@@ -128,6 +136,13 @@ pub struct ServerState {
     /// The last exits of the game, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exits: Vec<ExitRecord>,
+    /// An image id the server runs instead of its plan's image: set when an update is rolled
+    /// back (the last known good), cleared by the next update that succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pin: Option<String>,
+    /// The last update, and how it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update: Option<UpdateRecord>,
 }
 
 /// One server as the store knows it.

@@ -206,7 +206,10 @@ async fn update_modes() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let (s, _) = d
-        .put(&format!("/server/update/{uid}"), json!({"mode": null}))
+        .put(
+            &format!("/server/update/{uid}"),
+            json!({"mode": null, "watch": 0}),
+        )
         .await;
     assert!(s.is_success(), "null mode means the default (full)");
 
@@ -214,7 +217,10 @@ async fn update_modes() {
     std::fs::write(dir.join("actions/.update"), "").unwrap();
     std::fs::write(dir.join("data/installed.bin"), "x").unwrap();
     let (s, v) = d
-        .put(&format!("/server/update/{uid}"), json!({"mode": "server"}))
+        .put(
+            &format!("/server/update/{uid}"),
+            json!({"mode": "server", "watch": 0}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["container_state"], "running");
@@ -224,7 +230,10 @@ async fn update_modes() {
     // image: the pull fails here (no registry) but the local image is kept and used.
     std::fs::write(dir.join("actions/.update"), "").unwrap();
     let (s, v) = d
-        .put(&format!("/server/update/{uid}"), json!({"mode": "image"}))
+        .put(
+            &format!("/server/update/{uid}"),
+            json!({"mode": "image", "watch": 0}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(dir.join("actions/.update").exists());
@@ -232,7 +241,10 @@ async fn update_modes() {
     // reinit: data/ is wiped (dotfiles too), user/ is kept.
     std::fs::write(dir.join("data/.hidden"), "x").unwrap();
     let (s, v) = d
-        .put(&format!("/server/update/{uid}"), json!({"mode": "REINIT"}))
+        .put(
+            &format!("/server/update/{uid}"),
+            json!({"mode": "REINIT", "watch": 0}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(!dir.join("data/installed.bin").exists());

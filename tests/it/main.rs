@@ -13,3 +13,4 @@ mod live;
 mod plans;
 mod resilience;
 mod schedules;
+mod updates;

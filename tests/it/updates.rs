@@ -1,0 +1,296 @@
+//! Updates that can be undone: an update whose new version crashes, never gets ready, or dies
+//! within the watch window is rolled back by itself, world included; a good one is kept.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Daemon, Events, GAME_IMAGE, free_port, game_plan, unique};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// Test images built on the stand-in game image; every tag and image goes at the end, even
+/// when the test fails.
+struct Images {
+    refs: Vec<String>,
+}
+
+impl Images {
+    fn new() -> Images {
+        Images { refs: Vec::new() }
+    }
+
+    /// Builds `tag` from a Dockerfile and returns the image id.
+    async fn build(&mut self, d: &Daemon, tag: &str, dockerfile: &str) -> String {
+        let mut ar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(dockerfile.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        ar.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())
+            .expect("tar");
+        let ctx = ar.into_inner().expect("tar");
+        d.engine.build_image(tag, ctx).await.expect("build image");
+        let id = d
+            .engine
+            .image_id(tag)
+            .await
+            .expect("inspect")
+            .expect("built image");
+        self.refs.push(tag.to_owned());
+        self.refs.push(id.clone());
+        id
+    }
+
+    fn keep(&mut self, r: String) {
+        self.refs.push(r);
+    }
+}
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for r in self.refs.iter().rev() {
+            let _ = std::process::Command::new("docker")
+                .args(["rmi", "-f", r])
+                .output();
+        }
+    }
+}
+
+/// A game whose plan runs `image`; `lifecycle` goes into the plan.
+fn game_on(d: &Daemon, image: &str, lifecycle: Value) -> String {
+    let game = unique("up");
+    let mut plan = game_plan(&game, &[&[free_port()]]);
+    plan["metadata"]["image"] = json!(image);
+    plan["lifecycle"] = lifecycle;
+    d.add_plan(&game, &plan);
+    game
+}
+
+fn good(u: &str, n: u32) -> String {
+    format!("FROM {GAME_IMAGE}\nLABEL peon.test.build=good-{n}-{u}\n")
+}
+
+async fn container_image(d: &Daemon, uid: &str) -> String {
+    d.engine
+        .inspect(&format!("peon.warcamp.{uid}"))
+        .await
+        .expect("inspect")
+        .expect("container")
+        .image
+}
+
+async fn last_update_job(d: &Daemon, uid: &str) -> Value {
+    let (s, v) = d.get(&format!("/jobs?uid={uid}&kind=update")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Newest first.
+    v.as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .unwrap_or_else(|| panic!("no update job: {v}"))
+}
+
+#[tokio::test]
+async fn an_update_to_a_crashing_image_rolls_back_with_the_world_intact() {
+    // Declared first, dropped last: the daemon's containers go before the images.
+    let mut images = Images::new();
+    let d = Daemon::start().await;
+    let u = unique("rb");
+    let tag = format!("peon-test/{u}:latest");
+    let good_id = images.build(&d, &tag, &good(&u, 1)).await;
+    let game = game_on(&d, &tag, json!({"stop_grace": 5}));
+    let uid = format!("{game}.world");
+    images.keep(format!("peon-known-good/{game}:world"));
+    d.create_running(&uid).await;
+    let dir = d.server_dir(&uid);
+    std::fs::write(dir.join("data/world.dat"), b"months of building").unwrap();
+    std::fs::create_dir_all(dir.join("data/region")).unwrap();
+    std::fs::write(dir.join("data/region/r.0.0"), vec![7u8; 100_000]).unwrap();
+
+    // The next build under the same tag crashes at start.
+    let bad_id = images
+        .build(
+            &d,
+            &tag,
+            &format!(
+                "FROM {GAME_IMAGE}\nLABEL peon.test.build=bad-{u}\nENTRYPOINT [\"/bin/sh\", \"-c\", \"echo broken build; exit 3\"]\n"
+            ),
+        )
+        .await;
+    assert_ne!(good_id, bad_id);
+
+    let mut ev = Events::open(&d, Some(&uid)).await;
+    // reinit wipes data/: only the undo point can bring the world back.
+    let (s, v) = d
+        .put(
+            &format!("/server/update/{uid}"),
+            json!({"mode": "reinit", "watch": 2}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    assert_eq!(v["err_code"], "srv.update.rolledback", "{v}");
+    let info = v["info"].as_str().unwrap_or_default();
+    assert!(info.contains("rolled back"), "{v}");
+    assert!(info.contains("exit code 3"), "{v}");
+    ev.wait(LONG, "the rollback event", |e| {
+        e["type"] == "update_rolled_back" && e["ok"] == true
+    })
+    .await;
+
+    let v = d
+        .wait_server(&uid, LONG, |v| v["server_state"] == "running")
+        .await;
+    assert_eq!(v["image_pin"], json!(good_id), "{v}");
+    assert_eq!(v["last_update"]["result"], "rolled_back", "{v}");
+    assert_eq!(v["last_update"]["from_image"], json!(good_id), "{v}");
+    assert_eq!(v["last_update"]["mode"], "reinit", "{v}");
+    assert_eq!(container_image(&d, &uid).await, good_id);
+    assert_eq!(
+        std::fs::read(dir.join("data/world.dat")).unwrap(),
+        b"months of building"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("data/region/r.0.0")).unwrap(),
+        vec![7u8; 100_000]
+    );
+    // The last known good image is kept referenced while the server is pinned to it.
+    assert_eq!(
+        d.engine
+            .image_id(&format!("peon-known-good/{game}:world"))
+            .await
+            .unwrap(),
+        Some(good_id.clone())
+    );
+
+    // The job says what happened and why.
+    let job = last_update_job(&d, &uid).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let err = job["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("rolled back") && err.contains("exit code 3"),
+        "{job}"
+    );
+    let steps: Vec<&str> = job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert!(
+        steps.contains(&"record") && steps.contains(&"roll back"),
+        "{job}"
+    );
+    // The undo point is gone once used.
+    assert!(!d.data.join("undo").join(&uid).exists());
+
+    // A fixed image under the tag: the update is kept and the pin lifted.
+    let fixed_id = images.build(&d, &tag, &good(&u, 2)).await;
+    let (s, v) = d
+        .put(
+            &format!("/server/update/{uid}"),
+            json!({"mode": "image", "watch": 1}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["last_update"]["result"], "updated", "{v}");
+    assert_eq!(v["last_update"]["to_image"], json!(fixed_id), "{v}");
+    assert!(v.get("image_pin").is_none(), "{v}");
+    assert_eq!(container_image(&d, &uid).await, tag);
+    assert_eq!(d.engine.image_id(&tag).await.unwrap(), Some(fixed_id));
+    assert_eq!(
+        d.engine
+            .image_id(&format!("peon-known-good/{game}:world"))
+            .await
+            .unwrap(),
+        None,
+        "the known-good tag goes with the pin"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("data/world.dat")).unwrap(),
+        b"months of building"
+    );
+    d.cleanup().await;
+}
+
+#[tokio::test]
+async fn not_ready_in_time_or_dying_in_the_watch_window_rolls_back() {
+    // Declared first, dropped last: the daemon's containers go before the images.
+    let mut images = Images::new();
+    let d = Daemon::start().await;
+    let u = unique("rw");
+    let tag = format!("peon-test/{u}:latest");
+    let good_id = images.build(&d, &tag, &good(&u, 1)).await;
+    let game = game_on(
+        &d,
+        &tag,
+        json!({"ready_pattern": "listening on port", "ready_timeout": 3, "stop_grace": 2}),
+    );
+    let uid = format!("{game}.watch");
+    images.keep(format!("peon-known-good/{game}:watch"));
+    d.create_running(&uid).await;
+
+    // A build that runs but never says it is ready.
+    images
+        .build(
+            &d,
+            &tag,
+            &format!(
+                "FROM {GAME_IMAGE}\nLABEL peon.test.build=silent-{u}\nENTRYPOINT [\"/bin/sh\", \"-c\", \"echo silent build; exec sleep 3600\"]\n"
+            ),
+        )
+        .await;
+    let (s, v) = d
+        .put(
+            &format!("/server/update/{uid}"),
+            json!({"mode": "image", "watch": 1}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    assert!(
+        v["info"].as_str().unwrap_or_default().contains("not ready"),
+        "{v}"
+    );
+    let v = d
+        .wait_server(&uid, LONG, |v| v["server_state"] == "running")
+        .await;
+    assert_eq!(v["image_pin"], json!(good_id), "{v}");
+    assert_eq!(container_image(&d, &uid).await, good_id);
+
+    // A build that gets ready, then dies seconds later (after the start settled): caught by
+    // the watch window.
+    images
+        .build(
+            &d,
+            &tag,
+            &format!(
+                "FROM {GAME_IMAGE}\nLABEL peon.test.build=fragile-{u}\nENTRYPOINT [\"/bin/sh\", \"-c\", \"echo game: listening on port 1; sleep 3; echo fell over; exit 4\"]\n"
+            ),
+        )
+        .await;
+    let (s, v) = d
+        .put(
+            &format!("/server/update/{uid}"),
+            json!({"mode": "image", "watch": "20s"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    let info = v["info"].as_str().unwrap_or_default();
+    assert!(
+        info.contains("watch window") && info.contains("exit code 4"),
+        "{v}"
+    );
+    let v = d
+        .wait_server(&uid, LONG, |v| v["server_state"] == "running")
+        .await;
+    assert_eq!(v["image_pin"], json!(good_id), "{v}");
+    assert_eq!(v["last_update"]["result"], "rolled_back", "{v}");
+    assert_eq!(container_image(&d, &uid).await, good_id);
+
+    // A watch that is not a duration is refused before anything happens.
+    let (s, v) = d
+        .put(&format!("/server/update/{uid}"), json!({"watch": "soon"}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    d.cleanup().await;
+}
