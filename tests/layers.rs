@@ -63,6 +63,13 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "rollout",
+        &[
+            "model", "runtime", "docker", "store", "plans", "live", "schedule", "service", "api",
+            "daemon", "cli", "config", "jobs", "access",
+        ],
+    ),
+    (
         "jobs",
         &[
             "model", "runtime", "docker", "store", "plans", "live", "schedule", "service", "api",

@@ -9,6 +9,7 @@ use super::dto::ErrorBody;
 use crate::access::AccessError;
 use crate::jobs::JobError;
 use crate::plans::PlanError;
+use crate::rollout::RolloutError;
 use crate::runtime::RuntimeError;
 use crate::schedule::ScheduleError;
 use crate::service::ServiceError;
@@ -98,6 +99,11 @@ impl ApiError {
                     ScheduleError::Invalid(_) => (S::BAD_REQUEST, "req.invalid"),
                     ScheduleError::NotFound(_) => (S::NOT_FOUND, "schedule.notfound"),
                     ScheduleError::Storage(_) => (S::INTERNAL_SERVER_ERROR, "schedule.io"),
+                },
+                ServiceError::Rollout(r) => match r {
+                    RolloutError::NotFound(_) => (S::NOT_FOUND, "rollout.notfound"),
+                    RolloutError::Ended(_) => (S::CONFLICT, "rollout.ended"),
+                    RolloutError::Io { .. } => (S::INTERNAL_SERVER_ERROR, "rollout.io"),
                 },
                 ServiceError::Job(j) => match j {
                     JobError::NotFound(_) => (S::NOT_FOUND, "job.notfound"),

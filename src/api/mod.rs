@@ -12,6 +12,7 @@ mod live;
 mod maintenance;
 pub mod openapi;
 mod plans;
+mod rollouts;
 mod schedules;
 mod servers;
 mod system;
@@ -100,6 +101,9 @@ fn api_routes() -> Router<AppState> {
         .route("/keys", get(keys::list).post(keys::create))
         .route("/key/{name}", axum::routing::delete(keys::revoke))
         .route("/audit", get(keys::audit))
+        .route("/rollouts", get(rollouts::list).post(rollouts::create))
+        .route("/rollout/{id}", get(rollouts::get))
+        .route("/rollout/{id}/abort", post(rollouts::abort))
         .route("/server/{action}/{uid}", any(servers::unsupported))
 }
 
@@ -112,6 +116,15 @@ pub const ROUTE_CLASSES: &[(&str, &str, Class, &str)] = &[
     ("GET", "/capacity", Class::Read, "read the capacity"),
     ("GET", "/servers", Class::Read, "list servers"),
     ("GET", "/jobs", Class::Read, "list jobs"),
+    ("GET", "/rollouts", Class::Read, "list rollouts"),
+    ("GET", "/rollout/{id}", Class::Read, "read rollouts"),
+    ("POST", "/rollouts", Class::Admin, "start rollouts"),
+    (
+        "POST",
+        "/rollout/{id}/abort",
+        Class::Admin,
+        "abort rollouts",
+    ),
     ("GET", "/job/{id}", Class::Read, "read jobs"),
     ("PUT", "/servers", Class::Admin, "import servers"),
     ("POST", "/servers", Class::Operate, "create servers"),

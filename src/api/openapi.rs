@@ -14,7 +14,7 @@ use super::dto::{
     Health, Logs, Orchestrator, PlanEntry, ScheduleBody, Success, TimerBody, UpdateBody,
 };
 use super::dto::{AuditInfo, KeyBody, KeyInfo, KeyScope, NewKeyInfo};
-use super::{jobs, keys, live, maintenance, plans, schedules, servers, system};
+use super::{jobs, keys, live, maintenance, plans, rollouts, schedules, servers, system};
 use crate::service::{Capacity, EngineStatus, ImageUsage, ServerObject, ServerUsage, StatsView};
 
 /// Adds the `X-Api-Key` scheme.
@@ -78,6 +78,10 @@ impl Modify for ApiKeyScheme {
         keys::audit,
         jobs::list,
         jobs::get,
+        rollouts::create,
+        rollouts::list,
+        rollouts::get,
+        rollouts::abort,
     ),
     components(schemas(
         ServerObject, StatsView, Capacity, ServerUsage, ImageUsage, ErrorBody, Success,
@@ -87,7 +91,9 @@ impl Modify for ApiKeyScheme {
         KeyScope, KeyBody, KeyInfo, NewKeyInfo, AuditInfo,
         Accepted, crate::service::Job, crate::service::JobView, crate::service::Step,
         crate::service::JobKind, crate::service::JobState,
-        crate::model::update::UpdateRecord, crate::model::update::UpdateResult
+        crate::model::update::UpdateRecord, crate::model::update::UpdateResult,
+        rollouts::RolloutBody, crate::rollout::Rollout, crate::rollout::RolloutServer,
+        crate::rollout::RolloutState, crate::rollout::ServerStep
     )),
     modifiers(&ApiKeyScheme),
     tags(
@@ -98,6 +104,7 @@ impl Modify for ApiKeyScheme {
         (name = "schedules", description = "Timers and recurring schedules"),
         (name = "console", description = "The live console of a game"),
         (name = "events", description = "What happens to servers, as it happens"),
+        (name = "rollouts", description = "Updates of many servers in batches"),
         (name = "console", description = "The live console of a game"),
         (name = "events", description = "What happens to servers, as it happens"),
         (name = "access", description = "API keys, roles and scopes; the audit log"),

@@ -581,7 +581,10 @@ pub async fn update(
     let mode = UpdateMode::parse(body.mode.as_deref().unwrap_or("full"))?;
     s.service.record(&u)?;
     let (svc, id) = (s.service.clone(), u.to_string());
-    let opts = UpdateOptions { watch: body.watch };
+    let opts = UpdateOptions {
+        watch: body.watch,
+        ..UpdateOptions::default()
+    };
     let work = async move { svc.update(&u, mode, opts).await };
     jobs_api::run(&s, &uri, &w, JobKind::Update, &id, work).await
 }

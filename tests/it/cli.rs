@@ -938,3 +938,62 @@ async fn cli_jobs_no_wait_and_follow() {
     let out = peon(&d, &["job", "nope"]).await;
     assert_eq!(out.code, 1, "{out:?}");
 }
+
+#[tokio::test]
+async fn cli_rollouts() {
+    let d = Daemon::start().await;
+    let o = peon(&d, &["rollouts"]).await.ok();
+    assert!(o.stdout.contains("No rollouts."), "{o:?}");
+    let o = peon(
+        &d,
+        &[
+            "rollouts",
+            "start",
+            "--image",
+            "x:1",
+            "--uid",
+            "nosuch.server",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("HTTP 404"), "{o:?}");
+
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.roll");
+    d.create_running(&uid).await;
+    let o = peon(
+        &d,
+        &[
+            "rollouts",
+            "start",
+            "--image",
+            crate::support::GAME_IMAGE,
+            "--uid",
+            &uid,
+            "--watch",
+            "0",
+            "--json",
+        ],
+    )
+    .await
+    .ok();
+    let id = o.json()["id"].as_str().expect("id").to_owned();
+    let r = wait_for(Duration::from_secs(60), "the rollout to end", || async {
+        let r = peon(&d, &["rollouts", "get", &id, "--json"])
+            .await
+            .ok()
+            .json();
+        (r["state"] != "running").then_some(r)
+    })
+    .await;
+    assert_eq!(r["state"], "succeeded", "{r}");
+    let o = peon(&d, &["rollouts", "get", &id]).await.ok();
+    assert!(
+        o.stdout.contains("SERVER") && o.stdout.contains(&uid) && o.stdout.contains("updated"),
+        "{o:?}"
+    );
+    let o = peon(&d, &["rollouts", "abort", &id]).await;
+    assert_eq!(o.code, 1, "an ended rollout cannot be aborted: {o:?}");
+    d.cleanup().await;
+}

@@ -12,5 +12,6 @@ mod lifecycle;
 mod live;
 mod plans;
 mod resilience;
+mod rollouts;
 mod schedules;
 mod updates;

@@ -236,7 +236,7 @@ async fn docker_outage_actions_are_503_lists_from_memory_and_consoles_reattach()
 }
 
 /// Runs the real binary; killed and cleaned up on drop.
-struct Proc {
+pub(crate) struct Proc {
     child: std::process::Child,
 }
 
@@ -247,7 +247,7 @@ impl Drop for Proc {
     }
 }
 
-async fn spawn_daemon(data: &Path, instance: &str, key: &str) -> (Proc, String) {
+pub(crate) async fn spawn_daemon(data: &Path, instance: &str, key: &str) -> (Proc, String) {
     let port = support::free_port();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_peon"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -364,7 +364,7 @@ async fn a_daemon_killed_at_any_moment_leaves_every_server_readable() {
 }
 
 /// Removes an instance's containers and networks when dropped.
-struct Cleanup(String);
+pub(crate) struct Cleanup(pub(crate) String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {

@@ -6,23 +6,25 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use peon::docker::Engine;
+
 use crate::support::{Daemon, Events, GAME_IMAGE, free_port, game_plan, unique};
 
 const LONG: Duration = Duration::from_secs(60);
 
 /// Test images built on the stand-in game image; every tag and image goes at the end, even
 /// when the test fails.
-struct Images {
+pub(crate) struct Images {
     refs: Vec<String>,
 }
 
 impl Images {
-    fn new() -> Images {
+    pub(crate) fn new() -> Images {
         Images { refs: Vec::new() }
     }
 
     /// Builds `tag` from a Dockerfile and returns the image id.
-    async fn build(&mut self, d: &Daemon, tag: &str, dockerfile: &str) -> String {
+    pub(crate) async fn build(&mut self, engine: &Engine, tag: &str, dockerfile: &str) -> String {
         let mut ar = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
         h.set_size(dockerfile.len() as u64);
@@ -31,9 +33,8 @@ impl Images {
         ar.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())
             .expect("tar");
         let ctx = ar.into_inner().expect("tar");
-        d.engine.build_image(tag, ctx).await.expect("build image");
-        let id = d
-            .engine
+        engine.build_image(tag, ctx).await.expect("build image");
+        let id = engine
             .image_id(tag)
             .await
             .expect("inspect")
@@ -43,7 +44,7 @@ impl Images {
         id
     }
 
-    fn keep(&mut self, r: String) {
+    pub(crate) fn keep(&mut self, r: String) {
         self.refs.push(r);
     }
 }
@@ -68,7 +69,7 @@ fn game_on(d: &Daemon, image: &str, lifecycle: Value) -> String {
     game
 }
 
-fn good(u: &str, n: u32) -> String {
+pub(crate) fn good(u: &str, n: u32) -> String {
     format!("FROM {GAME_IMAGE}\nLABEL peon.test.build=good-{n}-{u}\n")
 }
 
@@ -98,7 +99,7 @@ async fn an_update_to_a_crashing_image_rolls_back_with_the_world_intact() {
     let d = Daemon::start().await;
     let u = unique("rb");
     let tag = format!("peon-test/{u}:latest");
-    let good_id = images.build(&d, &tag, &good(&u, 1)).await;
+    let good_id = images.build(&d.engine, &tag, &good(&u, 1)).await;
     let game = game_on(&d, &tag, json!({"stop_grace": 5}));
     let uid = format!("{game}.world");
     images.keep(format!("peon-known-good/{game}:world"));
@@ -111,7 +112,7 @@ async fn an_update_to_a_crashing_image_rolls_back_with_the_world_intact() {
     // The next build under the same tag crashes at start.
     let bad_id = images
         .build(
-            &d,
+            &d.engine,
             &tag,
             &format!(
                 "FROM {GAME_IMAGE}\nLABEL peon.test.build=bad-{u}\nENTRYPOINT [\"/bin/sh\", \"-c\", \"echo broken build; exit 3\"]\n"
@@ -185,7 +186,7 @@ async fn an_update_to_a_crashing_image_rolls_back_with_the_world_intact() {
     assert!(!d.data.join("undo").join(&uid).exists());
 
     // A fixed image under the tag: the update is kept and the pin lifted.
-    let fixed_id = images.build(&d, &tag, &good(&u, 2)).await;
+    let fixed_id = images.build(&d.engine, &tag, &good(&u, 2)).await;
     let (s, v) = d
         .put(
             &format!("/server/update/{uid}"),
@@ -220,7 +221,7 @@ async fn not_ready_in_time_or_dying_in_the_watch_window_rolls_back() {
     let d = Daemon::start().await;
     let u = unique("rw");
     let tag = format!("peon-test/{u}:latest");
-    let good_id = images.build(&d, &tag, &good(&u, 1)).await;
+    let good_id = images.build(&d.engine, &tag, &good(&u, 1)).await;
     let game = game_on(
         &d,
         &tag,
@@ -233,7 +234,7 @@ async fn not_ready_in_time_or_dying_in_the_watch_window_rolls_back() {
     // A build that runs but never says it is ready.
     images
         .build(
-            &d,
+            &d.engine,
             &tag,
             &format!(
                 "FROM {GAME_IMAGE}\nLABEL peon.test.build=silent-{u}\nENTRYPOINT [\"/bin/sh\", \"-c\", \"echo silent build; exec sleep 3600\"]\n"
@@ -261,7 +262,7 @@ async fn not_ready_in_time_or_dying_in_the_watch_window_rolls_back() {
     // the watch window.
     images
         .build(
-            &d,
+            &d.engine,
             &tag,
             &format!(
                 "FROM {GAME_IMAGE}\nLABEL peon.test.build=fragile-{u}\nENTRYPOINT [\"/bin/sh\", \"-c\", \"echo game: listening on port 1; sleep 3; echo fell over; exit 4\"]\n"

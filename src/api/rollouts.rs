@@ -1,0 +1,231 @@
+//! Rollout handlers: `POST /rollouts`, `GET /rollouts`, `GET /rollout/{id}`,
+//! `POST /rollout/{id}/abort`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::dto::ErrorBody;
+use super::error::ApiError;
+use super::{AppState, Body, Loose};
+use crate::model::lifecycle::parse_duration;
+use crate::names::Uid;
+use crate::rollout::Rollout;
+use crate::service::RolloutRequest;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// `POST /rollouts`.
+#[derive(Debug, ToSchema)]
+pub struct RolloutBody {
+    /// Update every server of this game ...
+    pub game: Option<String>,
+    /// ... or these servers (`<game>.<name>`).
+    pub uids: Option<Vec<String>>,
+    /// What the servers go to: `{"image": "repo:tag"}`. (A plan version is not a target yet.)
+    #[schema(value_type = Object, example = json!({"image": "umlatt/steamcmd:2026-12"}))]
+    pub target: Value,
+    /// Servers per batch, as a percentage of all (at least one) [default: 25].
+    pub batch_percent: Option<u32>,
+    /// Servers of a batch that must get ready in time for the next batch to go [default: 100].
+    pub success_percent: Option<u32>,
+    /// How long a server has to get ready on the target: seconds or `"5m"` [default: 300].
+    #[schema(value_type = Option<String>)]
+    pub success_timeout: Option<Duration>,
+    /// How long the whole rollout may take [default: 3600].
+    #[schema(value_type = Option<String>)]
+    pub duration_timeout: Option<Duration>,
+    /// How long each updated server must stay up after getting ready [default: the daemon's
+    /// `update_watch`].
+    #[schema(value_type = Option<String>)]
+    pub watch: Option<Duration>,
+}
+
+fn duration_field(body: &Body, key: &str) -> ApiResult<Option<Duration>> {
+    let bad = |v: &str| {
+        ApiError::BadRequest(format!(
+            "The field {key} must be a number of seconds or a duration such as \"5m\", not {v}."
+        ))
+    };
+    match body.0.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(|s| Some(Duration::from_secs(s)))
+            .ok_or_else(|| bad(&n.to_string())),
+        Some(Value::String(t)) => parse_duration(t).map(Some).ok_or_else(|| bad(t)),
+        Some(other) => Err(bad(&other.to_string())),
+    }
+}
+
+fn percent_field(body: &Body, key: &str) -> ApiResult<Option<u32>> {
+    match body.0.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(p @ 1..=100) => Ok(Some(p as u32)),
+            _ => Err(ApiError::BadRequest(format!(
+                "The field {key} must be a whole percentage from 1 to 100, not {n}."
+            ))),
+        },
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "The field {key} must be a whole percentage from 1 to 100, not {other}."
+        ))),
+    }
+}
+
+impl TryFrom<Body> for RolloutBody {
+    type Error = ApiError;
+
+    fn try_from(body: Body) -> Result<Self, ApiError> {
+        let uids = match body.0.get("uids") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(a)) => Some(
+                a.iter()
+                    .map(|v| {
+                        v.as_str().map(str::to_owned).ok_or_else(|| {
+                            ApiError::BadRequest("The field uids must list strings.".into())
+                        })
+                    })
+                    .collect::<ApiResult<Vec<String>>>()?,
+            ),
+            Some(_) => {
+                return Err(ApiError::BadRequest(
+                    "The field uids must be a list of server uids.".into(),
+                ));
+            }
+        };
+        Ok(RolloutBody {
+            game: body.str("game")?,
+            uids,
+            target: body.0.get("target").cloned().unwrap_or(Value::Null),
+            batch_percent: percent_field(&body, "batch_percent")?,
+            success_percent: percent_field(&body, "success_percent")?,
+            success_timeout: duration_field(&body, "success_timeout")?,
+            duration_timeout: duration_field(&body, "duration_timeout")?,
+            watch: duration_field(&body, "watch")?,
+        })
+    }
+}
+
+impl RolloutBody {
+    fn request(self) -> ApiResult<RolloutRequest> {
+        let image = match &self.target {
+            Value::Object(m) if m.contains_key("plan_version") && !m.contains_key("image") => {
+                return Err(ApiError::BadRequest(
+                    "A rollout to a plan version is not supported yet: give the target as {\"image\": \"repo:tag\"}.".into(),
+                ));
+            }
+            Value::Object(m) => m.get("image").and_then(Value::as_str).map(str::to_owned),
+            _ => None,
+        };
+        let image = image.filter(|i| !i.trim().is_empty()).ok_or_else(|| {
+            ApiError::BadRequest("The rollout needs a target: {\"image\": \"repo:tag\"}.".into())
+        })?;
+        if self.game.is_none() && self.uids.as_ref().is_none_or(Vec::is_empty) {
+            return Err(ApiError::BadRequest(
+                "The rollout needs a game or a list of uids.".into(),
+            ));
+        }
+        let uids = self
+            .uids
+            .unwrap_or_default()
+            .iter()
+            .map(|u| Uid::parse(u))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok(RolloutRequest {
+            game: self.game,
+            uids,
+            target_image: image,
+            batch_percent: self.batch_percent.unwrap_or(25),
+            success_percent: self.success_percent.unwrap_or(100),
+            success_timeout: self.success_timeout.unwrap_or(Duration::from_secs(300)),
+            duration_timeout: self.duration_timeout.unwrap_or(Duration::from_secs(3600)),
+            watch: self.watch,
+        })
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/rollouts",
+    tag = "rollouts",
+    summary = "Update many servers to a target image in batches, rolling back a failed batch",
+    request_body(content = RolloutBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "The rollout, now running in the background", body = Rollout),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "A server does not exist", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+/// `POST /rollouts`
+pub async fn create(
+    State(s): State<AppState>,
+    Loose(body): Loose<RolloutBody>,
+) -> ApiResult<(StatusCode, Json<Rollout>)> {
+    let req = body.request()?;
+    let r = s
+        .service
+        .start_rollout(req, &super::auth::requester())
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(r)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/rollouts",
+    tag = "rollouts",
+    summary = "Rollouts, newest first",
+    responses(
+        (status = 200, description = "Rollouts", body = Vec<Rollout>),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+/// `GET /rollouts`
+pub async fn list(State(s): State<AppState>) -> Json<Vec<Rollout>> {
+    Json(s.service.rollouts())
+}
+
+#[utoipa::path(
+    get,
+    path = "/rollout/{id}",
+    tag = "rollouts",
+    summary = "One rollout: progress, last known good and bad",
+    params(("id" = String, Path, description = "The rollout's id")),
+    responses(
+        (status = 200, description = "The rollout", body = Rollout),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such rollout (`rollout.notfound`)", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+/// `GET /rollout/<id>`
+pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Rollout>> {
+    Ok(Json(s.service.rollout(&id)?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/rollout/{id}/abort",
+    tag = "rollouts",
+    summary = "Stop a rollout: no new server update begins; the servers it updated go back",
+    params(("id" = String, Path, description = "The rollout's id")),
+    responses(
+        (status = 200, description = "The rollout, with the abort requested", body = Rollout),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such rollout (`rollout.notfound`)", body = ErrorBody),
+        (status = 409, description = "The rollout has ended (`rollout.ended`)", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+/// `POST /rollout/<id>/abort`
+pub async fn abort(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Rollout>> {
+    Ok(Json(s.service.abort_rollout(&id).await?))
+}

@@ -1,0 +1,287 @@
+//! Rollouts: an update of many servers in batches, with a success rule per batch, kept in
+//! `<data>/rollouts.json` so that a rollout resumes after a daemon restart. This module holds the
+//! model and the file; the service runs rollouts (`service/rollout.rs`). It imports only `fsio`.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsio::atomic;
+
+/// Rollouts kept in the file (finished ones beyond this go, oldest first).
+const KEEP: usize = 100;
+
+/// Errors of the rollout history.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error("There is no rollout [{0}].")]
+    NotFound(String),
+    #[error("The rollout [{0}] has already ended.")]
+    Ended(String),
+    #[error("cannot write the rollouts {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Where a rollout is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    Running,
+    /// Every batch succeeded.
+    Succeeded,
+    /// A batch failed (or the rollout ran out of time); the servers it updated were rolled back
+    /// to the last known good, and the target is marked bad.
+    Failed,
+    /// Aborted by a host; the servers it updated were rolled back.
+    Aborted,
+}
+
+/// Where one server is in a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerStep {
+    Pending,
+    Updating,
+    /// On the target and ready in time.
+    Updated,
+    /// Its update failed (and was undone by itself).
+    Failed,
+    /// It was updated, then taken back to the last known good because the rollout failed.
+    RolledBack,
+    /// Its way back failed too: see `error`.
+    RollbackFailed,
+}
+
+/// One server of a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RolloutServer {
+    pub uid: String,
+    /// The batch it belongs to, from 0.
+    pub batch: usize,
+    pub state: ServerStep,
+    /// The image id it ran before the rollout (its last known good).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A rollout, as shown by `GET /rollout/<id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Rollout {
+    pub id: String,
+    /// The image the servers go to.
+    pub target_image: String,
+    /// The game whose servers it updates, when it was asked for by game.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub game: Option<String>,
+    pub batch_percent: u32,
+    pub success_percent: u32,
+    /// Seconds a server has to get ready on the target.
+    pub success_timeout_s: u64,
+    /// Seconds the whole rollout may take.
+    pub duration_timeout_s: u64,
+    /// Seconds an updated server must stay up after getting ready.
+    pub watch_s: u64,
+    pub state: RolloutState,
+    /// The batch under way (or the last one), from 0, and how many there are.
+    pub batch: usize,
+    pub batches: usize,
+    pub servers: Vec<RolloutServer>,
+    /// The image the servers ran before (the last known good), when they all ran one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_known_good: Option<String>,
+    /// The target, once a batch failed on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_known_bad: Option<String>,
+    /// Set by `POST /rollout/<id>/abort`; honoured before the next server update begins.
+    #[serde(default)]
+    pub abort_requested: bool,
+    /// Why it failed or was aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Who asked (an API key's name).
+    pub requester: String,
+    pub created: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+    /// How many times a daemon start resumed it.
+    #[serde(default)]
+    pub resumed: u32,
+}
+
+impl Rollout {
+    /// The servers of batch `b`.
+    pub fn batch_servers(&self, b: usize) -> impl Iterator<Item = &RolloutServer> {
+        self.servers.iter().filter(move |s| s.batch == b)
+    }
+}
+
+/// Splits `n` servers into batches of `batch_percent` (at least one server each).
+pub fn batch_size(n: usize, batch_percent: u32) -> usize {
+    let pct = batch_percent.clamp(1, 100) as usize;
+    (n * pct).div_ceil(100).max(1)
+}
+
+/// Whether `ok` successes out of `total` meet `success_percent`.
+pub fn batch_succeeded(ok: usize, total: usize, success_percent: u32) -> bool {
+    total == 0 || ok * 100 >= total * success_percent.min(100) as usize
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct File {
+    /// Oldest first.
+    rollouts: Vec<Rollout>,
+}
+
+/// The rollouts, in memory and in `<data>/rollouts.json` (rewritten whole and atomically on
+/// every change: a rollout changes a few times per server).
+pub struct Rollouts {
+    path: PathBuf,
+    all: Mutex<Vec<Rollout>>,
+}
+
+impl Rollouts {
+    /// Reads the file; a missing file is no rollouts, an unreadable one is set aside.
+    pub fn load(path: PathBuf) -> Rollouts {
+        let all = match std::fs::read(&path) {
+            Ok(b) => match serde_json::from_slice::<File>(&b) {
+                Ok(f) => f.rollouts,
+                Err(e) => {
+                    let aside =
+                        path.with_extension(format!("json.bad-{}", atomic::random_suffix()));
+                    tracing::warn!(
+                        "rollouts: {} is unreadable ({e}); set aside as {}",
+                        path.display(),
+                        aside.display()
+                    );
+                    let _ = std::fs::rename(&path, &aside);
+                    Vec::new()
+                }
+            },
+            Err(_) => Vec::new(),
+        };
+        Rollouts {
+            path,
+            all: Mutex::new(all),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Rollout>> {
+        self.all.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// All rollouts, newest first.
+    pub fn list(&self) -> Vec<Rollout> {
+        self.lock().iter().rev().cloned().collect()
+    }
+
+    pub fn get(&self, id: &str) -> Result<Rollout, RolloutError> {
+        self.lock()
+            .iter()
+            .find(|r| r.id == id)
+            .cloned()
+            .ok_or_else(|| RolloutError::NotFound(id.to_owned()))
+    }
+
+    /// The rollouts a daemon start must resume.
+    pub fn running(&self) -> Vec<Rollout> {
+        self.lock()
+            .iter()
+            .filter(|r| r.state == RolloutState::Running)
+            .cloned()
+            .collect()
+    }
+
+    /// Records a new rollout (or replaces one with the same id), then writes the file.
+    /// Blocks: call it off the async workers.
+    pub fn put(&self, r: Rollout) -> Result<(), RolloutError> {
+        let snapshot = {
+            let mut all = self.lock();
+            match all.iter_mut().find(|x| x.id == r.id) {
+                Some(x) => *x = r,
+                None => all.push(r),
+            }
+            while all.len() > KEEP {
+                match all.iter().position(|x| x.state != RolloutState::Running) {
+                    Some(i) => {
+                        all.remove(i);
+                    }
+                    None => break,
+                }
+            }
+            File {
+                rollouts: all.clone(),
+            }
+        };
+        atomic::write_json_atomic(&self.path, &snapshot).map_err(|source| RolloutError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Changes a rollout and writes the file. Blocks.
+    pub fn change(&self, id: &str, f: impl FnOnce(&mut Rollout)) -> Result<Rollout, RolloutError> {
+        let mut r = self.get(id)?;
+        f(&mut r);
+        self.put(r.clone())?;
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_and_success_rule() {
+        assert_eq!(batch_size(4, 50), 2);
+        assert_eq!(batch_size(5, 50), 3);
+        assert_eq!(batch_size(3, 1), 1);
+        assert_eq!(batch_size(3, 100), 3);
+        assert_eq!(batch_size(3, 0), 1);
+        assert!(batch_succeeded(2, 2, 100));
+        assert!(!batch_succeeded(1, 2, 100));
+        assert!(batch_succeeded(1, 2, 50));
+        assert!(!batch_succeeded(0, 3, 50));
+    }
+
+    #[test]
+    fn file_round_trip_and_resume_list() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("rollouts.json");
+        let rs = Rollouts::load(path.clone());
+        let r = Rollout {
+            id: "r1".into(),
+            target_image: "img:2".into(),
+            game: Some("g".into()),
+            batch_percent: 50,
+            success_percent: 100,
+            success_timeout_s: 60,
+            duration_timeout_s: 600,
+            watch_s: 5,
+            state: RolloutState::Running,
+            batch: 0,
+            batches: 2,
+            servers: vec![],
+            last_known_good: None,
+            last_known_bad: None,
+            abort_requested: false,
+            error: None,
+            requester: "admin".into(),
+            created: "t".into(),
+            finished: None,
+            resumed: 0,
+        };
+        rs.put(r.clone()).unwrap();
+        rs.change("r1", |r| r.batch = 1).unwrap();
+        let again = Rollouts::load(path);
+        assert_eq!(again.get("r1").unwrap().batch, 1);
+        assert_eq!(again.running().len(), 1);
+        assert!(matches!(again.get("nope"), Err(RolloutError::NotFound(_))));
+    }
+}
