@@ -232,3 +232,59 @@ async fn a_rollout_resumes_after_the_daemon_is_killed() {
         assert_eq!(running_image(&engine, uid).await, target_id);
     }
 }
+
+#[tokio::test]
+async fn an_aborted_rollout_takes_its_updated_servers_back() {
+    let mut images = Images::new();
+    let d = Daemon::start().await;
+    let u = unique("ra");
+    let good_tag = format!("peon-test/{u}:good");
+    let good_id = images.build(&d.engine, &good_tag, &good(&u, 1)).await;
+    let target = format!("peon-test/{u}:next");
+    images.build(&d.engine, &target, &good(&u, 2)).await;
+    let game = unique("rg");
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let groups: Vec<&[u16]> = ports.iter().map(std::slice::from_ref).collect();
+    let mut plan = game_plan(&game, &groups);
+    plan["metadata"]["image"] = json!(good_tag);
+    d.add_plan(&game, &plan);
+    let uids = [format!("{game}.a"), format!("{game}.b")];
+    for uid in &uids {
+        images.keep(format!("peon-known-good/{uid}").replacen('.', ":", 1));
+        d.create_running(uid).await;
+    }
+    let (s, r) = d
+        .post(
+            "/rollouts",
+            json!({"game": game, "target": {"image": target}, "batch_percent": 50, "watch": 3}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let id = r["id"].as_str().unwrap().to_owned();
+    wait_for(LONG, "the first update to begin", || async {
+        let (_, r) = d.get(&format!("/rollout/{id}")).await;
+        (server(&r, &uids[0])["state"] == "updating").then_some(())
+    })
+    .await;
+    let (s, r) = d.post(&format!("/rollout/{id}/abort"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["abort_requested"], true, "{r}");
+    let r = wait_for(LONG, "the rollout to end", || async {
+        let (_, r) = d.get(&format!("/rollout/{id}")).await;
+        (r["state"] != "running").then_some(r)
+    })
+    .await;
+    assert_eq!(r["state"], "aborted", "{r}");
+    assert!(
+        r.get("last_known_bad").is_none(),
+        "an abort does not judge the target: {r}"
+    );
+    assert_eq!(server(&r, &uids[0])["state"], "rolled_back", "{r}");
+    assert_eq!(server(&r, &uids[1])["state"], "pending", "{r}");
+    for uid in &uids {
+        d.wait_server(uid, LONG, |v| v["server_state"] == "running")
+            .await;
+        assert_eq!(running_image(&d.engine, uid).await, good_id);
+    }
+    d.cleanup().await;
+}
