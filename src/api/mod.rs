@@ -538,6 +538,80 @@ mod tests {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     }
 
+    /// Every mutating route of the table (not a GET, or an operate-class GET) writes one audit
+    /// entry, here refused for a viewer key (what the handler would do changes nothing in the
+    /// auditing, which wraps it), plus one admin request that reaches its handler.
+    #[tokio::test]
+    async fn every_mutating_route_is_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::resolve(&ServeArgs {
+            data_dir: Some(dir.path().join("data")),
+            plans_dir: Some(dir.path().join("plans")),
+            api_key: Some(KEY.into()),
+            docker_host: Some(format!(
+                "unix://{}",
+                dir.path().join("no-docker.sock").display()
+            )),
+            ..Default::default()
+        })
+        .unwrap();
+        let service = crate::daemon::build_service(settings).unwrap();
+        let app = router(AppState {
+            service: service.clone(),
+        });
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/keys",
+            Some(json!({"name": "ro", "role": "viewer"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let viewer = v["secret"].as_str().unwrap().to_owned();
+        let mut want = Vec::new();
+        for (m, t, class, _) in ROUTE_CLASSES {
+            if *m == "GET" && *class != Class::Operate {
+                continue;
+            }
+            let method = if *m == "*" { "POST" } else { m };
+            let path = t
+                .replace("{uid}", "demo.audit")
+                .replace("{id}", "x")
+                .replace("{name}", "nobody")
+                .replace("{game}", "demo")
+                .replace("{action}", "frob");
+            let (s, _) = call_with(&app, &viewer, method, &path, None).await;
+            assert_ne!(s, StatusCode::UNAUTHORIZED, "{method} {path}");
+            want.push((method.to_owned(), format!("/api/v1{t}")));
+        }
+        let (s, _) = call(&app, "DELETE", "/key/nobody", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        want.push(("DELETE".into(), "/api/v1/key/{name}".into()));
+        assert!(want.len() > 20, "{want:?}");
+        let q = crate::access::AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let got = loop {
+            // The key creation above is audited too.
+            let got = service.access().audit.query(&q).unwrap();
+            if got.len() > want.len() || std::time::Instant::now() > deadline {
+                break got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let mut seen: Vec<(String, String)> = got
+            .iter()
+            .rev()
+            .skip(1)
+            .map(|e| (e.method.clone(), e.route.clone()))
+            .collect();
+        seen.sort();
+        want.sort();
+        assert_eq!(seen, want);
+    }
+
     #[tokio::test]
     async fn job_routes_answer_from_the_history() {
         let dir = tempfile::tempdir().unwrap();

@@ -39,7 +39,7 @@ use crate::runtime::{Runtime, RuntimeError};
 use crate::schedule::{ScheduleError, Scheduler};
 use crate::store::{DataDir, ServerStore, StoreError};
 
-pub use crate::jobs::{Job, JobFilter, JobKind, JobState, JobView, Step};
+pub use crate::jobs::{Job, JobFilter, JobKind, JobState, JobView, Step, noting_job};
 pub use backup::Backup;
 pub use capacity::{Capacity, ImageUsage, ServerUsage};
 pub use console::{ConsoleStream, EventStream};
