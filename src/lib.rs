@@ -12,6 +12,7 @@ pub mod fsio;
 pub mod http;
 pub mod jobs;
 pub mod live;
+pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod plans;

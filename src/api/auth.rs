@@ -61,7 +61,7 @@ impl Caller {
 }
 
 /// The template of a matched route without its base path.
-fn relative(route: &str) -> &str {
+pub(super) fn relative(route: &str) -> &str {
     super::BASES
         .iter()
         .find_map(|b| route.strip_prefix(b))

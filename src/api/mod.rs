@@ -10,6 +10,7 @@ mod jobs;
 mod keys;
 mod live;
 mod maintenance;
+mod metrics;
 pub mod openapi;
 mod plans;
 mod schedules;
@@ -100,6 +101,7 @@ fn api_routes() -> Router<AppState> {
         .route("/keys", get(keys::list).post(keys::create))
         .route("/key/{name}", axum::routing::delete(keys::revoke))
         .route("/audit", get(keys::audit))
+        .route("/metrics", get(metrics::scrape))
         .route("/server/{action}/{uid}", any(servers::unsupported))
 }
 
@@ -217,6 +219,7 @@ pub const ROUTE_CLASSES: &[(&str, &str, Class, &str)] = &[
     ("POST", "/keys", Class::Admin, "create keys"),
     ("DELETE", "/key/{name}", Class::Admin, "revoke keys"),
     ("GET", "/audit", Class::Admin, "read the audit log"),
+    ("GET", "/metrics", Class::Read, "read metrics"),
     (
         "*",
         "/server/{action}/{uid}",
@@ -274,13 +277,21 @@ pub fn router(state: AppState) -> Router {
     // The trace layer is the outermost, so timed-out requests and CORS preflights are logged
     // too. `Router::layer` wraps each route, so the matched route is known to it.
     app.fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(state, metrics::track))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
         .layer(cors)
         .layer(trace::layer())
+}
+
+/// What the `--metrics-listen` address serves: `GET /metrics`, without the key.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::scrape))
+        .with_state(state)
 }
 
 async fn not_found(req: Request) -> ApiError {

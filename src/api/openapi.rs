@@ -14,7 +14,7 @@ use super::dto::{
     Health, Logs, Orchestrator, PlanEntry, ScheduleBody, Success, TimerBody, UpdateBody,
 };
 use super::dto::{AuditInfo, KeyBody, KeyInfo, KeyScope, NewKeyInfo};
-use super::{jobs, keys, live, maintenance, plans, schedules, servers, system};
+use super::{jobs, keys, live, maintenance, metrics, plans, schedules, servers, system};
 use crate::service::{Capacity, EngineStatus, ImageUsage, ServerObject, ServerUsage, StatsView};
 
 /// Adds the `X-Api-Key` scheme.
@@ -76,6 +76,7 @@ impl Modify for ApiKeyScheme {
         keys::create,
         keys::revoke,
         keys::audit,
+        metrics::scrape,
         jobs::list,
         jobs::get,
     ),

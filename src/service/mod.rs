@@ -16,6 +16,7 @@ mod create;
 mod gameconfig;
 mod jobs;
 mod lifecycle;
+mod metrics;
 mod plans;
 mod ports;
 mod readiness;
@@ -106,6 +107,8 @@ pub struct ServerService {
     access: Arc<Access>,
     /// The job history.
     jobs: Arc<Jobs>,
+    /// Prometheus metrics.
+    metrics: Arc<crate::metrics::Metrics>,
     /// True once the live model was first filled from the engine.
     synced: tokio::sync::watch::Sender<bool>,
     /// Held while a create picks its port group until the server is in the index, so two
@@ -148,6 +151,7 @@ impl ServerService {
             registry: Registry::new(ConsoleConfig::default()),
             access,
             jobs: jobs.clone(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             synced: tokio::sync::watch::channel(false).0,
             allocation: tokio::sync::Mutex::new(()),
             me: me.clone(),
@@ -159,6 +163,7 @@ impl ServerService {
                     .publish(&job.uid, crate::live::EventKind::Job { job: job.view() });
             }
         });
+        svc.install_metrics();
         let runner: Weak<dyn crate::schedule::Runner> = svc.me.clone();
         scheduler.attach(runner);
         Ok(svc)

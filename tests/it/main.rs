@@ -10,6 +10,7 @@ mod create;
 mod jobs;
 mod lifecycle;
 mod live;
+mod metrics;
 mod plans;
 mod resilience;
 mod schedules;
