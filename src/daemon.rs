@@ -95,6 +95,7 @@ pub async fn launch(
         );
     }
     let metrics_listen = service.settings().metrics_listen;
+    let hooks_of = service.clone();
     let state = AppState { service };
     // The metrics address serves `/metrics` without the key, until the API stops.
     let metrics_server = match metrics_listen {
@@ -122,6 +123,8 @@ pub async fn launch(
     .await
     .map_err(DaemonError::Serve);
     supervisor.abort();
+    // Webhook deliveries stop here; the queue on disk is sent by the next start.
+    hooks_of.stop_hooks();
     if let Some(m) = metrics_server {
         m.abort();
     }

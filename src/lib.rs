@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod docker;
 pub mod fsio;
+pub mod hooks;
 pub mod http;
 pub mod jobs;
 pub mod live;

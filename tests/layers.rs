@@ -70,6 +70,13 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "hooks",
+        &[
+            "model", "runtime", "docker", "store", "plans", "live", "schedule", "jobs", "access",
+            "metrics", "service", "api", "daemon", "cli", "config",
+        ],
+    ),
+    (
         "metrics",
         &[
             "model", "fsio", "runtime", "docker", "store", "plans", "live", "schedule", "jobs",

@@ -6,6 +6,7 @@ mod body;
 pub mod dto;
 pub mod error;
 mod extract;
+mod hooks;
 mod jobs;
 mod keys;
 mod live;
@@ -102,6 +103,9 @@ fn api_routes() -> Router<AppState> {
         .route("/key/{name}", axum::routing::delete(keys::revoke))
         .route("/audit", get(keys::audit))
         .route("/metrics", get(metrics::scrape))
+        .route("/hooks", get(hooks::list).post(hooks::create))
+        .route("/hook/{id}", get(hooks::get).delete(hooks::remove))
+        .route("/hook/{id}/test", post(hooks::test))
         .route("/server/{action}/{uid}", any(servers::unsupported))
 }
 
@@ -220,6 +224,11 @@ pub const ROUTE_CLASSES: &[(&str, &str, Class, &str)] = &[
     ("DELETE", "/key/{name}", Class::Admin, "revoke keys"),
     ("GET", "/audit", Class::Admin, "read the audit log"),
     ("GET", "/metrics", Class::Read, "read metrics"),
+    ("GET", "/hooks", Class::Admin, "list hooks"),
+    ("POST", "/hooks", Class::Admin, "add hooks"),
+    ("GET", "/hook/{id}", Class::Admin, "read hooks"),
+    ("DELETE", "/hook/{id}", Class::Admin, "remove hooks"),
+    ("POST", "/hook/{id}/test", Class::Admin, "test hooks"),
     (
         "*",
         "/server/{action}/{uid}",
@@ -291,6 +300,9 @@ pub fn router(state: AppState) -> Router {
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics::scrape))
+        .route("/hooks", get(hooks::list).post(hooks::create))
+        .route("/hook/{id}", get(hooks::get).delete(hooks::remove))
+        .route("/hook/{id}/test", post(hooks::test))
         .with_state(state)
 }
 

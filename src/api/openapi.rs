@@ -14,7 +14,7 @@ use super::dto::{
     Health, Logs, Orchestrator, PlanEntry, ScheduleBody, Success, TimerBody, UpdateBody,
 };
 use super::dto::{AuditInfo, KeyBody, KeyInfo, KeyScope, NewKeyInfo};
-use super::{jobs, keys, live, maintenance, metrics, plans, schedules, servers, system};
+use super::{hooks, jobs, keys, live, maintenance, metrics, plans, schedules, servers, system};
 use crate::service::{Capacity, EngineStatus, ImageUsage, ServerObject, ServerUsage, StatsView};
 
 /// Adds the `X-Api-Key` scheme.
@@ -77,6 +77,11 @@ impl Modify for ApiKeyScheme {
         keys::revoke,
         keys::audit,
         metrics::scrape,
+        hooks::list,
+        hooks::create,
+        hooks::get,
+        hooks::remove,
+        hooks::test,
         jobs::list,
         jobs::get,
     ),
@@ -87,12 +92,16 @@ impl Modify for ApiKeyScheme {
         live::CommandBody, live::OptionsBody, crate::live::Event, crate::live::ExitRecord,
         KeyScope, KeyBody, KeyInfo, NewKeyInfo, AuditInfo,
         Accepted, crate::service::Job, crate::service::JobView, crate::service::Step,
-        crate::service::JobKind, crate::service::JobState
+        crate::service::JobKind, crate::service::JobState,
+        super::dto::HookBody, super::dto::HookDetail, crate::hooks::HookInfo,
+        crate::hooks::HookStatus, crate::hooks::DeadLetter, crate::hooks::Format,
+        crate::hooks::Source
     )),
     modifiers(&ApiKeyScheme),
     tags(
         (name = "system", description = "Health and the daemon itself"),
         (name = "servers", description = "Game servers"),
+        (name = "hooks", description = "Webhook notifications"),
         (name = "plans", description = "Game plans"),
         (name = "maintenance", description = "Resource and disk use"),
         (name = "schedules", description = "Timers and recurring schedules"),

@@ -17,6 +17,7 @@ mod gameconfig;
 mod jobs;
 mod lifecycle;
 mod metrics;
+mod notify;
 mod plans;
 mod ports;
 mod readiness;
@@ -40,12 +41,14 @@ use crate::runtime::{Runtime, RuntimeError};
 use crate::schedule::{ScheduleError, Scheduler};
 use crate::store::{DataDir, ServerStore, StoreError};
 
+pub use crate::hooks::{DeadLetter, HookInfo, HookSpec};
 pub use crate::jobs::{Job, JobFilter, JobKind, JobState, JobView, Step, noting_job};
 pub use backup::Backup;
 pub use capacity::{Capacity, ImageUsage, ServerUsage};
 pub use console::{ConsoleStream, EventStream};
 pub use create::CreateRequest;
 pub use lifecycle::{ServerOptions, UpdateMode};
+pub use notify::message_of;
 pub use system::EngineStatus;
 pub use view::{ServerObject, StatsView};
 
@@ -109,6 +112,8 @@ pub struct ServerService {
     jobs: Arc<Jobs>,
     /// Prometheus metrics.
     metrics: Arc<crate::metrics::Metrics>,
+    /// Webhooks.
+    hooks: Arc<crate::hooks::Hooks>,
     /// True once the live model was first filled from the engine.
     synced: tokio::sync::watch::Sender<bool>,
     /// Held while a create picks its port group until the server is in the index, so two
@@ -142,6 +147,7 @@ impl ServerService {
             },
         )?);
         let jobs = Arc::new(Jobs::load(&store.data_dir().jobs_file())?);
+        let hooks = Arc::new(notify::open_hooks(&settings)?);
         let svc = Arc::new_cyclic(|me| ServerService {
             settings,
             runtime,
@@ -152,6 +158,7 @@ impl ServerService {
             access,
             jobs: jobs.clone(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            hooks,
             synced: tokio::sync::watch::channel(false).0,
             allocation: tokio::sync::Mutex::new(()),
             me: me.clone(),

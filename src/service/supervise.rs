@@ -51,6 +51,7 @@ impl ServerService {
     pub async fn supervise(self: Arc<Self>) {
         tokio::spawn(refresh_configs(Arc::downgrade(&self)));
         tokio::spawn(super::metrics::sample_stats(Arc::downgrade(&self)));
+        tokio::spawn(super::notify::forward(Arc::downgrade(&self)));
         let mut delay = Duration::from_millis(250);
         let mut first = true;
         loop {

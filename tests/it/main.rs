@@ -7,6 +7,7 @@ mod api_basics;
 mod cli;
 mod compose;
 mod create;
+mod hooks;
 mod jobs;
 mod lifecycle;
 mod live;
