@@ -964,7 +964,11 @@ async fn cli_hooks_and_prometheus_metrics() {
         "{o:?}"
     );
     let v = peon(&d, &["hooks", "list", "--json"]).await.ok().json();
-    assert_eq!(v[0]["events"], serde_json::json!(["crashed", "gave_up"]), "{v}");
+    assert_eq!(
+        v[0]["events"],
+        serde_json::json!(["crashed", "gave_up"]),
+        "{v}"
+    );
     assert_eq!(v[0]["signed"], true, "{v}");
     let o = peon(&d, &["hooks"]).await.ok();
     assert!(
