@@ -464,4 +464,32 @@ mod tests {
         let err = Settings::resolve(&args).unwrap_err().to_string();
         assert!(err.contains("nonsense_key"), "{err}");
     }
+
+    #[test]
+    fn hooks_and_metrics_settings_come_from_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("peon.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "data_dir = {:?}\napi_key = \"k\"\nmetrics_listen = \"127.0.0.1:9105\"\nhook_attempts = 3\n\n[[hooks]]\nid = \"ops\"\nurl = \"https://ops.example.net/x\"\nevents = [\"crashed\"]\nsecret = \"hush\"\n",
+                d.path()
+            ),
+        )
+        .unwrap();
+        let s = Settings::resolve(&ServeArgs {
+            config: Some(cfg),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:9105".parse().unwrap()));
+        assert_eq!(s.hook_attempts, 3);
+        assert_eq!(s.stats_interval, Duration::from_secs(15));
+        assert_eq!(s.hooks.len(), 1);
+        assert_eq!(s.hooks[0].secret.as_deref(), Some("hush"));
+        assert!(!format!("{s:?}").contains("hush"));
+        // The example file parses.
+        let example = include_str!("../config/peon.example.toml");
+        toml::from_str::<FileConfig>(example).unwrap();
+    }
 }
