@@ -90,6 +90,40 @@ pub struct ServeArgs {
     /// Seconds a locked-out address stays locked [default: 300].
     #[arg(long, env = "PEON_AUTH_LOCK_SECS")]
     pub auth_lock_secs: Option<u64>,
+    /// A second address serving only `GET /metrics`, without the key (the API also serves
+    /// `/metrics` behind the key) [default: none].
+    #[arg(long, env = "PEON_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Seconds between two CPU and memory samples of every running game [default: 15].
+    #[arg(long, env = "PEON_STATS_INTERVAL")]
+    pub stats_interval: Option<u64>,
+    /// Delivery attempts of a webhook message before it goes to the dead letters [default: 8].
+    #[arg(long, env = "PEON_HOOK_ATTEMPTS")]
+    pub hook_attempts: Option<u32>,
+    /// Milliseconds before the second attempt of a webhook delivery; doubled after each
+    /// failure, at most 10 minutes [default: 2000].
+    #[arg(long, env = "PEON_HOOK_BACKOFF_MS")]
+    pub hook_backoff_ms: Option<u64>,
+    /// Seconds a webhook receiver gets to answer one delivery [default: 10].
+    #[arg(long, env = "PEON_HOOK_TIMEOUT")]
+    pub hook_timeout: Option<u64>,
+}
+
+/// A webhook from the configuration file (`[[hooks]]`); see `docs/configuration.md`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// A name for it (its id), unique among the hooks.
+    pub id: String,
+    pub url: String,
+    /// Event names (`crashed`, `started`, ...); `*` for all.
+    pub events: Vec<String>,
+    /// HMAC-SHA256 key of the `X-Peon-Signature` header.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// `generic` or `discord`; by default Discord webhook URLs get Discord embeds.
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 /// The TOML file: the same keys as the flags, in snake_case.
@@ -114,6 +148,13 @@ struct FileConfig {
     auth_slow_after: Option<u32>,
     auth_lock_after: Option<u32>,
     auth_lock_secs: Option<u64>,
+    metrics_listen: Option<SocketAddr>,
+    stats_interval: Option<u64>,
+    hook_attempts: Option<u32>,
+    hook_backoff_ms: Option<u64>,
+    hook_timeout: Option<u64>,
+    #[serde(default)]
+    hooks: Vec<HookConfig>,
 }
 
 /// Where the API key came from.
@@ -149,6 +190,18 @@ pub struct Settings {
     pub auth_lock_after: u32,
     /// How long a lockout lasts.
     pub auth_lock: Duration,
+    /// Where `GET /metrics` is also served without the key.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Between two stats samples of the running games.
+    pub stats_interval: Duration,
+    /// Delivery attempts of a webhook message.
+    pub hook_attempts: u32,
+    /// The wait before the second attempt (doubled after each failure).
+    pub hook_backoff: Duration,
+    /// How long a receiver gets to answer.
+    pub hook_timeout: Duration,
+    /// Webhooks of the configuration file (secrets inside: never logged).
+    pub hooks: Vec<HookConfig>,
 }
 
 impl fmt::Debug for Settings {
@@ -170,6 +223,9 @@ impl fmt::Debug for Settings {
             .field("backups_keep", &self.backups_keep)
             .field("update_watch", &self.update_watch)
             .field("network_pool", &self.network_pool)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("stats_interval", &self.stats_interval)
+            .field("hooks", &self.hooks.len())
             .finish()
     }
 }
@@ -307,6 +363,27 @@ impl Settings {
             auth_lock: Duration::from_secs(
                 args.auth_lock_secs.or(file.auth_lock_secs).unwrap_or(300),
             ),
+            metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            stats_interval: Duration::from_secs(
+                args.stats_interval
+                    .or(file.stats_interval)
+                    .unwrap_or(15)
+                    .max(1),
+            ),
+            hook_attempts: args
+                .hook_attempts
+                .or(file.hook_attempts)
+                .unwrap_or(8)
+                .max(1),
+            hook_backoff: Duration::from_millis(
+                args.hook_backoff_ms
+                    .or(file.hook_backoff_ms)
+                    .unwrap_or(2000),
+            ),
+            hook_timeout: Duration::from_secs(
+                args.hook_timeout.or(file.hook_timeout).unwrap_or(10).max(1),
+            ),
+            hooks: file.hooks,
             data_dir,
         })
     }
@@ -396,5 +473,33 @@ mod tests {
         std::fs::write(&cfg, "nonsense_key = 1\n").unwrap();
         let err = Settings::resolve(&args).unwrap_err().to_string();
         assert!(err.contains("nonsense_key"), "{err}");
+    }
+
+    #[test]
+    fn hooks_and_metrics_settings_come_from_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("peon.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "data_dir = {:?}\napi_key = \"k\"\nmetrics_listen = \"127.0.0.1:9105\"\nhook_attempts = 3\n\n[[hooks]]\nid = \"ops\"\nurl = \"https://ops.example.net/x\"\nevents = [\"crashed\"]\nsecret = \"hush\"\n",
+                d.path()
+            ),
+        )
+        .unwrap();
+        let s = Settings::resolve(&ServeArgs {
+            config: Some(cfg),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:9105".parse().unwrap()));
+        assert_eq!(s.hook_attempts, 3);
+        assert_eq!(s.stats_interval, Duration::from_secs(15));
+        assert_eq!(s.hooks.len(), 1);
+        assert_eq!(s.hooks[0].secret.as_deref(), Some("hush"));
+        assert!(!format!("{s:?}").contains("hush"));
+        // The example file parses.
+        let example = include_str!("../config/peon.example.toml");
+        toml::from_str::<FileConfig>(example).unwrap();
     }
 }

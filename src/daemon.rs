@@ -94,7 +94,24 @@ pub async fn launch(
             BOOT_SYNC.as_secs()
         );
     }
-    let app = api::router(AppState { service });
+    let metrics_listen = service.settings().metrics_listen;
+    let hooks_of = service.clone();
+    let state = AppState { service };
+    // The metrics address serves `/metrics` without the key, until the API stops.
+    let metrics_server = match metrics_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await.map_err(DaemonError::Serve)?;
+            tracing::info!(%addr, "metrics are served at /metrics");
+            let app = api::metrics_router(state.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, app).await {
+                    tracing::error!("the metrics listener failed: {e}");
+                }
+            }))
+        }
+        None => None,
+    };
+    let app = api::router(state);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "peon is listening");
     }
@@ -106,6 +123,11 @@ pub async fn launch(
     .await
     .map_err(DaemonError::Serve);
     supervisor.abort();
+    // Webhook deliveries stop here; the queue on disk is sent by the next start.
+    hooks_of.stop_hooks();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     scheduler.shutdown().await;
     served
 }

@@ -63,6 +63,8 @@ enum Bench {
     Live(peon::bench::live::LiveBench),
     /// The cost of one API key check with 1,000 named keys, beside the old single-key check.
     Keys(peon::bench::keys::KeysBench),
+    /// `GET /metrics` with 100 running servers, beside `GET /servers` (goal: under 10 ms).
+    Metrics(peon::bench::metrics::MetricsBench),
     /// The scheduler's firing delay (median, worst) for many timers due at the same second,
     /// with a runner that does nothing (no Docker).
     Schedule {
@@ -181,6 +183,7 @@ fn main() -> ExitCode {
             Command::Bench(Bench::Api(opts)) => peon::bench::api::run(opts).await,
             Command::Bench(Bench::Live(opts)) => peon::bench::live::run(opts).await,
             Command::Bench(Bench::Keys(opts)) => peon::bench::keys::run(opts),
+            Command::Bench(Bench::Metrics(opts)) => peon::bench::metrics::run(opts).await,
             Command::DemoImage {
                 tag,
                 busybox,

@@ -76,6 +76,20 @@ const RULES: &[(&str, &[&str])] = &[
             "daemon", "cli",
         ],
     ),
+    (
+        "hooks",
+        &[
+            "model", "runtime", "docker", "store", "plans", "live", "schedule", "jobs", "access",
+            "metrics", "service", "api", "daemon", "cli", "config",
+        ],
+    ),
+    (
+        "metrics",
+        &[
+            "model", "fsio", "runtime", "docker", "store", "plans", "live", "schedule", "jobs",
+            "access", "service", "api", "daemon", "cli", "config",
+        ],
+    ),
     ("service", &["docker", "api", "daemon", "cli"]),
     ("api", &["docker", "store", "daemon", "cli"]),
 ];

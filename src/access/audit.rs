@@ -35,7 +35,7 @@ pub struct AuditEntry {
     pub route: String,
     pub uid: Option<String>,
     pub status: u16,
-    /// The job the request started, when it started one (not yet recorded: always null).
+    /// The job the request started, when it started one.
     pub job_id: Option<String>,
 }
 

@@ -10,7 +10,8 @@
 //! - the key's [`Caller`] goes into the request's extensions (lists filter by it; creates with
 //!   the game in the body check it);
 //! - every mutating request (not a GET, or an operate-class GET such as `save`) is audited
-//!   once its response is known, refusals included.
+//!   once its response is known, refusals included, with the id of the job it started (the
+//!   first job recorded while it ran, see [`crate::jobs::noting_job`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -60,7 +61,7 @@ impl Caller {
 }
 
 /// The template of a matched route without its base path.
-fn relative(route: &str) -> &str {
+pub(super) fn relative(route: &str) -> &str {
     super::BASES
         .iter()
         .find_map(|b| route.strip_prefix(b))
@@ -132,13 +133,14 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
             "the route {method} {route} is not classified; refused"
         ))),
     };
-    let res = match verdict {
+    let (res, job_id) = match verdict {
         Ok(_) => {
             req.extensions_mut().insert(Caller(principal.clone()));
-            // Jobs started by this request name the key that asked.
-            REQUESTER.scope(principal.name.clone(), next.run(req)).await
+            // Jobs started by this request name the key that asked; the first one is audited.
+            let run = REQUESTER.scope(principal.name.clone(), next.run(req));
+            crate::service::noting_job(run).await
         }
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => (ApiError::from(e).into_response(), None),
     };
     let mutating = method != Method::GET || classified.is_some_and(|(c, _)| c == Class::Operate);
     if mutating {
@@ -150,7 +152,7 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
             route,
             uid,
             status: res.status().as_u16(),
-            job_id: None,
+            job_id,
         });
     }
     res

@@ -525,3 +525,28 @@ pub struct AuditInfo {
     /// The job the request started (not recorded yet: null).
     pub job_id: Option<String>,
 }
+
+/// `POST /hooks`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct HookBody {
+    /// 1-64 letters, digits, `-` or `_`.
+    pub id: String,
+    /// An http:// or https:// URL.
+    pub url: String,
+    /// Event names: started, stopped, crashed, restarted, gave_up, backup_done, backup_failed,
+    /// update_rolled_back, rollout_done, idle_stop; or `*` for all.
+    pub events: Vec<String>,
+    /// The HMAC-SHA256 key of the `X-Peon-Signature` header; never shown again.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// `generic` or `discord`; by default Discord webhook URLs get Discord embeds.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// `GET /hook/{id}`: the hook and its latest dead letters, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HookDetail {
+    pub hook: crate::service::HookInfo,
+    pub dead_letters: Vec<crate::service::DeadLetter>,
+}

@@ -6,10 +6,12 @@ mod body;
 pub mod dto;
 pub mod error;
 mod extract;
+mod hooks;
 mod jobs;
 mod keys;
 mod live;
 mod maintenance;
+mod metrics;
 pub mod openapi;
 mod plans;
 mod rollouts;
@@ -104,6 +106,10 @@ fn api_routes() -> Router<AppState> {
         .route("/rollouts", get(rollouts::list).post(rollouts::create))
         .route("/rollout/{id}", get(rollouts::get))
         .route("/rollout/{id}/abort", post(rollouts::abort))
+        .route("/metrics", get(metrics::scrape))
+        .route("/hooks", get(hooks::list).post(hooks::create))
+        .route("/hook/{id}", get(hooks::get).delete(hooks::remove))
+        .route("/hook/{id}/test", post(hooks::test))
         .route("/server/{action}/{uid}", any(servers::unsupported))
 }
 
@@ -230,6 +236,12 @@ pub const ROUTE_CLASSES: &[(&str, &str, Class, &str)] = &[
     ("POST", "/keys", Class::Admin, "create keys"),
     ("DELETE", "/key/{name}", Class::Admin, "revoke keys"),
     ("GET", "/audit", Class::Admin, "read the audit log"),
+    ("GET", "/metrics", Class::Read, "read metrics"),
+    ("GET", "/hooks", Class::Admin, "list hooks"),
+    ("POST", "/hooks", Class::Admin, "add hooks"),
+    ("GET", "/hook/{id}", Class::Admin, "read hooks"),
+    ("DELETE", "/hook/{id}", Class::Admin, "remove hooks"),
+    ("POST", "/hook/{id}/test", Class::Admin, "test hooks"),
     (
         "*",
         "/server/{action}/{uid}",
@@ -287,13 +299,24 @@ pub fn router(state: AppState) -> Router {
     // The trace layer is the outermost, so timed-out requests and CORS preflights are logged
     // too. `Router::layer` wraps each route, so the matched route is known to it.
     app.fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(state, metrics::track))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
         .layer(cors)
         .layer(trace::layer())
+}
+
+/// What the `--metrics-listen` address serves: `GET /metrics`, without the key.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::scrape))
+        .route("/hooks", get(hooks::list).post(hooks::create))
+        .route("/hook/{id}", get(hooks::get).delete(hooks::remove))
+        .route("/hook/{id}/test", post(hooks::test))
+        .with_state(state)
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -549,6 +572,80 @@ mod tests {
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         let (s, v) = call(&app, "DELETE", "/key/admin", None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    }
+
+    /// Every mutating route of the table (not a GET, or an operate-class GET) writes one audit
+    /// entry, here refused for a viewer key (what the handler would do changes nothing in the
+    /// auditing, which wraps it), plus one admin request that reaches its handler.
+    #[tokio::test]
+    async fn every_mutating_route_is_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::resolve(&ServeArgs {
+            data_dir: Some(dir.path().join("data")),
+            plans_dir: Some(dir.path().join("plans")),
+            api_key: Some(KEY.into()),
+            docker_host: Some(format!(
+                "unix://{}",
+                dir.path().join("no-docker.sock").display()
+            )),
+            ..Default::default()
+        })
+        .unwrap();
+        let service = crate::daemon::build_service(settings).unwrap();
+        let app = router(AppState {
+            service: service.clone(),
+        });
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/keys",
+            Some(json!({"name": "ro", "role": "viewer"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let viewer = v["secret"].as_str().unwrap().to_owned();
+        let mut want = Vec::new();
+        for (m, t, class, _) in ROUTE_CLASSES {
+            if *m == "GET" && *class != Class::Operate {
+                continue;
+            }
+            let method = if *m == "*" { "POST" } else { m };
+            let path = t
+                .replace("{uid}", "demo.audit")
+                .replace("{id}", "x")
+                .replace("{name}", "nobody")
+                .replace("{game}", "demo")
+                .replace("{action}", "frob");
+            let (s, _) = call_with(&app, &viewer, method, &path, None).await;
+            assert_ne!(s, StatusCode::UNAUTHORIZED, "{method} {path}");
+            want.push((method.to_owned(), format!("/api/v1{t}")));
+        }
+        let (s, _) = call(&app, "DELETE", "/key/nobody", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        want.push(("DELETE".into(), "/api/v1/key/{name}".into()));
+        assert!(want.len() > 20, "{want:?}");
+        let q = crate::access::AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let got = loop {
+            // The key creation above is audited too.
+            let got = service.access().audit.query(&q).unwrap();
+            if got.len() > want.len() || std::time::Instant::now() > deadline {
+                break got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let mut seen: Vec<(String, String)> = got
+            .iter()
+            .rev()
+            .skip(1)
+            .map(|e| (e.method.clone(), e.route.clone()))
+            .collect();
+        seen.sort();
+        want.sort();
+        assert_eq!(seen, want);
     }
 
     #[tokio::test]

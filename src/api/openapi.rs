@@ -14,7 +14,9 @@ use super::dto::{
     Health, Logs, Orchestrator, PlanEntry, ScheduleBody, Success, TimerBody, UpdateBody,
 };
 use super::dto::{AuditInfo, KeyBody, KeyInfo, KeyScope, NewKeyInfo};
-use super::{jobs, keys, live, maintenance, plans, rollouts, schedules, servers, system};
+use super::{
+    hooks, jobs, keys, live, maintenance, metrics, plans, rollouts, schedules, servers, system,
+};
 use crate::service::{Capacity, EngineStatus, ImageUsage, ServerObject, ServerUsage, StatsView};
 
 /// Adds the `X-Api-Key` scheme.
@@ -76,6 +78,12 @@ impl Modify for ApiKeyScheme {
         keys::create,
         keys::revoke,
         keys::audit,
+        metrics::scrape,
+        hooks::list,
+        hooks::create,
+        hooks::get,
+        hooks::remove,
+        hooks::test,
         jobs::list,
         jobs::get,
         rollouts::create,
@@ -93,12 +101,16 @@ impl Modify for ApiKeyScheme {
         crate::service::JobKind, crate::service::JobState,
         crate::model::update::UpdateRecord, crate::model::update::UpdateResult,
         rollouts::RolloutBody, crate::rollout::Rollout, crate::rollout::RolloutServer,
-        crate::rollout::RolloutState, crate::rollout::ServerStep
+        crate::rollout::RolloutState, crate::rollout::ServerStep,
+        super::dto::HookBody, super::dto::HookDetail, crate::hooks::HookInfo,
+        crate::hooks::HookStatus, crate::hooks::DeadLetter, crate::hooks::Format,
+        crate::hooks::Source
     )),
     modifiers(&ApiKeyScheme),
     tags(
         (name = "system", description = "Health and the daemon itself"),
         (name = "servers", description = "Game servers"),
+        (name = "hooks", description = "Webhook notifications"),
         (name = "plans", description = "Game plans"),
         (name = "maintenance", description = "Resource and disk use"),
         (name = "schedules", description = "Timers and recurring schedules"),

@@ -72,10 +72,14 @@ pub enum ClientCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// Resource use (CPU, memory, uptime) of every running game server.
+    /// Resource use (CPU, memory, uptime) of every running game server; with --prometheus,
+    /// the daemon's Prometheus metrics (`GET /metrics`; --json: one object per sample).
     Metrics {
         #[command(flatten)]
         common: Common,
+        /// Print the text of `GET /metrics` instead.
+        #[arg(long)]
+        prometheus: bool,
     },
     /// Disk used by each server's folder, backups, plans and the images in use.
     Capacity {
@@ -150,6 +154,44 @@ pub enum ClientCommand {
         #[arg(long, short = 'n', default_value_t = 50)]
         limit: usize,
     },
+    /// Webhooks (admin): list, show one with its dead letters, add, remove, send a test.
+    Hooks {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        cmd: Option<HooksCmd>,
+    },
+}
+
+/// `peon hooks <cmd>`.
+#[derive(Debug, Subcommand)]
+pub enum HooksCmd {
+    /// Every hook with its delivery counts (never a secret).
+    List,
+    /// One hook, its last error and its latest dead letters.
+    Show { id: String },
+    /// Add a hook.
+    Add {
+        /// 1-64 letters, digits, '-' or '_'.
+        id: String,
+        /// The receiver's http:// or https:// URL.
+        #[arg(value_name = "URL")]
+        receiver: String,
+        /// An event to send (repeatable): started, stopped, crashed, restarted, gave_up,
+        /// backup_done, backup_failed, ... or '*' for all.
+        #[arg(long = "event", short = 'e', required = true)]
+        events: Vec<String>,
+        /// Signs each body: X-Peon-Signature: sha256=HMAC-SHA256(secret, body).
+        #[arg(long)]
+        secret: Option<String>,
+        /// generic or discord [default: discord for Discord webhook URLs].
+        #[arg(long, value_parser = ["generic", "discord"])]
+        format: Option<String>,
+    },
+    /// Remove a hook made through the API, with its pending deliveries.
+    Remove { id: String },
+    /// Queue a test message to a hook (see `peon hooks show` for the outcome).
+    Test { id: String },
 }
 
 /// `peon keys <cmd>`.

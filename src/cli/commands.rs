@@ -45,7 +45,11 @@ pub async fn dispatch(cmd: ClientCommand) -> Result<ExitCode> {
             status(&connect(&common)?, common.json, quiet).await
         }
         ClientCommand::Health { common } => health(&connect(&common)?, common.json).await,
-        ClientCommand::Metrics { common } => metrics(&connect(&common)?, common.json).await,
+        ClientCommand::Metrics {
+            common,
+            prometheus: true,
+        } => super::hooks::metrics(&connect(&common)?, common.json).await,
+        ClientCommand::Metrics { common, .. } => metrics(&connect(&common)?, common.json).await,
         ClientCommand::Capacity { common } => capacity(&connect(&common)?, common.json).await,
         ClientCommand::Jobs {
             common,
@@ -72,6 +76,9 @@ pub async fn dispatch(cmd: ClientCommand) -> Result<ExitCode> {
         ClientCommand::Keys { common, cmd } => keys(&connect(&common)?, common.json, cmd).await,
         ClientCommand::Rollouts { common, cmd } => {
             rollouts(&connect(&common)?, common.json, cmd).await
+        }
+        ClientCommand::Hooks { common, cmd } => {
+            super::hooks::hooks(&connect(&common)?, common.json, cmd).await
         }
         ClientCommand::Audit {
             common,

@@ -12,6 +12,7 @@ mod console;
 mod events;
 mod exits;
 mod frames;
+mod hooks;
 mod jobs;
 mod logs;
 mod output;

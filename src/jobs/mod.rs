@@ -13,5 +13,5 @@ pub mod scope;
 pub mod store;
 
 pub use model::{Job, JobFilter, JobKind, JobState, JobView, Step};
-pub use scope::{Running, as_requester, current, requester, step, within};
+pub use scope::{Running, as_requester, current, noting_job, requester, step, within};
 pub use store::{JobError, Jobs};

@@ -29,6 +29,33 @@ struct Scope {
 
 tokio::task_local! {
     static SCOPE: Scope;
+    /// The first job made in a task run by [`noting_job`].
+    static NOTED: std::sync::Mutex<Option<String>>;
+}
+
+/// Runs `fut`, returning with its output the id of the first job recorded while it ran (in
+/// this task: a background job made by `detach` is recorded here, before it is spawned). The
+/// audit log names the job a request started this way.
+pub async fn noting_job<F: Future>(fut: F) -> (F::Output, Option<String>) {
+    NOTED
+        .scope(std::sync::Mutex::new(None), async {
+            let out = Box::pin(fut).await;
+            let id = NOTED
+                .try_with(|n| n.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                .ok()
+                .flatten();
+            (out, id)
+        })
+        .await
+}
+
+/// Notes a new job for [`noting_job`] (the first one only).
+pub(super) fn note(id: &str) {
+    let _ = NOTED.try_with(|n| {
+        n.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| id.to_owned());
+    });
 }
 
 /// Runs `fut` with `requester` named as who asks for the jobs it makes.
@@ -128,7 +155,14 @@ impl Running {
 
     /// Ends the job (unless it already ended).
     pub async fn finish(&self, result: Result<(), String>) {
-        self.jobs.update(&self.id, true, |j, t| j.end(result, t));
+        let mut ended = false;
+        let job = self.jobs.update(&self.id, true, |j, t| {
+            ended = !j.state.is_done();
+            j.end(result, t);
+        });
+        if let Some(job) = job.filter(|_| ended) {
+            self.jobs.ended(&job);
+        }
         self.jobs.persist().await;
     }
 

@@ -50,6 +50,8 @@ pub struct Jobs {
     /// The version last written; held while writing.
     written: tokio::sync::Mutex<u64>,
     notify: OnceLock<Notify>,
+    /// Called once when a job ends (metrics).
+    on_end: OnceLock<Notify>,
 }
 
 fn now() -> String {
@@ -94,12 +96,24 @@ impl Jobs {
             version: AtomicU64::new(0),
             written: tokio::sync::Mutex::new(0),
             notify: OnceLock::new(),
+            on_end: OnceLock::new(),
         })
     }
 
     /// Sets what is called with every new state of a job (the event stream). Once.
     pub fn on_change(&self, f: impl Fn(&Job) + Send + Sync + 'static) {
         let _ = self.notify.set(Box::new(f));
+    }
+
+    /// Sets what is called once with every job that ends (its final state). Once.
+    pub fn on_end(&self, f: impl Fn(&Job) + Send + Sync + 'static) {
+        let _ = self.on_end.set(Box::new(f));
+    }
+
+    pub(super) fn ended(&self, job: &Job) {
+        if let Some(f) = self.on_end.get() {
+            f(job);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
@@ -153,6 +167,7 @@ impl Jobs {
         }
         self.changed(&job);
         self.persist_soon();
+        super::scope::note(&id);
         Running::new(self.clone(), id)
     }
 

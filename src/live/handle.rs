@@ -42,6 +42,15 @@ pub struct ContainerSnap {
     pub build_version: String,
 }
 
+/// The game's resource use, as the service's stats sampler last read it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StatsSample {
+    pub cpu_percent: f64,
+    pub memory_bytes: u64,
+    pub memory_limit_bytes: u64,
+    pub at: Instant,
+}
+
 /// The live state of one server.
 #[derive(Debug, Clone)]
 pub struct LiveState {
@@ -68,6 +77,16 @@ pub struct LiveState {
     pub oom_seen: bool,
     /// An operator's start is under way: it reports a crash itself (no automatic restart).
     pub in_start: bool,
+    /// The last stats sample of the running game (cleared when it stops).
+    pub stats: Option<StatsSample>,
+    /// Players online and the game's limit, when known. Nothing sets them yet: a player
+    /// count reader will; metrics show them only when set.
+    pub players: Option<u32>,
+    pub max_players: Option<u32>,
+    /// Automatic restarts decided since the daemon started.
+    pub restarts_total: u64,
+    /// Exits recorded since the daemon started, by class (in the order of `ExitClass::ALL`).
+    pub exits_total: [u64; 5],
 }
 
 /// One server's handle.
@@ -110,6 +129,11 @@ impl ServerHandle {
                 recorded_run,
                 oom_seen: false,
                 in_start: false,
+                stats: None,
+                players: None,
+                max_players: None,
+                restarts_total: 0,
+                exits_total: [0; 5],
             }),
             console: Arc::new(Console::new(console)),
             events: broadcast::channel(SERVER_EVENTS).0,

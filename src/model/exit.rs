@@ -25,6 +25,14 @@ pub enum ExitClass {
 }
 
 impl ExitClass {
+    pub const ALL: [ExitClass; 5] = [
+        ExitClass::OperatorStop,
+        ExitClass::InGameStop,
+        ExitClass::Crash,
+        ExitClass::OutOfMemory,
+        ExitClass::KilledAfterGrace,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ExitClass::OperatorStop => "operator_stop",

@@ -16,6 +16,8 @@ mod create;
 mod gameconfig;
 mod jobs;
 mod lifecycle;
+mod metrics;
+mod notify;
 mod plans;
 mod ports;
 mod readiness;
@@ -41,12 +43,14 @@ use crate::runtime::{Runtime, RuntimeError};
 use crate::schedule::{ScheduleError, Scheduler};
 use crate::store::{DataDir, ServerStore, StoreError};
 
-pub use crate::jobs::{Job, JobFilter, JobKind, JobState, JobView, Step};
+pub use crate::hooks::{DeadLetter, HookInfo, HookSpec};
+pub use crate::jobs::{Job, JobFilter, JobKind, JobState, JobView, Step, noting_job};
 pub use backup::Backup;
 pub use capacity::{Capacity, ImageUsage, ServerUsage};
 pub use console::{ConsoleStream, EventStream};
 pub use create::CreateRequest;
 pub use lifecycle::{ServerOptions, UpdateMode};
+pub use notify::message_of;
 pub use rollout::RolloutRequest;
 pub use system::EngineStatus;
 pub use update::UpdateOptions;
@@ -117,6 +121,10 @@ pub struct ServerService {
     jobs: Arc<Jobs>,
     /// Rollouts, running and finished.
     rollouts: crate::rollout::Rollouts,
+    /// Prometheus metrics.
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Webhooks.
+    hooks: Arc<crate::hooks::Hooks>,
     /// True once the live model was first filled from the engine.
     synced: tokio::sync::watch::Sender<bool>,
     /// Held while a create picks its port group until the server is in the index, so two
@@ -151,6 +159,7 @@ impl ServerService {
         )?);
         let jobs = Arc::new(Jobs::load(&store.data_dir().jobs_file())?);
         let rollouts = crate::rollout::Rollouts::load(store.data_dir().rollouts_file());
+        let hooks = Arc::new(notify::open_hooks(&settings)?);
         let svc = Arc::new_cyclic(|me| ServerService {
             settings,
             runtime,
@@ -161,6 +170,8 @@ impl ServerService {
             access,
             jobs: jobs.clone(),
             rollouts,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            hooks,
             synced: tokio::sync::watch::channel(false).0,
             allocation: tokio::sync::Mutex::new(()),
             me: me.clone(),
@@ -172,6 +183,7 @@ impl ServerService {
                     .publish(&job.uid, crate::live::EventKind::Job { job: job.view() });
             }
         });
+        svc.install_metrics();
         let runner: Weak<dyn crate::schedule::Runner> = svc.me.clone();
         scheduler.attach(runner);
         Ok(svc)

@@ -50,6 +50,8 @@ impl ServerService {
     /// also brings back the servers the host wants running and fires missed schedules.
     pub async fn supervise(self: Arc<Self>) {
         tokio::spawn(refresh_configs(Arc::downgrade(&self)));
+        tokio::spawn(super::metrics::sample_stats(Arc::downgrade(&self)));
+        tokio::spawn(super::notify::forward(Arc::downgrade(&self)));
         let mut delay = Duration::from_millis(250);
         let mut first = true;
         loop {
@@ -79,6 +81,7 @@ impl ServerService {
             }
             delay = Duration::from_millis(250);
             self.synced.send_replace(true);
+            self.metrics.engine_connected(true);
             let me = self.clone();
             let boot = first;
             tokio::spawn(async move {
@@ -101,6 +104,7 @@ impl ServerService {
                     }
                 }
             }
+            self.metrics.engine_connected(false);
             tracing::warn!("lost the engine's event stream; reconnecting");
             tokio::time::sleep(delay).await;
         }
@@ -290,6 +294,10 @@ impl ServerService {
                 run_started: d.started_at.clone(),
             };
             exit::push(&mut s.exits, rec.clone());
+            if let Some(i) = ExitClass::ALL.iter().position(|c| *c == class) {
+                s.exits_total[i] += 1;
+            }
+            s.stats = None;
             (rec, class, s.in_start)
         };
         h.set_watcher(None);
@@ -334,6 +342,9 @@ impl ServerService {
         let (decision, intent) = {
             let mut s = h.state();
             let d = policy::decide(policy, class, &mut s.restarts, Instant::now());
+            if matches!(d, Decision::Restart { .. }) {
+                s.restarts_total += 1;
+            }
             (d, s.intent)
         };
         match decision {

@@ -337,6 +337,14 @@ async fn mutating_requests_are_audited_without_secrets() {
     assert_eq!(e["uid"], uid.as_str());
     assert_eq!(e["addr"], "127.0.0.1");
     assert!(e["job_id"].is_null() && e["time"].is_string(), "{e}");
+    // The create ran a job: its entry names it, and the job history knows it.
+    let job = entries[2]["job_id"].as_str().expect("the create's job id");
+    let (s, j) = d.get(&format!("/job/{job}")).await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    assert_eq!(
+        (j["kind"].as_str(), j["uid"].as_str()),
+        (Some("create"), Some(uid.as_str()))
+    );
     // Reads are not audited; key filters work; viewers may not read the log.
     let (_, v) = d.get("/audit?key=ro").await;
     assert_eq!(v.as_array().unwrap().len(), 1, "{v}");

@@ -997,3 +997,68 @@ async fn cli_rollouts() {
     assert_eq!(o.code, 1, "an ended rollout cannot be aborted: {o:?}");
     d.cleanup().await;
 }
+
+#[tokio::test]
+async fn cli_hooks_and_prometheus_metrics() {
+    let d = Daemon::start().await;
+    let o = peon(
+        &d,
+        &[
+            "hooks",
+            "add",
+            "ops",
+            "http://127.0.0.1:9/hook",
+            "-e",
+            "crashed",
+            "-e",
+            "gave_up",
+            "--secret",
+            "hush",
+        ],
+    )
+    .await
+    .ok();
+    assert!(
+        o.stdout.contains("ops") && !o.stdout.contains("hush"),
+        "{o:?}"
+    );
+    let v = peon(&d, &["hooks", "list", "--json"]).await.ok().json();
+    assert_eq!(
+        v[0]["events"],
+        serde_json::json!(["crashed", "gave_up"]),
+        "{v}"
+    );
+    assert_eq!(v[0]["signed"], true, "{v}");
+    let o = peon(&d, &["hooks"]).await.ok();
+    assert!(
+        o.stdout.starts_with("ID ") && o.stdout.contains("crashed,gave_up"),
+        "{o:?}"
+    );
+    let v = peon(&d, &["hooks", "show", "ops", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(v["dead_letters"], serde_json::json!([]), "{v}");
+    let o = peon(&d, &["hooks", "test", "ops"]).await.ok();
+    assert!(o.stdout.contains("queued"), "{o:?}");
+    peon(&d, &["hooks", "remove", "ops"]).await.ok();
+    let o = peon(&d, &["hooks", "remove", "ops"]).await;
+    assert_ne!(o.code, 0, "{o:?}");
+
+    let o = peon(&d, &["metrics", "--prometheus"]).await.ok();
+    assert!(
+        o.stdout.contains("# TYPE peon_engine_connected gauge"),
+        "{o:?}"
+    );
+    let v = peon(&d, &["metrics", "--prometheus", "--json"])
+        .await
+        .ok()
+        .json();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "peon_engine_connected" && s["value"] == 1.0),
+        "{v}"
+    );
+}

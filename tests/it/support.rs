@@ -136,6 +136,14 @@ pub struct Opts {
     pub plans_url: Option<String>,
     /// Lockout thresholds: wrong keys before slowing, before locking; lock seconds.
     pub auth: Option<(u32, u32, u64)>,
+    /// The address of the key-less metrics listener (kept across restarts).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Seconds between stats samples.
+    pub stats_interval: Option<u64>,
+    /// Webhook delivery attempts and first back-off (ms).
+    pub hooks: Option<(u32, u64)>,
+    /// A configuration file.
+    pub config: Option<PathBuf>,
 }
 
 /// A running test daemon.
@@ -201,6 +209,11 @@ impl Daemon {
             auth_slow_after: self.opts.auth.map(|a| a.0),
             auth_lock_after: self.opts.auth.map(|a| a.1),
             auth_lock_secs: self.opts.auth.map(|a| a.2),
+            metrics_listen: self.opts.metrics_listen,
+            stats_interval: self.opts.stats_interval,
+            hook_attempts: self.opts.hooks.map(|h| h.0),
+            hook_backoff_ms: self.opts.hooks.map(|h| h.1),
+            config: self.opts.config.clone(),
             ..Default::default()
         };
         Settings::resolve(&args).expect("settings")
