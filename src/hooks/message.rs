@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-/// The event names a hook may ask for. `update_rolled_back`, `rollout_done` and `idle_stop`
-/// are reserved for features that will emit them.
+/// The event names a hook may ask for.
 pub const EVENTS: [&str; 11] = [
     "started",
     "stopped",

@@ -47,6 +47,14 @@ pub enum EventKind {
     Job { job: JobView },
     /// An update failed and was rolled back (`ok`), or its rollback failed too.
     UpdateRolledBack { reason: String, ok: bool },
+    /// A rollout ended (`succeeded`, `failed` or `aborted`); `uid` is its game, or empty.
+    RolloutDone {
+        id: String,
+        state: String,
+        target_image: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 impl Event {

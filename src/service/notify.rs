@@ -99,6 +99,28 @@ pub fn message_of(e: &Event) -> Option<Message> {
             _ => return None,
         },
         EventKind::GaveUp { reason } => ("gave_up", format!("{uid}: {reason}"), Vec::new()),
+        EventKind::UpdateRolledBack { reason, ok } => (
+            "update_rolled_back",
+            if *ok {
+                format!("{uid}: the update failed and was rolled back: {reason}")
+            } else {
+                format!("{uid}: the update failed and so did its rollback: {reason}")
+            },
+            Vec::new(),
+        ),
+        EventKind::RolloutDone {
+            id,
+            state,
+            target_image,
+            error,
+        } => (
+            "rollout_done",
+            match error {
+                Some(e) => format!("rollout {id} to {target_image} {state}: {e}"),
+                None => format!("rollout {id} to {target_image} {state}"),
+            },
+            Vec::new(),
+        ),
         EventKind::Job { job } if job.kind == JobKind::Backup && job.state.is_done() => {
             if job.state == JobState::Succeeded {
                 ("backup_done", format!("{uid}: backup done"), Vec::new())
@@ -205,4 +227,35 @@ async fn blocking<T: Send + 'static>(
             what: "the hooks",
             reason: e.to_string(),
         })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollbacks_and_rollouts_are_messages() {
+        let e = Event::now(
+            "g.n",
+            EventKind::UpdateRolledBack {
+                reason: "the game crashed (exit code 3)".into(),
+                ok: true,
+            },
+        );
+        let m = message_of(&e).expect("a message");
+        assert_eq!(m.event, "update_rolled_back");
+        assert!(m.summary.contains("rolled back") && m.summary.contains("exit code 3"));
+        let e = Event::now(
+            "g",
+            EventKind::RolloutDone {
+                id: "r1".into(),
+                state: "failed".into(),
+                target_image: "img:2".into(),
+                error: Some("batch 2 of 2".into()),
+            },
+        );
+        let m = message_of(&e).expect("a message");
+        assert_eq!(m.event, "rollout_done");
+        assert_eq!(m.summary, "rollout r1 to img:2 failed: batch 2 of 2");
+    }
 }

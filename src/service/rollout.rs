@@ -201,6 +201,7 @@ impl ServerService {
         })
         .await?;
         tracing::info!(rollout = %id, "rollout succeeded");
+        self.rollout_done(id);
         Ok(())
     }
 
@@ -305,7 +306,28 @@ impl ServerService {
             r.finished = Some(crate::live::events::now_rfc3339());
         })
         .await?;
+        self.rollout_done(id);
         Ok(())
+    }
+
+    /// Tells the event stream (and so the webhooks) that a rollout ended.
+    fn rollout_done(&self, id: &str) {
+        let Ok(r) = self.rollouts.get(id) else { return };
+        let state = match r.state {
+            RolloutState::Running => "running",
+            RolloutState::Succeeded => "succeeded",
+            RolloutState::Failed => "failed",
+            RolloutState::Aborted => "aborted",
+        };
+        self.registry.publish(
+            r.game.as_deref().unwrap_or(""),
+            crate::live::EventKind::RolloutDone {
+                id: r.id.clone(),
+                state: state.to_owned(),
+                target_image: r.target_image.clone(),
+                error: r.error.clone(),
+            },
+        );
     }
 
     async fn rollout_put(&self, r: Rollout) -> Result<()> {
