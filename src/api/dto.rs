@@ -296,6 +296,9 @@ pub struct CreateBody {
     pub game_uid: Option<String>,
     /// `POST /server/create` only: the server name (also `warcamp`).
     pub servername: Option<String>,
+    /// The server's own resource limits over the plan's (see `PUT /server/limits`).
+    #[schema(value_type = Option<Object>)]
+    pub limits: Option<Value>,
 }
 
 /// Describes a loose body for the document only: `POST /servers` reads it with [`Body`] and

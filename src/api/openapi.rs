@@ -14,7 +14,7 @@ use super::dto::{
     Health, Logs, Orchestrator, PlanEntry, ScheduleBody, Success, TimerBody, UpdateBody,
 };
 use super::dto::{AuditInfo, KeyBody, KeyInfo, KeyScope, NewKeyInfo};
-use super::{jobs, keys, live, maintenance, plans, schedules, servers, system};
+use super::{jobs, keys, live, maintenance, plans, resources, schedules, servers, system};
 use crate::service::{Capacity, EngineStatus, ImageUsage, ServerObject, ServerUsage, StatsView};
 
 /// Adds the `X-Api-Key` scheme.
@@ -60,6 +60,7 @@ impl Modify for ApiKeyScheme {
         servers::eradicate,
         live::kill,
         live::options,
+        resources::limits,
         live::command,
         live::sse,
         live::ws,
@@ -86,7 +87,8 @@ impl Modify for ApiKeyScheme {
         live::CommandBody, live::OptionsBody, crate::live::Event, crate::live::ExitRecord,
         KeyScope, KeyBody, KeyInfo, NewKeyInfo, AuditInfo,
         Accepted, crate::service::Job, crate::service::JobView, crate::service::Step,
-        crate::service::JobKind, crate::service::JobState
+        crate::service::JobKind, crate::service::JobState,
+        resources::LimitsBody, crate::service::LimitsView
     )),
     modifiers(&ApiKeyScheme),
     tags(

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::extract::ServerUid;
 use super::jobs::{self as jobs_api, WaitQuery};
 use super::{AppState, Body, Loose};
-use crate::model::lifecycle::{RestartPolicy, parse_duration};
+use crate::model::lifecycle::{LimitsPatch, RestartPolicy, parse_duration, parse_limits_patch};
 use crate::schedule;
 use crate::service::{CreateRequest, JobKind, ServerObject, UpdateMode};
 
@@ -65,7 +65,8 @@ pub async fn import(State(s): State<AppState>) -> ApiResult<Json<Vec<ServerObjec
 }
 
 /// Body keys of a create request that are not plan settings.
-const CREATE_KEYS: [&str; 11] = [
+const CREATE_KEYS: [&str; 12] = [
+    "limits",
     "restart_policy",
     "stop_grace",
     "description",
@@ -98,6 +99,29 @@ fn create_request(game: &str, name: Option<String>, body: &Body) -> ApiResult<Cr
         timer: schedule::timer_from_body(&body.0, now())?,
         restart_policy: restart_policy(body)?,
         stop_grace: stop_grace(body)?,
+        limits: match body.0.get("limits") {
+            None | Some(Value::Null) => Default::default(),
+            Some(Value::Object(m)) => limits_patch(m)?,
+            Some(_) => {
+                return Err(ApiError::BadRequest(
+                    "limits must be an object: {\"memory\": \"512m\", \"cpus\": 1.5, \"pids\": 200, \"disk\": \"20g\"}.".into(),
+                ));
+            }
+        },
+    })
+}
+
+/// A `limits` object of a create or limits body.
+pub(super) fn limits_patch(m: &Map<String, Value>) -> ApiResult<LimitsPatch> {
+    parse_limits_patch(m).map_err(|problems| {
+        ApiError::BadRequest(format!(
+            "Invalid limits: {}.",
+            problems
+                .iter()
+                .map(|(k, msg)| format!("{k} {msg}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
     })
 }
 

@@ -210,6 +210,23 @@ pub enum ServerCmd {
         #[arg(long, value_name = "DURATION")]
         stop_grace: Option<String>,
     },
+    /// Show a server's resource limits and disk quota, or change them (in place, no restart).
+    /// `none` puts a limit back to the plan's.
+    Limits {
+        uid: String,
+        /// Memory: a size like 512m or 2g.
+        #[arg(long, value_name = "SIZE")]
+        memory: Option<String>,
+        /// CPU cores as a decimal, like 0.5 or 2.
+        #[arg(long, value_name = "CORES")]
+        cpus: Option<String>,
+        /// How many processes and threads the game may have.
+        #[arg(long, value_name = "N")]
+        pids: Option<String>,
+        /// Disk quota of the server directory: a size like 20g.
+        #[arg(long, value_name = "SIZE")]
+        disk: Option<String>,
+    },
     /// Start a server, optionally with a stop timer.
     Start {
         uid: String,

@@ -413,6 +413,31 @@ fn options_fields(v: &Value) -> Vec<(String, String)> {
     all
 }
 
+/// A server's limits and disk use as `key  value` pairs (what `peon server limits` shows).
+fn limits_fields(v: &Value) -> Vec<(String, String)> {
+    let l = &v["limits"];
+    let or_none = |x: &Value| {
+        if x.is_null() {
+            "none".to_owned()
+        } else {
+            x.to_string()
+        }
+    };
+    let mut all = vec![("uid".to_owned(), s(v, "uid"))];
+    for (k, label) in [
+        ("memory_bytes", "memory (bytes)"),
+        ("cpus", "cpus"),
+        ("pids", "pids"),
+        ("disk_bytes", "disk quota (bytes)"),
+    ] {
+        all.push((label.to_owned(), or_none(&l[k])));
+    }
+    if let Some(d) = v.get("disk_bytes") {
+        all.push(("disk used (bytes)".into(), or_none(d)));
+    }
+    all
+}
+
 /// Prints pairs as aligned `key  value` lines.
 fn print_pairs(all: &[(String, String)]) {
     let width = all
@@ -526,6 +551,43 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
                 .await?
             };
             print_or_json(&v, json, |v| print_pairs(&options_fields(v)));
+        }
+        ServerCmd::Limits {
+            uid: u,
+            memory,
+            cpus,
+            pids,
+            disk,
+        } => {
+            let u = uid(&u)?;
+            let mut body = Map::new();
+            for (k, v) in [
+                ("memory", memory),
+                ("cpus", cpus),
+                ("pids", pids),
+                ("disk", disk),
+            ] {
+                if let Some(v) = v {
+                    let v = if v == "none" {
+                        Value::Null
+                    } else {
+                        Value::String(v)
+                    };
+                    body.insert(k.into(), v);
+                }
+            }
+            let v = if body.is_empty() {
+                c.get(&format!("/server/get/{u}")).await?
+            } else {
+                c.call(
+                    Method::PUT,
+                    &format!("/server/limits/{u}"),
+                    Some(&Value::Object(body)),
+                    QUICK,
+                )
+                .await?
+            };
+            print_or_json(&v, json, |v| print_pairs(&limits_fields(v)));
         }
         ServerCmd::Start {
             uid: u,

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::lifecycle::parse_duration;
 pub use super::lifecycle::{Lifecycle, PlanLimits, RestartPolicy};
-use super::lifecycle::{parse_bytes, parse_duration};
 
 /// A transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -275,7 +275,8 @@ fn parse_lifecycle(c: &mut Checker, v: Option<&Value>) -> Lifecycle {
     l
 }
 
-/// The optional `limits` object: `memory` (bytes, or text like `512m`).
+/// The optional `limits` object: `memory`, `cpus`, `pids`, `disk` (see
+/// [`super::lifecycle::parse_limits_patch`]); `null` leaves a limit unset.
 fn parse_limits(c: &mut Checker, v: Option<&Value>) -> PlanLimits {
     let mut l = PlanLimits::default();
     let m = match v {
@@ -286,20 +287,11 @@ fn parse_limits(c: &mut Checker, v: Option<&Value>) -> PlanLimits {
             return l;
         }
     };
-    match m.get("memory") {
-        None | Some(Value::Null) => {}
-        Some(v) => {
-            let b = match v {
-                Value::Number(n) => n.as_i64(),
-                Value::String(s) => parse_bytes(s),
-                _ => None,
-            };
-            match b {
-                Some(b) if b >= 6 << 20 => l.memory_bytes = Some(b),
-                _ => c.bad(
-                    "limits.memory",
-                    "must be a size of at least 6m, like 512m or 2g",
-                ),
+    match super::lifecycle::parse_limits_patch(m) {
+        Ok(p) => p.apply(&mut l),
+        Err(problems) => {
+            for (k, msg) in problems {
+                c.bad(format!("limits.{k}"), msg);
             }
         }
     }

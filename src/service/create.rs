@@ -34,6 +34,8 @@ pub struct CreateRequest {
     pub restart_policy: Option<RestartPolicy>,
     /// The server's stop grace period (the plan's when `None`).
     pub stop_grace: Option<std::time::Duration>,
+    /// The server's own limits over the plan's (`limits` in the body).
+    pub limits: crate::model::lifecycle::LimitsPatch,
 }
 
 const PREFIXES: [&str; 33] = [
@@ -235,14 +237,15 @@ impl ServerService {
             Ok::<_, ServiceError>((loaded, allocation, config))
         })
         .await?;
-        let state = ServerState {
+        let mut state = ServerState {
             wanted_running: false,
             plan_version: loaded.plan.version.clone(),
             created: chrono::Utc::now().timestamp(),
             restart_policy: req.restart_policy,
             stop_grace_s: req.stop_grace.map(|d| d.as_secs()),
-            exits: Vec::new(),
+            ..ServerState::default()
         };
+        req.limits.apply(&mut state.limits);
         let (svc, files, plan_dir, u) = (
             self.me.upgrade(),
             req.config_files.clone(),

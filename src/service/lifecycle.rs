@@ -250,7 +250,12 @@ impl ServerService {
             self.check_ports_free(uid, &group).await?;
             if let Some(c) = &current {
                 let policy_ok = matches!(c.restart_policy.as_str(), "" | "no");
-                if !c.stdin_open || !policy_ok {
+                if c.limits != self.engine_limits(rec) {
+                    // A limit lifted while it ran (the engine cannot lift it in place).
+                    tracing::info!(uid = %uid, "container limits differ from the server's: recreating it");
+                    self.runtime.remove(&name).await?;
+                    current = None;
+                } else if !c.stdin_open || !policy_ok {
                     tracing::info!(uid = %uid, "container made by an older peon (no stdin or an engine restart policy): recreating it");
                     self.runtime.remove(&name).await?;
                     current = None;

@@ -16,6 +16,7 @@ mod create;
 mod gameconfig;
 mod jobs;
 mod lifecycle;
+mod limits;
 mod plans;
 mod ports;
 mod readiness;
@@ -46,7 +47,7 @@ pub use console::{ConsoleStream, EventStream};
 pub use create::CreateRequest;
 pub use lifecycle::{ServerOptions, UpdateMode};
 pub use system::EngineStatus;
-pub use view::{ServerObject, StatsView};
+pub use view::{LimitsView, ServerObject, StatsView};
 
 /// Errors of the service layer. The API maps each to one HTTP status, once.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +78,9 @@ pub enum ServiceError {
     /// The game server did not reach the wanted state.
     #[error("{0}")]
     Failed(String),
+    /// The server's directory is over its disk quota.
+    #[error("{0}")]
+    OverQuota(String),
     /// The action needs a running game (a console command), or the game was stopped meanwhile.
     #[error("{0}")]
     NotRunning(String),

@@ -16,7 +16,7 @@ use crate::fsio::atomic;
 
 mod serverdir;
 use crate::model::exit::ExitRecord;
-use crate::model::lifecycle::RestartPolicy;
+use crate::model::lifecycle::{PlanLimits, RestartPolicy};
 use crate::model::plan::{Plan, parse_plan, problems_text};
 use crate::names::Uid;
 pub use serverdir::NewServer;
@@ -125,6 +125,9 @@ pub struct ServerState {
     /// The stop grace period chosen for this server, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_s: Option<u64>,
+    /// The server's own resource limits (over the plan's `limits`).
+    #[serde(default, skip_serializing_if = "PlanLimits::is_empty")]
+    pub limits: PlanLimits,
     /// The last exits of the game, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exits: Vec<ExitRecord>,

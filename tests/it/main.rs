@@ -12,4 +12,5 @@ mod lifecycle;
 mod live;
 mod plans;
 mod resilience;
+mod resources;
 mod schedules;
