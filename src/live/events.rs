@@ -45,6 +45,12 @@ pub enum EventKind {
     },
     /// A job was created, one of its steps started or ended, or it ended.
     Job { job: JobView },
+    /// The server directory reached 90 % of its disk quota (or went over it).
+    Quota {
+        used_bytes: u64,
+        quota_bytes: u64,
+        percent: f64,
+    },
 }
 
 impl Event {

@@ -42,6 +42,15 @@ pub struct ContainerSnap {
     pub build_version: String,
 }
 
+/// The last measure of a server directory's disk use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUse {
+    pub bytes: u64,
+    /// The `data/` part of it.
+    pub data_bytes: u64,
+    pub at: Instant,
+}
+
 /// The live state of one server.
 #[derive(Debug, Clone)]
 pub struct LiveState {
@@ -68,6 +77,10 @@ pub struct LiveState {
     pub oom_seen: bool,
     /// An operator's start is under way: it reports a crash itself (no automatic restart).
     pub in_start: bool,
+    /// The last measure of the server directory's disk use.
+    pub disk: Option<DiskUse>,
+    /// The disk quota warning was published and the use has not gone back under 90 % since.
+    pub quota_warned: bool,
 }
 
 /// One server's handle.
@@ -110,6 +123,8 @@ impl ServerHandle {
                 recorded_run,
                 oom_seen: false,
                 in_start: false,
+                disk: None,
+                quota_warned: false,
             }),
             console: Arc::new(Console::new(console)),
             events: broadcast::channel(SERVER_EVENTS).0,

@@ -151,6 +151,15 @@ impl ServerService {
             job.finish(r.as_ref().map(|_| ()).map_err(ToString::to_string))
                 .await;
         }
+        // The directory's disk use after the action (in the background).
+        if let Some(svc) = self.me.upgrade() {
+            let u = uid.clone();
+            tokio::spawn(async move {
+                if svc.store.contains(&u) {
+                    let _ = svc.measure_disk(&u).await;
+                }
+            });
+        }
         h.publish(EventKind::Action {
             action: name.to_owned(),
             phase: "end".into(),
@@ -178,6 +187,7 @@ impl ServerService {
         uid: &Uid,
         timer: Option<OneShot>,
     ) -> Result<ServerObject> {
+        self.check_quota(uid).await?;
         let rec = self.record(uid)?;
         let h = self.handle_of(uid);
         let (intent, before) = {
@@ -492,6 +502,7 @@ impl ServerService {
         self.record(uid)?;
         self.action(uid, JobKind::Restart, async {
             let _g = self.lock(uid).await;
+            step("disk quota", self.check_quota(uid)).await?;
             self.stop_locked(uid).await?;
             self.start_locked(uid, None).await
         })
@@ -545,6 +556,7 @@ impl ServerService {
     async fn update_inner(&self, uid: &Uid, mode: UpdateMode) -> Result<ServerObject> {
         let _g = self.lock(uid).await;
         let rec = self.record(uid)?;
+        step("disk quota", self.check_quota(uid)).await?;
         step("stop", self.stop_locked(uid)).await?;
         if mode == UpdateMode::Reinit {
             step(

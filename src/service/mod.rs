@@ -13,6 +13,7 @@ mod capacity;
 mod console;
 mod container;
 mod create;
+mod disk;
 mod gameconfig;
 mod jobs;
 mod lifecycle;

@@ -46,6 +46,9 @@ pub struct ServerObject {
     pub stop_grace_s: u64,
     /// The server's resource limits (its own, else its plan's); absent ones are unlimited.
     pub limits: LimitsView,
+    /// Disk used by the server directory, as last measured (every minute and after actions);
+    /// `None` until first measured.
+    pub disk_bytes: Option<u64>,
     /// The last exit of the game.
     pub last_exit: Option<ExitRecord>,
     /// The last exits (up to 20, oldest first); in `GET /server/get`, not in lists.
@@ -172,6 +175,7 @@ impl ServerService {
             restart_policy: self.restart_policy(rec).to_string(),
             stop_grace_s: self.stop_grace(rec).as_secs(),
             limits: self.limits_of(rec).into(),
+            disk_bytes: s.disk.map(|d| d.bytes),
             last_exit: s.exits.last().cloned(),
             exits: full.then(|| s.exits.clone()),
             stats: None,

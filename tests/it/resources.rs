@@ -122,3 +122,76 @@ async fn a_memory_limit_lowered_in_place_that_the_game_exceeds_is_an_out_of_memo
     assert_eq!(e["exit"]["class"], "out_of_memory", "{e}");
     d.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_disk_quota_warns_at_90_percent_and_refuses_start_and_update_over_it() {
+    let d = Daemon::start().await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.disk");
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{uid}"),
+            json!({"SERVER_NAME": "D", "limits": {"disk": "4m"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let user = d.server_dir(&uid).join("user");
+    let mut ev = Events::open(&d, Some(&uid)).await;
+
+    // 3.7 MiB of 4 (92 %): a warning, and the restart goes ahead.
+    std::fs::write(user.join("big"), vec![7u8; 3_870_000]).unwrap();
+    let (s, v) = d.put(&format!("/server/restart/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let e = ev
+        .wait(LONG, "the quota warning", |e| e["type"] == "quota")
+        .await;
+    assert_eq!(e["quota_bytes"], 4 << 20, "{e}");
+    assert!(e["used_bytes"].as_u64().unwrap() >= 3_870_000, "{e}");
+    assert!(e["percent"].as_f64().unwrap() >= 90.0, "{e}");
+
+    // Over it: start and update are refused with the use and the quota named.
+    std::fs::write(user.join("big2"), vec![7u8; 1_000_000]).unwrap();
+    let (s, _) = d.put(&format!("/server/stop/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = d.put(&format!("/server/start/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["err_code"], "srv.quota", "{v}");
+    let info = v["info"].as_str().unwrap();
+    assert!(
+        info.contains("4.0 MiB") && info.contains("4194304"),
+        "{info}"
+    );
+    let (s, v) = d
+        .put(&format!("/server/update/{uid}"), json!({"mode": "server"}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["err_code"], "srv.quota", "{v}");
+
+    // The use is in the server object and the capacity, from the last measure.
+    let v = d
+        .wait_server(&uid, LONG, |v| {
+            v["disk_bytes"].as_u64().is_some_and(|b| b > 4_700_000)
+        })
+        .await;
+    assert_eq!(v["limits"]["disk_bytes"], 4 << 20);
+    let (s, c) = d.get("/capacity").await;
+    assert_eq!(s, StatusCode::OK);
+    let mine = c["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["uid"] == uid.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(mine["quota_bytes"], 4 << 20, "{mine}");
+    assert!(mine["bytes"].as_u64().unwrap() > 4_700_000, "{mine}");
+
+    // Raised, the start goes.
+    let (s, v) = d
+        .put(&format!("/server/limits/{uid}"), json!({"disk": "10m"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = d.put(&format!("/server/start/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    d.cleanup().await;
+}
