@@ -88,6 +88,8 @@ pub async fn launch(
     let supervisor = tokio::spawn(service.clone().supervise());
     // Disk use of every server directory, measured in the background.
     let disk = tokio::spawn(service.clone().watch_disk());
+    // Who is playing on every game with a query (and the idle stop).
+    let players = tokio::spawn(service.clone().watch_players());
     // Lists answer from the live model: serve once it is filled (or the engine is slow to
     // answer; it fills as soon as the engine does).
     if !service.wait_synced(BOOT_SYNC).await {
@@ -109,6 +111,7 @@ pub async fn launch(
     .map_err(DaemonError::Serve);
     supervisor.abort();
     disk.abort();
+    players.abort();
     scheduler.shutdown().await;
     served
 }

@@ -15,6 +15,7 @@ pub mod live;
 pub mod model;
 pub mod names;
 pub mod plans;
+pub mod players;
 pub mod runtime;
 pub mod schedule;
 pub mod service;

@@ -69,6 +69,13 @@ const RULES: &[(&str, &[&str])] = &[
             "daemon", "cli",
         ],
     ),
+    (
+        "players",
+        &[
+            "model", "fsio", "runtime", "docker", "store", "plans", "live", "schedule", "service",
+            "api", "daemon", "cli", "config",
+        ],
+    ),
     ("service", &["docker", "api", "daemon", "cli"]),
     ("api", &["docker", "store", "daemon", "cli"]),
 ];

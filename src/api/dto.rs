@@ -296,6 +296,14 @@ pub struct CreateBody {
     pub game_uid: Option<String>,
     /// `POST /server/create` only: the server name (also `warcamp`).
     pub servername: Option<String>,
+    /// Stop the game after this long with nobody playing, like `30m` (needs the plan's `query`).
+    pub idle_stop: Option<String>,
+    /// No idle stop within this long of a start (default 10m).
+    pub idle_grace: Option<String>,
+    /// After an idle stop, hold the game's ports and start it on the first connection.
+    pub wake_on_connect: Option<bool>,
+    /// Take a backup (`save`) before an idle stop.
+    pub backup_before_idle_stop: Option<bool>,
     /// The server's own resource limits over the plan's (see `PUT /server/limits`).
     #[schema(value_type = Option<Object>)]
     pub limits: Option<Value>,

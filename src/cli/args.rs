@@ -209,6 +209,18 @@ pub enum ServerCmd {
         /// How long a stop waits for the game to exit before killing it: 30s, 2m, ...
         #[arg(long, value_name = "DURATION")]
         stop_grace: Option<String>,
+        /// Stop the game after this long with nobody playing (30m); `off` turns it off.
+        #[arg(long, value_name = "DURATION")]
+        idle_stop: Option<String>,
+        /// No idle stop within this long of a start (default 10m).
+        #[arg(long, value_name = "DURATION")]
+        idle_grace: Option<String>,
+        /// After an idle stop, hold the game's ports and start it on the first connection.
+        #[arg(long, value_name = "BOOL")]
+        wake_on_connect: Option<bool>,
+        /// Take a backup before an idle stop.
+        #[arg(long, value_name = "BOOL")]
+        backup_before_idle_stop: Option<bool>,
     },
     /// Show a server's resource limits and disk quota, or change them (in place, no restart).
     /// `none` puts a limit back to the plan's.

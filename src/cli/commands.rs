@@ -410,6 +410,17 @@ fn options_fields(v: &Value) -> Vec<(String, String)> {
     if v.get("stop_grace").is_some_and(|g| !g.is_null()) {
         all.push(("stop grace".into(), s(v, "stop_grace")));
     }
+    if let Some(i) = v.get("idle_stop_s") {
+        let text = i.as_u64().map_or("off".to_owned(), |s| format!("{s}s"));
+        all.push(("idle stop".into(), text));
+        all.push(("idle grace".into(), format!("{}s", s(v, "idle_grace_s"))));
+        all.push(("wake on connect".into(), s(v, "wake_on_connect")));
+        all.push((
+            "backup before idle stop".into(),
+            s(v, "backup_before_idle_stop"),
+        ));
+        all.push(("sleeping".into(), s(v, "sleeping")));
+    }
     all
 }
 
@@ -529,6 +540,10 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
             uid: u,
             restart_policy,
             stop_grace,
+            idle_stop,
+            idle_grace,
+            wake_on_connect,
+            backup_before_idle_stop,
         } => {
             let u = uid(&u)?;
             let mut body = Map::new();
@@ -537,6 +552,19 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
             }
             if let Some(g) = stop_grace {
                 body.insert("stop_grace".into(), Value::String(g));
+            }
+            for (k, v) in [("idle_stop", idle_stop), ("idle_grace", idle_grace)] {
+                if let Some(v) = v {
+                    body.insert(k.into(), Value::String(v));
+                }
+            }
+            for (k, v) in [
+                ("wake_on_connect", wake_on_connect),
+                ("backup_before_idle_stop", backup_before_idle_stop),
+            ] {
+                if let Some(v) = v {
+                    body.insert(k.into(), Value::Bool(v));
+                }
             }
             // Without an option there is nothing to set: show the server's options.
             let v = if body.is_empty() {

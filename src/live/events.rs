@@ -45,6 +45,14 @@ pub enum EventKind {
     },
     /// A job was created, one of its steps started or ended, or it ended.
     Job { job: JobView },
+    /// peon stopped the game after `idle_s` seconds with nobody playing; with
+    /// `wake_on_connect`, its ports are now held to start it on the first connection.
+    IdleStop { idle_s: u64, wake_on_connect: bool },
+    /// A connection or packet (`by`) came to a sleeping server: it is being started.
+    Wake { by: String },
+    /// Holding a sleeping server's ports, or starting it on a connection, failed (the ports are
+    /// held again when the start failed).
+    WakeFailed { error: String },
     /// The server directory reached 90 % of its disk quota (or went over it).
     Quota {
         used_bytes: u64,

@@ -81,6 +81,14 @@ pub struct LiveState {
     pub disk: Option<DiskUse>,
     /// The disk quota warning was published and the use has not gone back under 90 % since.
     pub quota_warned: bool,
+    /// Players on the game, as it last answered a query; `None`: unknown (no query, no answer,
+    /// not running).
+    pub players: Option<u32>,
+    pub max_players: Option<u32>,
+    /// Since when the game has answered, every time, that nobody plays (for the idle stop).
+    pub empty_since: Option<Instant>,
+    /// When the game last started running (for the idle stop's grace).
+    pub run_since: Option<Instant>,
 }
 
 /// One server's handle.
@@ -125,6 +133,10 @@ impl ServerHandle {
                 in_start: false,
                 disk: None,
                 quota_warned: false,
+                players: None,
+                max_players: None,
+                empty_since: None,
+                run_since: None,
             }),
             console: Arc::new(Console::new(console)),
             events: broadcast::channel(SERVER_EVENTS).0,

@@ -59,6 +59,8 @@ pub struct Lifecycle {
     /// How long a start may take to get ready before the server is `unhealthy`.
     pub ready_timeout: Option<Duration>,
     pub restart_policy: Option<RestartPolicy>,
+    /// How to say something to the players: a console command with `{message}` in it.
+    pub say_command: Option<String>,
 }
 
 /// Resource limits: the plan's optional `limits` object, or a server's own overrides of it

@@ -71,6 +71,11 @@ const SEE_EXIT: Duration = Duration::from_secs(3);
 pub struct ServerOptions {
     pub restart_policy: Option<RestartPolicy>,
     pub stop_grace: Option<Duration>,
+    /// `Some(None)` turns the idle stop off.
+    pub idle_stop: Option<Option<Duration>>,
+    pub idle_grace: Option<Duration>,
+    pub wake_on_connect: Option<bool>,
+    pub backup_before_idle_stop: Option<bool>,
 }
 
 impl ServerService {
@@ -188,6 +193,8 @@ impl ServerService {
         timer: Option<OneShot>,
     ) -> Result<ServerObject> {
         self.check_quota(uid).await?;
+        // A sleeping server's held ports are released before the game needs them.
+        self.disarm_wake(uid).await;
         let rec = self.record(uid)?;
         let h = self.handle_of(uid);
         let (intent, before) = {
@@ -289,6 +296,10 @@ impl ServerService {
             }
             s.expected = Expected::Nothing;
             s.oom_seen = false;
+            s.run_since = Some(Instant::now());
+            s.empty_since = None;
+            s.players = None;
+            s.max_players = None;
         }
         h.set_phase(Phase::Starting, None);
         let since = std::time::SystemTime::now();
@@ -383,7 +394,7 @@ impl ServerService {
     }
 
     /// Records that the host wants the server stopped: no restart, no readiness watch.
-    async fn want_stopped(&self, uid: &Uid, how: Expected) -> Result<()> {
+    pub(super) async fn want_stopped(&self, uid: &Uid, how: Expected) -> Result<()> {
         let h = self.handle_of(uid);
         {
             let mut s = h.state();
@@ -401,7 +412,7 @@ impl ServerService {
         {
             let mut s = h.state();
             s.intent += 1;
-            if s.expected != Expected::Kill {
+            if !matches!(s.expected, Expected::Kill | Expected::IdleStop) {
                 s.expected = Expected::Stop;
             }
         }
@@ -514,6 +525,7 @@ impl ServerService {
         self.record(uid)?;
         let _g = self.lock(uid).await;
         let grace = o.stop_grace.map(|d| d.as_secs());
+        let wake_off = o.wake_on_connect == Some(false);
         self.save_state(uid, move |s| {
             if let Some(p) = o.restart_policy {
                 s.restart_policy = Some(p);
@@ -521,8 +533,24 @@ impl ServerService {
             if let Some(g) = grace {
                 s.stop_grace_s = Some(g);
             }
+            if let Some(i) = o.idle_stop {
+                s.idle_stop_s = i.map(|d| d.as_secs());
+            }
+            if let Some(g) = o.idle_grace {
+                s.idle_grace_s = Some(g.as_secs());
+            }
+            if let Some(w) = o.wake_on_connect {
+                s.wake_on_connect = w;
+            }
+            if let Some(b) = o.backup_before_idle_stop {
+                s.backup_before_idle_stop = b;
+            }
         })
         .await?;
+        if wake_off {
+            // Turned off while asleep: the ports are let go.
+            self.disarm_wake(uid).await;
+        }
         tracing::info!(uid = %uid, "server options changed");
         drop(_g);
         self.get(uid).await
@@ -608,6 +636,7 @@ impl ServerService {
 
     async fn destroy_inner(&self, uid: &Uid, eradicate: bool) -> Result<String> {
         self.want_stopped(uid, Expected::Stop).await?;
+        self.disarm_wake(uid).await;
         let _g = self.lock(uid).await;
         let rec = self.record(uid)?;
         step("remove container", self.remove_container(&rec)).await?;
@@ -679,6 +708,10 @@ impl ServerService {
     pub async fn reconcile(&self) -> Result<()> {
         for rec in self.store.list() {
             let running = self.handle_of(&rec.uid).is_running();
+            if rec.state.sleeping && !running {
+                self.arm_wake(&rec.uid).await;
+                continue;
+            }
             if rec.state.wanted_running && !running {
                 tracing::info!(uid = %rec.uid, "reconcile: server should run, starting it");
                 let start = self.acting("daemon", self.start(&rec.uid, None));

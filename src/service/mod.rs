@@ -19,12 +19,14 @@ mod jobs;
 mod lifecycle;
 mod limits;
 mod plans;
+mod players;
 mod ports;
 mod readiness;
 mod schedules;
 mod supervise;
 mod system;
 mod view;
+mod wake;
 
 use std::sync::{Arc, Weak};
 
@@ -47,6 +49,7 @@ pub use capacity::{Capacity, ImageUsage, ServerUsage};
 pub use console::{ConsoleStream, EventStream};
 pub use create::CreateRequest;
 pub use lifecycle::{ServerOptions, UpdateMode};
+pub use players::{PLAYERS_INTERVAL, QUERY_TIMEOUT};
 pub use system::EngineStatus;
 pub use view::{LimitsView, ServerObject, StatsView};
 
@@ -116,6 +119,8 @@ pub struct ServerService {
     /// Held while a create picks its port group until the server is in the index, so two
     /// concurrent creates never pick the same free group.
     allocation: tokio::sync::Mutex<()>,
+    /// Servers asleep (stopped for being idle) whose ports peon holds to wake them.
+    sleepers: std::sync::Mutex<std::collections::HashMap<Uid, wake::Sleeper>>,
     me: Weak<ServerService>,
 }
 
@@ -155,6 +160,7 @@ impl ServerService {
             jobs: jobs.clone(),
             synced: tokio::sync::watch::channel(false).0,
             allocation: tokio::sync::Mutex::new(()),
+            sleepers: Default::default(),
             me: me.clone(),
         });
         let me = svc.me.clone();

@@ -46,6 +46,20 @@ pub struct ServerObject {
     pub stop_grace_s: u64,
     /// The server's resource limits (its own, else its plan's); absent ones are unlimited.
     pub limits: LimitsView,
+    /// Players on the game as it last answered a query (every few seconds); `null` when
+    /// unknown: no `query` in the plan, not running, or no answer.
+    pub players: Option<u32>,
+    pub max_players: Option<u32>,
+    /// Seconds with nobody playing after which the game is stopped; `null`: never.
+    pub idle_stop_s: Option<u64>,
+    /// No idle stop within this many seconds of a start.
+    pub idle_grace_s: u64,
+    /// After an idle stop, peon holds the game's ports and starts it on the first connection.
+    pub wake_on_connect: bool,
+    /// A backup (`save`) is taken before an idle stop.
+    pub backup_before_idle_stop: bool,
+    /// Stopped for being idle, its ports held by peon: the first connection starts it.
+    pub sleeping: bool,
     /// Disk used by the server directory, as last measured (every minute and after actions);
     /// `None` until first measured.
     pub disk_bytes: Option<u64>,
@@ -176,6 +190,16 @@ impl ServerService {
             stop_grace_s: self.stop_grace(rec).as_secs(),
             limits: self.limits_of(rec).into(),
             disk_bytes: s.disk.map(|d| d.bytes),
+            players: s.players,
+            max_players: s.max_players,
+            idle_stop_s: rec.state.idle_stop_s,
+            idle_grace_s: rec
+                .state
+                .idle_grace_s
+                .unwrap_or(super::players::IDLE_GRACE.as_secs()),
+            wake_on_connect: rec.state.wake_on_connect,
+            backup_before_idle_stop: rec.state.backup_before_idle_stop,
+            sleeping: self.is_sleeping(&rec.uid),
             last_exit: s.exits.last().cloned(),
             exits: full.then(|| s.exits.clone()),
             stats: None,

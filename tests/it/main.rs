@@ -11,6 +11,7 @@ mod jobs;
 mod lifecycle;
 mod live;
 mod plans;
+mod players;
 mod resilience;
 mod resources;
 mod schedules;
