@@ -159,6 +159,10 @@ impl TryFrom<Body> for DescriptionBody {
 pub struct UpdateBody {
     /// `full` (default, also `all`), `image` (`container`), `server` (`game`), `reinit`.
     pub mode: Option<String>,
+    /// `{"deadline": "10m", "announce": "..."}` (or `true`): wait until nobody plays first (at
+    /// most the deadline), announcing through the plan's `say_command`.
+    #[schema(value_type = Option<Object>)]
+    pub when_empty: Option<schedule::WhenEmpty>,
 }
 
 impl TryFrom<Body> for UpdateBody {
@@ -166,6 +170,8 @@ impl TryFrom<Body> for UpdateBody {
 
     fn try_from(body: Body) -> Result<Self, ApiError> {
         Ok(UpdateBody {
+            when_empty: schedule::WhenEmpty::parse(body.0.get("when_empty"))
+                .map_err(crate::service::ServiceError::from)?,
             mode: body.str("mode")?,
         })
     }
@@ -195,6 +201,8 @@ impl TryFrom<Body> for DestroyBody {
 pub struct ScheduleBody {
     pub action: Action,
     pub when: When,
+    /// A restart that waits for an empty server first.
+    pub when_empty: Option<schedule::WhenEmpty>,
 }
 
 impl ScheduleBody {
@@ -226,7 +234,12 @@ impl ScheduleBody {
                 ));
             }
         };
-        Ok(ScheduleBody { action, when })
+        let when_empty = schedule::WhenEmpty::parse(body.0.get("when_empty"))?;
+        Ok(ScheduleBody {
+            action,
+            when,
+            when_empty,
+        })
     }
 }
 
@@ -256,6 +269,13 @@ impl PartialSchema for ScheduleBody {
                 text(
                     optional(),
                     "Once: RFC 3339, or Unix seconds (a string or a number).",
+                ),
+            )
+            .property(
+                "when_empty",
+                text(
+                    SchemaType::from_iter([Type::Object, Type::Boolean, Type::Null]),
+                    "Restarts only: `{\"deadline\": \"10m\", \"announce\": \"Restart soon\"}` (or `true`: 30m, no announcement): wait until nobody plays (at most the deadline, then go anyway), announcing through the plan's `say_command` first.",
                 ),
             )
             .required("action")

@@ -579,10 +579,18 @@ pub async fn restart(
     ServerUid(u): ServerUid,
     uri: OriginalUri,
     Query(w): Query<WaitQuery>,
+    body: Body,
 ) -> ApiResult<Response> {
     s.service.record(&u)?;
+    let when_empty = schedule::WhenEmpty::parse(body.0.get("when_empty"))
+        .map_err(crate::service::ServiceError::from)?;
     let (svc, id) = (s.service.clone(), u.to_string());
-    let work = async move { svc.restart(&u).await };
+    let work = async move {
+        match when_empty {
+            Some(we) => svc.restart_when_empty(&u, &we).await,
+            None => svc.restart(&u).await,
+        }
+    };
     jobs_api::run(&s, &uri, &w, JobKind::Restart, &id, work).await
 }
 
@@ -658,8 +666,14 @@ pub async fn update(
 ) -> ApiResult<Response> {
     let mode = UpdateMode::parse(body.mode.as_deref().unwrap_or("full"))?;
     s.service.record(&u)?;
+    let when_empty = body.when_empty;
     let (svc, id) = (s.service.clone(), u.to_string());
-    let work = async move { svc.update(&u, mode).await };
+    let work = async move {
+        match when_empty {
+            Some(we) => svc.update_when_empty(&u, mode, &we).await,
+            None => svc.update(&u, mode).await,
+        }
+    };
     jobs_api::run(&s, &uri, &w, JobKind::Update, &id, work).await
 }
 

@@ -581,7 +581,7 @@ impl ServerService {
             .await
     }
 
-    async fn update_inner(&self, uid: &Uid, mode: UpdateMode) -> Result<ServerObject> {
+    pub(super) async fn update_inner(&self, uid: &Uid, mode: UpdateMode) -> Result<ServerObject> {
         let _g = self.lock(uid).await;
         let rec = self.record(uid)?;
         step("disk quota", self.check_quota(uid)).await?;

@@ -18,6 +18,7 @@ mod gameconfig;
 mod jobs;
 mod lifecycle;
 mod limits;
+mod maintenance;
 mod plans;
 mod players;
 mod ports;
@@ -278,6 +279,31 @@ impl crate::schedule::Runner for ServerService {
             self.action(uid, kind, work)
                 .await
                 .map_err(|e| e.to_string())
+        }))
+    }
+
+    /// A scheduled restart that waits for an empty server first.
+    fn run_scheduled_when_empty<'a>(
+        &'a self,
+        uid: &'a Uid,
+        action: crate::schedule::Action,
+        when_empty: crate::schedule::WhenEmpty,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = std::result::Result<crate::schedule::Ran, String>>
+                + Send
+                + 'a,
+        >,
+    > {
+        if action != crate::schedule::Action::Restart {
+            return self.run_scheduled(uid, action);
+        }
+        Box::pin(self.acting("schedule", async move {
+            let o = self
+                .restart_when_empty(uid, &when_empty)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(crate::schedule::Ran::Done(o.container_state))
         }))
     }
 }

@@ -23,6 +23,7 @@ async fn query_game(d: &Daemon, protocol: &str) -> (String, u16, u16) {
     plan["ports"] =
         json!([[{"PORT": [p.to_string(), "tcp"]}, {"QUERY_PORT": [q.to_string(), "tcp/udp"]}]]);
     plan["query"] = json!({"protocol": protocol, "port": "QUERY_PORT"});
+    plan["lifecycle"] = json!({"say_command": "say {message}"});
     d.add_plan(&game, &plan);
     (game, p, q)
 }
@@ -263,5 +264,113 @@ async fn wake_on_connect_over_tcp_starts_the_game_which_then_owns_its_port() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert!(ports_free(p, q), "released after eradicate");
+    d.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_when_empty_restart_announces_waits_for_nobody_then_runs() {
+    let d = Daemon::start().await;
+    let (game, _, _) = query_game(&d, "a2s").await;
+    let uid = format!("{game}.maint");
+    create(&d, &uid, json!({})).await;
+    say(&d, &uid, "players 2").await;
+    d.wait_server(&uid, LONG, |v| v["players"] == 2).await;
+    let (_, before) = d.get(&format!("/server/get/{uid}")).await;
+    let boots = || std::fs::read_to_string(d.server_dir(&uid).join("user/boots")).unwrap();
+    let boots_before = boots();
+
+    let res = d
+        .http
+        .put(format!("{}/server/restart/{uid}?wait=false", d.base))
+        .header("X-Api-Key", &d.key)
+        .json(&json!({"when_empty": {"deadline": "10m", "announce": "Restart when you leave"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let job = res.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The players are told through the plan's say command.
+    wait_for(LONG, "the announcement", || async {
+        let (_, v) = d.get(&format!("/server/logs/{uid}?lines=50")).await;
+        v.to_string()
+            .contains("console: say Restart when you leave")
+            .then_some(())
+    })
+    .await;
+    // While players are on, the job waits in its step and the game runs on.
+    let j = wait_for(LONG, "the job's wait step", || async {
+        let (_, j) = d.get(&format!("/job/{job}")).await;
+        (j["steps"].to_string().contains("wait for an empty server")).then_some(j)
+    })
+    .await;
+    assert_eq!(j["state"], "running", "{j}");
+    let (_, now) = d.get(&format!("/server/get/{uid}")).await;
+    assert_eq!(now["server_state"], "running");
+    assert_eq!(boots(), boots_before, "not restarted while players are on");
+    let _ = before;
+
+    // Everybody leaves: the restart runs.
+    say(&d, &uid, "players 0").await;
+    let j = wait_for(LONG, "the job to end", || async {
+        let (_, j) = d.get(&format!("/job/{job}")).await;
+        matches!(j["state"].as_str(), Some("succeeded" | "failed")).then_some(j)
+    })
+    .await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_ne!(boots(), boots_before, "restarted");
+    d.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_schedule_may_wait_for_an_empty_server() {
+    let d = Daemon::start().await;
+    let (game, _, _) = query_game(&d, "a2s").await;
+    let uid = format!("{game}.sched");
+    create(&d, &uid, json!({})).await;
+    let (s, v) = d
+        .post(
+            &format!("/server/schedules/{uid}"),
+            json!({"action": "restart", "cron": "0 4 * * *", "when_empty": {"deadline": "20m"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["when_empty"], json!({"deadline_s": 1200}), "{v}");
+    let (s, v) = d
+        .post(
+            &format!("/server/schedules/{uid}"),
+            json!({"action": "stop", "cron": "0 4 * * *", "when_empty": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let file: Value =
+        serde_json::from_slice(&std::fs::read(d.data.join("schedules.json")).unwrap()).unwrap();
+    assert!(
+        file.to_string()
+            .contains("\"when_empty\":{\"deadline_s\":1200}"),
+        "{file}"
+    );
+
+    // A firing with nobody on: the restart runs through the wait at once.
+    let boots = || std::fs::read_to_string(d.server_dir(&uid).join("user/boots")).unwrap();
+    d.wait_server(&uid, LONG, |v| v["players"] == 0).await;
+    let before = boots();
+    let at = chrono::Utc::now().timestamp() + 2;
+    let (s, v) = d
+        .post(
+            &format!("/server/schedules/{uid}"),
+            json!({"action": "restart", "at": at, "when_empty": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let r = wait_for(LONG, "the firing", || async {
+        let (_, v) = d.get(&format!("/server/schedules/{uid}")).await;
+        v["results"].as_array().and_then(|r| r.first().cloned())
+    })
+    .await;
+    assert_eq!(r["outcome"], "done", "{r}");
+    assert_ne!(boots(), before, "restarted");
     d.cleanup().await;
 }
