@@ -63,6 +63,10 @@ enum Bench {
     Live(peon::bench::live::LiveBench),
     /// The cost of one API key check with 1,000 named keys, beside the old single-key check.
     Keys(peon::bench::keys::KeysBench),
+    /// Player queries of many servers beside GET /servers latency, with and without the poller.
+    Players(peon::bench::players::PlayersBench),
+    /// Wake on connect: the game's start time after a connection beside a plain start.
+    Wake(peon::bench::players::WakeBench),
     /// The scheduler's firing delay (median, worst) for many timers due at the same second,
     /// with a runner that does nothing (no Docker).
     Schedule {
@@ -181,6 +185,8 @@ fn main() -> ExitCode {
             Command::Bench(Bench::Api(opts)) => peon::bench::api::run(opts).await,
             Command::Bench(Bench::Live(opts)) => peon::bench::live::run(opts).await,
             Command::Bench(Bench::Keys(opts)) => peon::bench::keys::run(opts),
+            Command::Bench(Bench::Players(opts)) => peon::bench::players::run(opts).await,
+            Command::Bench(Bench::Wake(opts)) => peon::bench::players::run_wake(opts).await,
             Command::DemoImage {
                 tag,
                 busybox,

@@ -4,6 +4,7 @@ pub mod api;
 pub mod common;
 pub mod keys;
 pub mod live;
+pub mod players;
 
 use std::time::Duration;
 
