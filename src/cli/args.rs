@@ -263,6 +263,8 @@ pub enum ServerCmd {
         /// Do not wait: the daemon runs it as a background job; print the job's id.
         #[arg(long)]
         no_wait: bool,
+        #[command(flatten)]
+        when_empty: WhenEmptyArgs,
     },
     /// Create a server from a plan: `<game>.<name>` (or `<game>` for a random name).
     Create {
@@ -288,6 +290,8 @@ pub enum ServerCmd {
         /// Do not wait: the daemon runs it as a background job; print the job's id.
         #[arg(long)]
         no_wait: bool,
+        #[command(flatten)]
+        when_empty: WhenEmptyArgs,
     },
     /// Set a server's description.
     Describe {
@@ -376,4 +380,27 @@ pub enum ScheduleCmd {
     },
     /// Remove one schedule of a server.
     Remove { uid: String, id: String },
+}
+
+/// Maintenance that waits for an empty server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WhenEmptyArgs {
+    /// Wait until nobody plays first, at most this long (then go anyway): 10m, 1h, ...
+    #[arg(long, value_name = "DEADLINE")]
+    pub when_empty: Option<String>,
+    /// With --when-empty: first tell the players this (through the plan's say command).
+    #[arg(long, value_name = "TEXT", requires = "when_empty")]
+    pub announce: Option<String>,
+}
+
+impl WhenEmptyArgs {
+    /// The body's `when_empty`, when asked for.
+    pub fn body(&self) -> Option<serde_json::Value> {
+        let deadline = self.when_empty.as_ref()?;
+        let mut w = serde_json::json!({ "deadline": deadline });
+        if let Some(a) = &self.announce {
+            w["announce"] = serde_json::Value::String(a.clone());
+        }
+        Some(w)
+    }
 }

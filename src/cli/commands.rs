@@ -659,10 +659,18 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
             .await?;
             print_or_json(&v, json, state_line);
         }
-        ServerCmd::Restart { uid: u, no_wait } => {
+        ServerCmd::Restart {
+            uid: u,
+            no_wait,
+            when_empty,
+        } => {
             let u = uid(&u)?;
+            let body = match when_empty.body() {
+                Some(w) => json!({ "when_empty": w }),
+                None => json!({}),
+            };
             if no_wait {
-                return detach(c, json, &format!("/server/restart/{u}"), &json!({})).await;
+                return detach(c, json, &format!("/server/restart/{u}"), &body).await;
             }
             let v = long(
                 c,
@@ -670,7 +678,7 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
                 format!("restarting {u}"),
                 Method::PUT,
                 &format!("/server/restart/{u}"),
-                &json!({}),
+                &body,
             )
             .await?;
             print_or_json(&v, json, state_line);
@@ -718,10 +726,14 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
             uid: u,
             mode,
             no_wait,
+            when_empty,
         } => {
             let u = uid(&u)?;
+            let mut body = json!({ "mode": mode });
+            if let Some(w) = when_empty.body() {
+                body["when_empty"] = w;
+            }
             if no_wait {
-                let body = json!({ "mode": mode });
                 return detach(c, json, &format!("/server/update/{u}"), &body).await;
             }
             let v = long(
@@ -730,7 +742,7 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
                 format!("updating {u} ({mode})"),
                 Method::PUT,
                 &format!("/server/update/{u}"),
-                &json!({ "mode": mode }),
+                &body,
             )
             .await?;
             print_or_json(&v, json, state_line);

@@ -48,7 +48,14 @@ impl ServerService {
     /// Measures the data dir and asks the engine for the size of each image in use.
     pub async fn capacity(&self) -> Result<Capacity> {
         let records = self.store.list();
-        // A recent measure stands; only servers not measured lately are walked.
+        // `/capacity` is the explicit "measure now": each server directory is walked afresh
+        // (which also refreshes the measure the server object shows, and the quota warning);
+        // the server object itself never walks.
+        for r in &records {
+            if let Err(e) = self.measure_disk(&r.uid).await {
+                tracing::debug!(uid = %r.uid, "disk measure failed: {e}");
+            }
+        }
         type Entry = (String, PathBuf, Option<(u64, u64)>, Option<u64>);
         let dirs: Vec<Entry> = records
             .iter()

@@ -513,7 +513,7 @@ impl ServerService {
         self.record(uid)?;
         self.action(uid, JobKind::Restart, async {
             let _g = self.lock(uid).await;
-            step("disk quota", self.check_quota(uid)).await?;
+            self.check_quota(uid).await?;
             self.stop_locked(uid).await?;
             self.start_locked(uid, None).await
         })
@@ -584,7 +584,7 @@ impl ServerService {
     pub(super) async fn update_inner(&self, uid: &Uid, mode: UpdateMode) -> Result<ServerObject> {
         let _g = self.lock(uid).await;
         let rec = self.record(uid)?;
-        step("disk quota", self.check_quota(uid)).await?;
+        self.check_quota(uid).await?;
         step("stop", self.stop_locked(uid)).await?;
         if mode == UpdateMode::Reinit {
             step(

@@ -21,7 +21,7 @@ impl ServerService {
         self.action(uid, JobKind::Restart, async {
             step("wait for an empty server", self.wait_until_empty(uid, w)).await?;
             let _g = self.lock(uid).await;
-            step("disk quota", self.check_quota(uid)).await?;
+            self.check_quota(uid).await?;
             self.stop_locked(uid).await?;
             self.start_locked(uid, None).await
         })

@@ -17,7 +17,7 @@ const LONG: Duration = Duration::from_secs(40);
 async fn query_game(d: &Daemon, protocol: &str) -> (String, u16, u16) {
     let image = ensure_query_image().await;
     let game = unique("q");
-    let (p, q) = (free_port(), free_port());
+    let (p, q) = (fresh_port(), fresh_port());
     let mut plan = game_plan(&game, &[&[p]]);
     plan["metadata"]["image"] = json!(image);
     plan["ports"] =
@@ -26,6 +26,21 @@ async fn query_game(d: &Daemon, protocol: &str) -> (String, u16, u16) {
     plan["lifecycle"] = json!({"say_command": "say {message}"});
     d.add_plan(&game, &plan);
     (game, p, q)
+}
+
+/// A free port never handed out before in this process: a published port is not always bound
+/// on the host, so `free_port` alone may give a port a running test game already publishes.
+fn fresh_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let p = free_port();
+        let udp_free = std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok();
+        if udp_free && !given.contains(&p) {
+            given.push(p);
+            return p;
+        }
+    }
 }
 
 async fn create(d: &Daemon, uid: &str, extra: Value) -> Value {
@@ -372,5 +387,29 @@ async fn a_schedule_may_wait_for_an_empty_server() {
     .await;
     assert_eq!(r["outcome"], "done", "{r}");
     assert_ne!(boots(), before, "restarted");
+    d.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_wake_that_fails_is_an_event_and_the_ports_are_held_again() {
+    let d = Daemon::start().await;
+    let (game, p, _) = query_game(&d, "a2s").await;
+    let uid = sleeping(&d, &game, "fail").await;
+    // Over its disk quota, the server cannot start.
+    let (s, v) = d
+        .put(&format!("/server/limits/{uid}"), json!({"disk": "1m"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    std::fs::write(d.server_dir(&uid).join("user/big"), vec![1u8; 2_000_000]).unwrap();
+    let mut ev = Events::open(&d, Some(&uid)).await;
+    let _c = tokio::net::TcpStream::connect(("127.0.0.1", p))
+        .await
+        .expect("peon holds the game port");
+    let e = ev
+        .wait(LONG, "the failed wake", |e| e["type"] == "wake_failed")
+        .await;
+    assert!(e["error"].as_str().unwrap().contains("quota"), "{e}");
+    let v = d.wait_server(&uid, LONG, |v| v["sleeping"] == true).await;
+    assert_ne!(v["container_state"], "running", "{v}");
     d.cleanup().await;
 }
