@@ -86,6 +86,10 @@ pub async fn launch(
     // The live model: one subscription to the engine's events, resynced at boot and after
     // every reconnect; the first resync brings back wanted servers and fires missed schedules.
     let supervisor = tokio::spawn(service.clone().supervise());
+    // Disk use of every server directory, measured in the background.
+    let disk = tokio::spawn(service.clone().watch_disk());
+    // Who is playing on every game with a query (and the idle stop).
+    let players = tokio::spawn(service.clone().watch_players());
     // Lists answer from the live model: serve once it is filled (or the engine is slow to
     // answer; it fills as soon as the engine does).
     if !service.wait_synced(BOOT_SYNC).await {
@@ -128,6 +132,8 @@ pub async fn launch(
     if let Some(m) = metrics_server {
         m.abort();
     }
+    disk.abort();
+    players.abort();
     scheduler.shutdown().await;
     served
 }

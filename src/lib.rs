@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod plans;
+pub mod players;
 pub mod rollout;
 pub mod runtime;
 pub mod schedule;

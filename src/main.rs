@@ -65,6 +65,10 @@ enum Bench {
     Keys(peon::bench::keys::KeysBench),
     /// `GET /metrics` with 100 running servers, beside `GET /servers` (goal: under 10 ms).
     Metrics(peon::bench::metrics::MetricsBench),
+    /// Player queries of many servers beside GET /servers latency, with and without the poller.
+    Players(peon::bench::players::PlayersBench),
+    /// Wake on connect: the game's start time after a connection beside a plain start.
+    Wake(peon::bench::players::WakeBench),
     /// The scheduler's firing delay (median, worst) for many timers due at the same second,
     /// with a runner that does nothing (no Docker).
     Schedule {
@@ -184,6 +188,8 @@ fn main() -> ExitCode {
             Command::Bench(Bench::Live(opts)) => peon::bench::live::run(opts).await,
             Command::Bench(Bench::Keys(opts)) => peon::bench::keys::run(opts),
             Command::Bench(Bench::Metrics(opts)) => peon::bench::metrics::run(opts).await,
+            Command::Bench(Bench::Players(opts)) => peon::bench::players::run(opts).await,
+            Command::Bench(Bench::Wake(opts)) => peon::bench::players::run_wake(opts).await,
             Command::DemoImage {
                 tag,
                 busybox,

@@ -90,6 +90,13 @@ const RULES: &[(&str, &[&str])] = &[
             "access", "service", "api", "daemon", "cli", "config",
         ],
     ),
+    (
+        "players",
+        &[
+            "model", "fsio", "runtime", "docker", "store", "plans", "live", "schedule", "service",
+            "api", "daemon", "cli", "config",
+        ],
+    ),
     ("service", &["docker", "api", "daemon", "cli"]),
     ("api", &["docker", "store", "daemon", "cli"]),
 ];

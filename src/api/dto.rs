@@ -164,6 +164,10 @@ pub struct UpdateBody {
     /// for no watch. The daemon's `update_watch` (30 s) when absent.
     #[schema(value_type = Option<String>, example = "30s")]
     pub watch: Option<std::time::Duration>,
+    /// `{"deadline": "10m", "announce": "..."}` (or `true`): wait until nobody plays first (at
+    /// most the deadline), announcing through the plan's `say_command`.
+    #[schema(value_type = Option<Object>)]
+    pub when_empty: Option<schedule::WhenEmpty>,
 }
 
 impl TryFrom<Body> for UpdateBody {
@@ -183,6 +187,8 @@ impl TryFrom<Body> for UpdateBody {
             Some(other) => return Err(bad_watch(&other.to_string())),
         };
         Ok(UpdateBody {
+            when_empty: schedule::WhenEmpty::parse(body.0.get("when_empty"))
+                .map_err(crate::service::ServiceError::from)?,
             mode: body.str("mode")?,
             watch,
         })
@@ -219,6 +225,8 @@ impl TryFrom<Body> for DestroyBody {
 pub struct ScheduleBody {
     pub action: Action,
     pub when: When,
+    /// A restart that waits for an empty server first.
+    pub when_empty: Option<schedule::WhenEmpty>,
 }
 
 impl ScheduleBody {
@@ -250,7 +258,12 @@ impl ScheduleBody {
                 ));
             }
         };
-        Ok(ScheduleBody { action, when })
+        let when_empty = schedule::WhenEmpty::parse(body.0.get("when_empty"))?;
+        Ok(ScheduleBody {
+            action,
+            when,
+            when_empty,
+        })
     }
 }
 
@@ -280,6 +293,13 @@ impl PartialSchema for ScheduleBody {
                 text(
                     optional(),
                     "Once: RFC 3339, or Unix seconds (a string or a number).",
+                ),
+            )
+            .property(
+                "when_empty",
+                text(
+                    SchemaType::from_iter([Type::Object, Type::Boolean, Type::Null]),
+                    "Restarts only: `{\"deadline\": \"10m\", \"announce\": \"Restart soon\"}` (or `true`: 30m, no announcement): wait until nobody plays (at most the deadline, then go anyway), announcing through the plan's `say_command` first.",
                 ),
             )
             .required("action")
@@ -320,6 +340,17 @@ pub struct CreateBody {
     pub game_uid: Option<String>,
     /// `POST /server/create` only: the server name (also `warcamp`).
     pub servername: Option<String>,
+    /// Stop the game after this long with nobody playing, like `30m` (needs the plan's `query`).
+    pub idle_stop: Option<String>,
+    /// No idle stop within this long of a start (default 10m).
+    pub idle_grace: Option<String>,
+    /// After an idle stop, hold the game's ports and start it on the first connection.
+    pub wake_on_connect: Option<bool>,
+    /// Take a backup (`save`) before an idle stop.
+    pub backup_before_idle_stop: Option<bool>,
+    /// The server's own resource limits over the plan's (see `PUT /server/limits`).
+    #[schema(value_type = Option<Object>)]
+    pub limits: Option<Value>,
 }
 
 /// Describes a loose body for the document only: `POST /servers` reads it with [`Body`] and

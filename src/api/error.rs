@@ -76,6 +76,7 @@ impl ApiError {
                 ServiceError::Failed(_) => (S::BAD_GATEWAY, "srv.failed"),
                 ServiceError::RolledBack(_) => (S::BAD_GATEWAY, "srv.update.rolledback"),
                 ServiceError::NotRunning(_) => (S::CONFLICT, "srv.notrunning"),
+                ServiceError::OverQuota(_) => (S::CONFLICT, "srv.quota"),
                 ServiceError::Store(_) => (S::INTERNAL_SERVER_ERROR, "store.io"),
                 ServiceError::Plan(p) => match p {
                     PlanError::NotFound(_) => (S::NOT_FOUND, "plan.notfound"),

@@ -240,6 +240,17 @@ pub struct OptionsBody {
     /// Seconds, or a duration like `90s` or `2m` (at most 1h).
     #[schema(value_type = Option<String>)]
     pub stop_grace: Option<serde_json::Value>,
+    /// Stop the game after this long with nobody playing (`30m`); `null` or `off`: never. Needs
+    /// the plan's `query`.
+    #[schema(value_type = Option<String>)]
+    pub idle_stop: Option<serde_json::Value>,
+    /// No idle stop within this long of a start (default 10m).
+    #[schema(value_type = Option<String>)]
+    pub idle_grace: Option<serde_json::Value>,
+    /// After an idle stop, hold the game's ports and start it on the first connection.
+    pub wake_on_connect: Option<bool>,
+    /// Take a backup (`save`) before an idle stop.
+    pub backup_before_idle_stop: Option<bool>,
 }
 
 #[utoipa::path(
@@ -266,6 +277,10 @@ pub async fn options(
     let o = ServerOptions {
         restart_policy: super::servers::restart_policy(&body)?,
         stop_grace: super::servers::stop_grace(&body)?,
+        idle_stop: super::servers::idle_stop(&body)?,
+        idle_grace: super::servers::duration_key(&body, "idle_grace", 7 * 86_400)?,
+        wake_on_connect: super::servers::flag_key(&body, "wake_on_connect")?,
+        backup_before_idle_stop: super::servers::flag_key(&body, "backup_before_idle_stop")?,
     };
     Ok(Json(s.service.set_options(&u, o).await?))
 }

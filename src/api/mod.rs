@@ -14,6 +14,7 @@ mod maintenance;
 mod metrics;
 pub mod openapi;
 mod plans;
+mod resources;
 mod rollouts;
 mod schedules;
 mod servers;
@@ -85,6 +86,7 @@ fn api_routes() -> Router<AppState> {
         )
         .route("/server/kill/{uid}", put(live::kill))
         .route("/server/options/{uid}", put(live::options))
+        .route("/server/limits/{uid}", put(resources::limits))
         .route("/server/command/{uid}", post(live::command))
         .route("/server/console/{uid}", get(live::sse))
         .route("/ws/console/{uid}", get(live::ws))
@@ -203,6 +205,12 @@ pub const ROUTE_CLASSES: &[(&str, &str, Class, &str)] = &[
         "/server/options/{uid}",
         Class::Operate,
         "set server options",
+    ),
+    (
+        "PUT",
+        "/server/limits/{uid}",
+        Class::Operate,
+        "set server limits",
     ),
     (
         "POST",

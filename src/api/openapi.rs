@@ -15,7 +15,8 @@ use super::dto::{
 };
 use super::dto::{AuditInfo, KeyBody, KeyInfo, KeyScope, NewKeyInfo};
 use super::{
-    hooks, jobs, keys, live, maintenance, metrics, plans, rollouts, schedules, servers, system,
+    hooks, jobs, keys, live, maintenance, metrics, plans, resources, rollouts, schedules, servers,
+    system,
 };
 use crate::service::{Capacity, EngineStatus, ImageUsage, ServerObject, ServerUsage, StatsView};
 
@@ -62,6 +63,7 @@ impl Modify for ApiKeyScheme {
         servers::eradicate,
         live::kill,
         live::options,
+        resources::limits,
         live::command,
         live::sse,
         live::ws,
@@ -104,7 +106,8 @@ impl Modify for ApiKeyScheme {
         crate::rollout::RolloutState, crate::rollout::ServerStep,
         super::dto::HookBody, super::dto::HookDetail, crate::hooks::HookInfo,
         crate::hooks::HookStatus, crate::hooks::DeadLetter, crate::hooks::Format,
-        crate::hooks::Source
+        crate::hooks::Source,
+        resources::LimitsBody, crate::service::LimitsView
     )),
     modifiers(&ApiKeyScheme),
     tags(

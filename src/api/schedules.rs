@@ -57,7 +57,10 @@ pub async fn add(
     // An unknown server is a 404 before the body's fields are judged.
     s.service.record(&uid)?;
     let req = ScheduleBody::parse(&body, chrono::Utc::now().timestamp())?;
-    let view = s.service.add_schedule(&uid, req.action, req.when).await?;
+    let view = s
+        .service
+        .add_schedule_with(&uid, req.action, req.when, req.when_empty)
+        .await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::extract::ServerUid;
 use super::jobs::{self as jobs_api, WaitQuery};
 use super::{AppState, Body, Loose};
-use crate::model::lifecycle::{RestartPolicy, parse_duration};
+use crate::model::lifecycle::{LimitsPatch, RestartPolicy, parse_duration, parse_limits_patch};
 use crate::schedule;
 use crate::service::{CreateRequest, JobKind, ServerObject, UpdateMode, UpdateOptions};
 
@@ -65,7 +65,12 @@ pub async fn import(State(s): State<AppState>) -> ApiResult<Json<Vec<ServerObjec
 }
 
 /// Body keys of a create request that are not plan settings.
-const CREATE_KEYS: [&str; 11] = [
+const CREATE_KEYS: [&str; 16] = [
+    "limits",
+    "idle_stop",
+    "idle_grace",
+    "wake_on_connect",
+    "backup_before_idle_stop",
     "restart_policy",
     "stop_grace",
     "description",
@@ -98,6 +103,33 @@ fn create_request(game: &str, name: Option<String>, body: &Body) -> ApiResult<Cr
         timer: schedule::timer_from_body(&body.0, now())?,
         restart_policy: restart_policy(body)?,
         stop_grace: stop_grace(body)?,
+        idle_stop: idle_stop(body)?.flatten(),
+        idle_grace: duration_key(body, "idle_grace", 7 * 86_400)?,
+        wake_on_connect: flag_key(body, "wake_on_connect")?.unwrap_or(false),
+        backup_before_idle_stop: flag_key(body, "backup_before_idle_stop")?.unwrap_or(false),
+        limits: match body.0.get("limits") {
+            None | Some(Value::Null) => Default::default(),
+            Some(Value::Object(m)) => limits_patch(m)?,
+            Some(_) => {
+                return Err(ApiError::BadRequest(
+                    "limits must be an object: {\"memory\": \"512m\", \"cpus\": 1.5, \"pids\": 200, \"disk\": \"20g\"}.".into(),
+                ));
+            }
+        },
+    })
+}
+
+/// A `limits` object of a create or limits body.
+pub(super) fn limits_patch(m: &Map<String, Value>) -> ApiResult<LimitsPatch> {
+    parse_limits_patch(m).map_err(|problems| {
+        ApiError::BadRequest(format!(
+            "Invalid limits: {}.",
+            problems
+                .iter()
+                .map(|(k, msg)| format!("{k} {msg}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
     })
 }
 
@@ -110,6 +142,52 @@ pub(super) fn restart_policy(body: &Body) -> ApiResult<Option<RestartPolicy>> {
                 "Unknown restart_policy [{p}]: use never, on-crash or always."
             ))
         }),
+    }
+}
+
+/// `idle_stop` of a create or options body: a duration; `null`, `off` or `0` turn it off.
+pub(super) fn idle_stop(body: &Body) -> ApiResult<Option<Option<std::time::Duration>>> {
+    match body.0.get("idle_stop") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) if s == "off" => Ok(Some(None)),
+        Some(_) => Ok(Some(
+            duration_key(body, "idle_stop", 7 * 86_400)?.filter(|d| !d.is_zero()),
+        )),
+    }
+}
+
+/// A duration key (seconds, or `90s`, `30m`, `1h`) of a body, at most `max_s` seconds.
+pub(super) fn duration_key(
+    body: &Body,
+    key: &str,
+    max_s: u64,
+) -> ApiResult<Option<std::time::Duration>> {
+    let text = match body.0.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => String::new(),
+    };
+    parse_duration(&text)
+        .filter(|d| d.as_secs() <= max_s)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{key} [{text}] must be seconds or a duration like 90s, 30m or 2h, at most {}d.",
+                max_s / 86_400
+            ))
+        })
+}
+
+/// A boolean key of a body.
+pub(super) fn flag_key(body: &Body, key: &str) -> ApiResult<Option<bool>> {
+    match body.0.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "{key} must be true or false."
+        ))),
     }
 }
 
@@ -501,10 +579,18 @@ pub async fn restart(
     ServerUid(u): ServerUid,
     uri: OriginalUri,
     Query(w): Query<WaitQuery>,
+    body: Body,
 ) -> ApiResult<Response> {
     s.service.record(&u)?;
+    let when_empty = schedule::WhenEmpty::parse(body.0.get("when_empty"))
+        .map_err(crate::service::ServiceError::from)?;
     let (svc, id) = (s.service.clone(), u.to_string());
-    let work = async move { svc.restart(&u).await };
+    let work = async move {
+        match when_empty {
+            Some(we) => svc.restart_when_empty(&u, &we).await,
+            None => svc.restart(&u).await,
+        }
+    };
     jobs_api::run(&s, &uri, &w, JobKind::Restart, &id, work).await
 }
 
@@ -580,12 +666,18 @@ pub async fn update(
 ) -> ApiResult<Response> {
     let mode = UpdateMode::parse(body.mode.as_deref().unwrap_or("full"))?;
     s.service.record(&u)?;
+    let when_empty = body.when_empty;
     let (svc, id) = (s.service.clone(), u.to_string());
     let opts = UpdateOptions {
         watch: body.watch,
         ..UpdateOptions::default()
     };
-    let work = async move { svc.update(&u, mode, opts).await };
+    let work = async move {
+        match when_empty {
+            Some(we) => svc.update_when_empty(&u, mode, opts, &we).await,
+            None => svc.update(&u, mode, opts).await,
+        }
+    };
     jobs_api::run(&s, &uri, &w, JobKind::Update, &id, work).await
 }
 

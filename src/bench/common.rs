@@ -239,6 +239,13 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// The run's data dir (also the daemon's plans dir parent).
+    pub fn data_dir(&self) -> &Path {
+        &self.tmp
+    }
+}
+
 impl Daemon {
     /// An API URL: `path` below `/api/v1`.
     pub fn url(&self, path: &str) -> String {

@@ -5,6 +5,7 @@ pub mod common;
 pub mod keys;
 pub mod live;
 pub mod metrics;
+pub mod players;
 
 use std::time::Duration;
 

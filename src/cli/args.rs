@@ -296,6 +296,35 @@ pub enum ServerCmd {
         /// How long a stop waits for the game to exit before killing it: 30s, 2m, ...
         #[arg(long, value_name = "DURATION")]
         stop_grace: Option<String>,
+        /// Stop the game after this long with nobody playing (30m); `off` turns it off.
+        #[arg(long, value_name = "DURATION")]
+        idle_stop: Option<String>,
+        /// No idle stop within this long of a start (default 10m).
+        #[arg(long, value_name = "DURATION")]
+        idle_grace: Option<String>,
+        /// After an idle stop, hold the game's ports and start it on the first connection.
+        #[arg(long, value_name = "BOOL")]
+        wake_on_connect: Option<bool>,
+        /// Take a backup before an idle stop.
+        #[arg(long, value_name = "BOOL")]
+        backup_before_idle_stop: Option<bool>,
+    },
+    /// Show a server's resource limits and disk quota, or change them (in place, no restart).
+    /// `none` puts a limit back to the plan's.
+    Limits {
+        uid: String,
+        /// Memory: a size like 512m or 2g.
+        #[arg(long, value_name = "SIZE")]
+        memory: Option<String>,
+        /// CPU cores as a decimal, like 0.5 or 2.
+        #[arg(long, value_name = "CORES")]
+        cpus: Option<String>,
+        /// How many processes and threads the game may have.
+        #[arg(long, value_name = "N")]
+        pids: Option<String>,
+        /// Disk quota of the server directory: a size like 20g.
+        #[arg(long, value_name = "SIZE")]
+        disk: Option<String>,
     },
     /// Start a server, optionally with a stop timer.
     Start {
@@ -321,6 +350,8 @@ pub enum ServerCmd {
         /// Do not wait: the daemon runs it as a background job; print the job's id.
         #[arg(long)]
         no_wait: bool,
+        #[command(flatten)]
+        when_empty: WhenEmptyArgs,
     },
     /// Create a server from a plan: `<game>.<name>` (or `<game>` for a random name).
     Create {
@@ -351,6 +382,8 @@ pub enum ServerCmd {
         /// Do not wait: the daemon runs it as a background job; print the job's id.
         #[arg(long)]
         no_wait: bool,
+        #[command(flatten)]
+        when_empty: WhenEmptyArgs,
     },
     /// Set a server's description.
     Describe {
@@ -439,4 +472,27 @@ pub enum ScheduleCmd {
     },
     /// Remove one schedule of a server.
     Remove { uid: String, id: String },
+}
+
+/// Maintenance that waits for an empty server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WhenEmptyArgs {
+    /// Wait until nobody plays first, at most this long (then go anyway): 10m, 1h, ...
+    #[arg(long, value_name = "DEADLINE")]
+    pub when_empty: Option<String>,
+    /// With --when-empty: first tell the players this (through the plan's say command).
+    #[arg(long, value_name = "TEXT", requires = "when_empty")]
+    pub announce: Option<String>,
+}
+
+impl WhenEmptyArgs {
+    /// The body's `when_empty`, when asked for.
+    pub fn body(&self) -> Option<serde_json::Value> {
+        let deadline = self.when_empty.as_ref()?;
+        let mut w = serde_json::json!({ "deadline": deadline });
+        if let Some(a) = &self.announce {
+            w["announce"] = serde_json::Value::String(a.clone());
+        }
+        Some(w)
+    }
 }

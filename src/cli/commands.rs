@@ -517,6 +517,42 @@ fn options_fields(v: &Value) -> Vec<(String, String)> {
     if v.get("stop_grace").is_some_and(|g| !g.is_null()) {
         all.push(("stop grace".into(), s(v, "stop_grace")));
     }
+    if let Some(i) = v.get("idle_stop_s") {
+        let text = i.as_u64().map_or("off".to_owned(), |s| format!("{s}s"));
+        all.push(("idle stop".into(), text));
+        all.push(("idle grace".into(), format!("{}s", s(v, "idle_grace_s"))));
+        all.push(("wake on connect".into(), s(v, "wake_on_connect")));
+        all.push((
+            "backup before idle stop".into(),
+            s(v, "backup_before_idle_stop"),
+        ));
+        all.push(("sleeping".into(), s(v, "sleeping")));
+    }
+    all
+}
+
+/// A server's limits and disk use as `key  value` pairs (what `peon server limits` shows).
+fn limits_fields(v: &Value) -> Vec<(String, String)> {
+    let l = &v["limits"];
+    let or_none = |x: &Value| {
+        if x.is_null() {
+            "none".to_owned()
+        } else {
+            x.to_string()
+        }
+    };
+    let mut all = vec![("uid".to_owned(), s(v, "uid"))];
+    for (k, label) in [
+        ("memory_bytes", "memory (bytes)"),
+        ("cpus", "cpus"),
+        ("pids", "pids"),
+        ("disk_bytes", "disk quota (bytes)"),
+    ] {
+        all.push((label.to_owned(), or_none(&l[k])));
+    }
+    if let Some(d) = v.get("disk_bytes") {
+        all.push(("disk used (bytes)".into(), or_none(d)));
+    }
     all
 }
 
@@ -611,6 +647,10 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
             uid: u,
             restart_policy,
             stop_grace,
+            idle_stop,
+            idle_grace,
+            wake_on_connect,
+            backup_before_idle_stop,
         } => {
             let u = uid(&u)?;
             let mut body = Map::new();
@@ -619,6 +659,19 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
             }
             if let Some(g) = stop_grace {
                 body.insert("stop_grace".into(), Value::String(g));
+            }
+            for (k, v) in [("idle_stop", idle_stop), ("idle_grace", idle_grace)] {
+                if let Some(v) = v {
+                    body.insert(k.into(), Value::String(v));
+                }
+            }
+            for (k, v) in [
+                ("wake_on_connect", wake_on_connect),
+                ("backup_before_idle_stop", backup_before_idle_stop),
+            ] {
+                if let Some(v) = v {
+                    body.insert(k.into(), Value::Bool(v));
+                }
             }
             // Without an option there is nothing to set: show the server's options.
             let v = if body.is_empty() {
@@ -633,6 +686,43 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
                 .await?
             };
             print_or_json(&v, json, |v| print_pairs(&options_fields(v)));
+        }
+        ServerCmd::Limits {
+            uid: u,
+            memory,
+            cpus,
+            pids,
+            disk,
+        } => {
+            let u = uid(&u)?;
+            let mut body = Map::new();
+            for (k, v) in [
+                ("memory", memory),
+                ("cpus", cpus),
+                ("pids", pids),
+                ("disk", disk),
+            ] {
+                if let Some(v) = v {
+                    let v = if v == "none" {
+                        Value::Null
+                    } else {
+                        Value::String(v)
+                    };
+                    body.insert(k.into(), v);
+                }
+            }
+            let v = if body.is_empty() {
+                c.get(&format!("/server/get/{u}")).await?
+            } else {
+                c.call(
+                    Method::PUT,
+                    &format!("/server/limits/{u}"),
+                    Some(&Value::Object(body)),
+                    QUICK,
+                )
+                .await?
+            };
+            print_or_json(&v, json, |v| print_pairs(&limits_fields(v)));
         }
         ServerCmd::Start {
             uid: u,
@@ -676,10 +766,18 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
             .await?;
             print_or_json(&v, json, state_line);
         }
-        ServerCmd::Restart { uid: u, no_wait } => {
+        ServerCmd::Restart {
+            uid: u,
+            no_wait,
+            when_empty,
+        } => {
             let u = uid(&u)?;
+            let body = match when_empty.body() {
+                Some(w) => json!({ "when_empty": w }),
+                None => json!({}),
+            };
             if no_wait {
-                return detach(c, json, &format!("/server/restart/{u}"), &json!({})).await;
+                return detach(c, json, &format!("/server/restart/{u}"), &body).await;
             }
             let v = long(
                 c,
@@ -687,7 +785,7 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
                 format!("restarting {u}"),
                 Method::PUT,
                 &format!("/server/restart/{u}"),
-                &json!({}),
+                &body,
             )
             .await?;
             print_or_json(&v, json, state_line);
@@ -736,9 +834,13 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
             mode,
             watch,
             no_wait,
+            when_empty,
         } => {
             let u = uid(&u)?;
-            let body = json!({ "mode": mode, "watch": watch });
+            let mut body = json!({ "mode": mode, "watch": watch });
+            if let Some(w) = when_empty.body() {
+                body["when_empty"] = w;
+            }
             if no_wait {
                 return detach(c, json, &format!("/server/update/{u}"), &body).await;
             }

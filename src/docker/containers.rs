@@ -99,12 +99,21 @@ impl Engine {
             .and_then(|p| p.name)
             .map(|n| n.to_string())
             .unwrap_or_default();
+        let limits = r
+            .host_config
+            .as_ref()
+            .map_or(Limits::default(), |h| Limits {
+                memory_bytes: h.memory.filter(|m| *m > 0),
+                nano_cpus: h.nano_cpus.filter(|n| *n > 0),
+                pids: h.pids_limit.filter(|p| *p > 0),
+            });
         let stdin_open = r
             .config
             .as_ref()
             .and_then(|c| c.open_stdin)
             .unwrap_or(false);
         Ok(Some(ContainerDetails {
+            limits,
             stdin_open,
             restart_policy,
             id: r.id.unwrap_or_default(),

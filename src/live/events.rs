@@ -55,6 +55,20 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// peon stopped the game after `idle_s` seconds with nobody playing; with
+    /// `wake_on_connect`, its ports are now held to start it on the first connection.
+    IdleStop { idle_s: u64, wake_on_connect: bool },
+    /// A connection or packet (`by`) came to a sleeping server: it is being started.
+    Wake { by: String },
+    /// Holding a sleeping server's ports, or starting it on a connection, failed (the ports are
+    /// held again when the start failed).
+    WakeFailed { error: String },
+    /// The server directory reached 90 % of its disk quota (or went over it).
+    Quota {
+        used_bytes: u64,
+        quota_bytes: u64,
+        percent: f64,
+    },
 }
 
 impl Event {
@@ -69,6 +83,17 @@ impl Event {
     /// The event as one line of JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// Seconds for people: `45s`, `30m`, `2h`, `1h30m`.
+pub fn human_secs(s: u64) -> String {
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, _) if h > 0 => format!("{h}h{m}m"),
+        (_, m, s) => format!("{m}m{s}s"),
     }
 }
 

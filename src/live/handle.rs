@@ -51,6 +51,15 @@ pub struct StatsSample {
     pub at: Instant,
 }
 
+/// The last measure of a server directory's disk use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUse {
+    pub bytes: u64,
+    /// The `data/` part of it.
+    pub data_bytes: u64,
+    pub at: Instant,
+}
+
 /// The live state of one server.
 #[derive(Debug, Clone)]
 pub struct LiveState {
@@ -79,14 +88,22 @@ pub struct LiveState {
     pub in_start: bool,
     /// The last stats sample of the running game (cleared when it stops).
     pub stats: Option<StatsSample>,
-    /// Players online and the game's limit, when known. Nothing sets them yet: a player
-    /// count reader will; metrics show them only when set.
-    pub players: Option<u32>,
-    pub max_players: Option<u32>,
     /// Automatic restarts decided since the daemon started.
     pub restarts_total: u64,
     /// Exits recorded since the daemon started, by class (in the order of `ExitClass::ALL`).
-    pub exits_total: [u64; 5],
+    pub exits_total: [u64; 6],
+    /// The last measure of the server directory's disk use.
+    pub disk: Option<DiskUse>,
+    /// The disk quota warning was published and the use has not gone back under 90 % since.
+    pub quota_warned: bool,
+    /// Players on the game, as it last answered a query; `None`: unknown (no query, no answer,
+    /// not running).
+    pub players: Option<u32>,
+    pub max_players: Option<u32>,
+    /// Since when the game has answered, every time, that nobody plays (for the idle stop).
+    pub empty_since: Option<Instant>,
+    /// When the game last started running (for the idle stop's grace).
+    pub run_since: Option<Instant>,
 }
 
 /// One server's handle.
@@ -130,10 +147,14 @@ impl ServerHandle {
                 oom_seen: false,
                 in_start: false,
                 stats: None,
+                restarts_total: 0,
+                exits_total: [0; 6],
+                disk: None,
+                quota_warned: false,
                 players: None,
                 max_players: None,
-                restarts_total: 0,
-                exits_total: [0; 5],
+                empty_since: None,
+                run_since: None,
             }),
             console: Arc::new(Console::new(console)),
             events: broadcast::channel(SERVER_EVENTS).0,

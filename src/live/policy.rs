@@ -25,7 +25,7 @@ pub enum Decision {
 /// Whether `policy` restarts an exit of class `class`.
 pub fn restarts(policy: RestartPolicy, class: ExitClass) -> bool {
     match (policy, class) {
-        (_, ExitClass::OperatorStop | ExitClass::KilledAfterGrace) => false,
+        (_, ExitClass::OperatorStop | ExitClass::KilledAfterGrace | ExitClass::IdleStop) => false,
         (RestartPolicy::Never, _) => false,
         (RestartPolicy::OnCrash, ExitClass::Crash | ExitClass::OutOfMemory) => true,
         (RestartPolicy::OnCrash, ExitClass::InGameStop) => false,

@@ -22,15 +22,18 @@ pub enum ExitClass {
     OutOfMemory,
     /// peon asked it to stop and it had to be killed after the grace period.
     KilledAfterGrace,
+    /// peon stopped it after it had no players for the server's `idle_stop` time.
+    IdleStop,
 }
 
 impl ExitClass {
-    pub const ALL: [ExitClass; 5] = [
+    pub const ALL: [ExitClass; 6] = [
         ExitClass::OperatorStop,
         ExitClass::InGameStop,
         ExitClass::Crash,
         ExitClass::OutOfMemory,
         ExitClass::KilledAfterGrace,
+        ExitClass::IdleStop,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +43,7 @@ impl ExitClass {
             ExitClass::Crash => "crash",
             ExitClass::OutOfMemory => "out_of_memory",
             ExitClass::KilledAfterGrace => "killed_after_grace",
+            ExitClass::IdleStop => "idle_stop",
         }
     }
 }
@@ -53,6 +57,8 @@ pub enum Expected {
     Stop,
     /// An operator's kill.
     Kill,
+    /// peon's stop of an idle server (a stop in every other way).
+    IdleStop,
 }
 
 /// One exit of a game.
@@ -79,6 +85,7 @@ pub fn classify(exit_code: i64, oom_killed: bool, expected: Expected) -> ExitCla
     }
     match expected {
         Expected::Kill => ExitClass::OperatorStop,
+        Expected::IdleStop => ExitClass::IdleStop,
         Expected::Stop if exit_code == KILLED => ExitClass::KilledAfterGrace,
         Expected::Stop => ExitClass::OperatorStop,
         Expected::Nothing if exit_code == 0 => ExitClass::InGameStop,
@@ -118,6 +125,7 @@ mod tests {
             classify(137, false, Expected::Kill),
             ExitClass::OperatorStop
         );
+        assert_eq!(classify(0, false, Expected::IdleStop), ExitClass::IdleStop);
     }
 
     #[test]

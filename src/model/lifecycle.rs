@@ -59,12 +59,148 @@ pub struct Lifecycle {
     /// How long a start may take to get ready before the server is `unhealthy`.
     pub ready_timeout: Option<Duration>,
     pub restart_policy: Option<RestartPolicy>,
+    /// How to say something to the players: a console command with `{message}` in it.
+    pub say_command: Option<String>,
 }
 
-/// The plan's optional `limits` object.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Resource limits: the plan's optional `limits` object, or a server's own overrides of it
+/// (kept in `.peon.json`). `None` leaves a limit to the layer below (the plan, or no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<i64>,
+    /// CPU in billionths of a core (`cpus: 1.5` is 1,500,000,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nano_cpus: Option<i64>,
+    /// How many processes (and threads) the container may have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<i64>,
+    /// The disk quota of the server directory, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<i64>,
+}
+
+impl PlanLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == PlanLimits::default()
+    }
+
+    /// These limits, with `below`'s where these have none.
+    pub fn or(self, below: PlanLimits) -> PlanLimits {
+        PlanLimits {
+            memory_bytes: self.memory_bytes.or(below.memory_bytes),
+            nano_cpus: self.nano_cpus.or(below.nano_cpus),
+            pids: self.pids.or(below.pids),
+            disk_bytes: self.disk_bytes.or(below.disk_bytes),
+        }
+    }
+}
+
+/// The smallest memory limit the engine accepts.
+pub const MIN_MEMORY: i64 = 6 << 20;
+
+/// A change of limits: each key given is set (`Some(Some(v))`) or cleared, back to the plan's
+/// (`Some(None)`, from `null`); keys not given are left alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitsPatch {
+    pub memory_bytes: Option<Option<i64>>,
+    pub nano_cpus: Option<Option<i64>>,
+    pub pids: Option<Option<i64>>,
+    pub disk_bytes: Option<Option<i64>>,
+}
+
+impl LimitsPatch {
+    /// Applies the change to a server's overrides.
+    pub fn apply(&self, to: &mut PlanLimits) {
+        let set = |slot: &mut Option<i64>, v: Option<Option<i64>>| {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        };
+        set(&mut to.memory_bytes, self.memory_bytes);
+        set(&mut to.nano_cpus, self.nano_cpus);
+        set(&mut to.pids, self.pids);
+        set(&mut to.disk_bytes, self.disk_bytes);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == LimitsPatch::default()
+    }
+}
+
+/// The keys of a `limits` object.
+pub const LIMIT_KEYS: [&str; 4] = ["memory", "cpus", "pids", "disk"];
+
+/// Parses a `limits` object: `memory` and `disk` (bytes, or sizes like `512m`, `2g`), `cpus`
+/// (cores as a decimal, like `1.5`), `pids` (a count). `null` clears a key. Problems come back
+/// as `(key, message)`.
+pub fn parse_limits_patch(
+    m: &serde_json::Map<String, serde_json::Value>,
+) -> Result<LimitsPatch, Vec<(String, String)>> {
+    use serde_json::Value;
+    let mut p = LimitsPatch::default();
+    let mut bad = Vec::new();
+    for (k, v) in m {
+        let slot = match k.as_str() {
+            "memory" => &mut p.memory_bytes,
+            "cpus" => &mut p.nano_cpus,
+            "pids" => &mut p.pids,
+            "disk" => &mut p.disk_bytes,
+            _ => {
+                bad.push((
+                    k.clone(),
+                    format!("is not a limit (use {})", LIMIT_KEYS.join(", ")),
+                ));
+                continue;
+            }
+        };
+        if v.is_null() {
+            *slot = Some(None);
+            continue;
+        }
+        let parsed = match k.as_str() {
+            "memory" => size(v)
+                .filter(|b| *b >= MIN_MEMORY)
+                .ok_or("must be a size of at least 6m, like 512m or 2g"),
+            "disk" => size(v)
+                .filter(|b| *b >= 1 << 20)
+                .ok_or("must be a size of at least 1m, like 500m or 20g"),
+            "cpus" => cpus(v).ok_or("must be a number of cores above 0.01, like 0.5 or 2"),
+            _ => match v {
+                Value::Number(n) => n.as_i64(),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            }
+            .filter(|n| *n >= 8)
+            .ok_or("must be a whole number of at least 8"),
+        };
+        match parsed {
+            Ok(n) => *slot = Some(Some(n)),
+            Err(msg) => bad.push((k.clone(), msg.to_owned())),
+        }
+    }
+    if bad.is_empty() { Ok(p) } else { Err(bad) }
+}
+
+fn size(v: &serde_json::Value) -> Option<i64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => parse_bytes(s),
+        _ => None,
+    }
+}
+
+/// Cores as a decimal, in billionths of a core.
+fn cpus(v: &serde_json::Value) -> Option<i64> {
+    let f = match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }?;
+    if !f.is_finite() || !(0.01..=1024.0).contains(&f) {
+        return None;
+    }
+    Some((f * 1e9).round() as i64)
 }
 
 /// A duration: whole seconds as a number, or text like `90`, `30s`, `5m`, `1h30m`, `2d`.
@@ -134,6 +270,33 @@ mod tests {
         assert_eq!(parse_bytes("1000"), Some(1000));
         assert_eq!(parse_bytes("12mb"), Some(12 << 20));
         assert_eq!(parse_bytes("x"), None);
+    }
+
+    #[test]
+    fn limits_patch() {
+        let m = serde_json::json!({"memory": "64m", "cpus": 1.5, "pids": "100", "disk": null});
+        let p = parse_limits_patch(m.as_object().unwrap()).unwrap();
+        assert_eq!(p.memory_bytes, Some(Some(64 << 20)));
+        assert_eq!(p.nano_cpus, Some(Some(1_500_000_000)));
+        assert_eq!(p.pids, Some(Some(100)));
+        assert_eq!(p.disk_bytes, Some(None));
+        let mut l = PlanLimits {
+            disk_bytes: Some(5),
+            ..Default::default()
+        };
+        p.apply(&mut l);
+        assert_eq!(l.disk_bytes, None);
+        assert_eq!(l.pids, Some(100));
+        let plan = PlanLimits {
+            disk_bytes: Some(7),
+            pids: Some(9),
+            ..Default::default()
+        };
+        assert_eq!(l.or(plan).disk_bytes, Some(7));
+        assert_eq!(l.or(plan).pids, Some(100));
+        let bad = serde_json::json!({"memory": "1k", "cpus": 0, "pids": 2, "swap": 1});
+        let e = parse_limits_patch(bad.as_object().unwrap()).unwrap_err();
+        assert_eq!(e.len(), 4, "{e:?}");
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::lifecycle::parse_duration;
 pub use super::lifecycle::{Lifecycle, PlanLimits, RestartPolicy};
-use super::lifecycle::{parse_bytes, parse_duration};
 
 /// A transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -72,6 +72,43 @@ pub struct Plan {
     /// The optional `limits` object.
     #[serde(skip)]
     pub limits: PlanLimits,
+    /// The optional `query` object: how to ask the game who is playing.
+    #[serde(skip)]
+    pub query: Option<QuerySpec>,
+}
+
+/// How peon asks a game who is playing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryProtocol {
+    /// Steam's A2S_INFO over UDP.
+    A2s,
+    /// Minecraft's Server List Ping over TCP.
+    Minecraft,
+}
+
+/// Where a game's query port is: a port of the plan by name (its number follows the chosen port
+/// group), or a fixed container port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryPort {
+    Named(String),
+    Number(u16),
+}
+
+/// The plan's optional `query` object (`protocol: none` leaves it `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuerySpec {
+    pub protocol: QueryProtocol,
+    pub port: QueryPort,
+}
+
+impl QuerySpec {
+    /// The query port's number among `ports` (a server's port group).
+    pub fn port_in(&self, ports: &[PortSpec]) -> Option<u16> {
+        match &self.port {
+            QueryPort::Number(n) => Some(*n),
+            QueryPort::Named(name) => ports.iter().find(|p| p.name == *name).map(|p| p.port),
+        }
+    }
 }
 
 /// One thing wrong with a plan, and where.
@@ -161,6 +198,7 @@ pub fn parse_plan(game: &str, doc: &Value) -> Result<Plan, Vec<Problem>> {
     let files = parse_mounts(&mut c, "files", root.get("files"), true);
     let lifecycle = parse_lifecycle(&mut c, root.get("lifecycle"));
     let limits = parse_limits(&mut c, root.get("limits"));
+    let query = parse_query(&mut c, root.get("query"), &port_groups);
 
     let mut targets = BTreeSet::new();
     for (kind, m) in volumes
@@ -189,6 +227,7 @@ pub fn parse_plan(game: &str, doc: &Value) -> Result<Plan, Vec<Problem>> {
             files,
             lifecycle,
             limits,
+            query,
         })
     } else {
         Err(c.problems)
@@ -226,6 +265,7 @@ fn parse_lifecycle(c: &mut Checker, v: Option<&Value>) -> Lifecycle {
     for (k, slot) in [
         ("stop_signal", &mut l.stop_signal),
         ("ready_pattern", &mut l.ready_pattern),
+        ("say_command", &mut l.say_command),
     ] {
         match m.get(k) {
             None | Some(Value::Null) => {}
@@ -237,6 +277,15 @@ fn parse_lifecycle(c: &mut Checker, v: Option<&Value>) -> Lifecycle {
                 "must be a non-empty one-line string",
             ),
         }
+    }
+    if l.say_command
+        .as_ref()
+        .is_some_and(|s| !s.contains("{message}"))
+    {
+        c.bad(
+            "lifecycle.say_command",
+            "must contain {message}, like \"say {message}\"",
+        );
     }
     if let Some(sig) = &l.stop_signal {
         let ok = sig
@@ -275,7 +324,8 @@ fn parse_lifecycle(c: &mut Checker, v: Option<&Value>) -> Lifecycle {
     l
 }
 
-/// The optional `limits` object: `memory` (bytes, or text like `512m`).
+/// The optional `limits` object: `memory`, `cpus`, `pids`, `disk` (see
+/// [`super::lifecycle::parse_limits_patch`]); `null` leaves a limit unset.
 fn parse_limits(c: &mut Checker, v: Option<&Value>) -> PlanLimits {
     let mut l = PlanLimits::default();
     let m = match v {
@@ -286,24 +336,64 @@ fn parse_limits(c: &mut Checker, v: Option<&Value>) -> PlanLimits {
             return l;
         }
     };
-    match m.get("memory") {
-        None | Some(Value::Null) => {}
-        Some(v) => {
-            let b = match v {
-                Value::Number(n) => n.as_i64(),
-                Value::String(s) => parse_bytes(s),
-                _ => None,
-            };
-            match b {
-                Some(b) if b >= 6 << 20 => l.memory_bytes = Some(b),
-                _ => c.bad(
-                    "limits.memory",
-                    "must be a size of at least 6m, like 512m or 2g",
-                ),
+    match super::lifecycle::parse_limits_patch(m) {
+        Ok(p) => p.apply(&mut l),
+        Err(problems) => {
+            for (k, msg) in problems {
+                c.bad(format!("limits.{k}"), msg);
             }
         }
     }
     l
+}
+
+/// The optional `query` object: `protocol` (`a2s`, `minecraft` or `none`) and `port` (the name
+/// of one of the plan's ports, in every group, or a container port number).
+fn parse_query(c: &mut Checker, v: Option<&Value>, groups: &[Vec<PortSpec>]) -> Option<QuerySpec> {
+    let m = match v {
+        None | Some(Value::Null) => return None,
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            c.bad("query", "must be an object");
+            return None;
+        }
+    };
+    let protocol = match m.get("protocol").and_then(Value::as_str) {
+        Some("a2s") => QueryProtocol::A2s,
+        Some("minecraft") => QueryProtocol::Minecraft,
+        Some("none") => return None,
+        _ => {
+            c.bad("query.protocol", "must be a2s, minecraft or none");
+            return None;
+        }
+    };
+    let port = match m.get("port") {
+        Some(Value::Number(n)) => match n.as_u64().and_then(|n| u16::try_from(n).ok()) {
+            Some(p) if p > 0 => QueryPort::Number(p),
+            _ => {
+                c.bad("query.port", "must be a port number 1-65535 or a port name");
+                return None;
+            }
+        },
+        Some(Value::String(s)) if !s.is_empty() => {
+            if groups.iter().any(|g| !g.iter().any(|p| p.name == *s)) || groups.is_empty() {
+                c.bad(
+                    "query.port",
+                    format!("names no port of the plan ({s} must be in every port group)"),
+                );
+                return None;
+            }
+            QueryPort::Named(s.clone())
+        }
+        _ => {
+            c.bad(
+                "query.port",
+                "must be a port number or the name of a port of the plan",
+            );
+            return None;
+        }
+    };
+    Some(QuerySpec { protocol, port })
 }
 
 /// `ports` is a list of groups (a plan) or a flat list of entries (a server's config.json).
@@ -572,6 +662,47 @@ mod tests {
                 "{f} not reported: {fields:?}"
             );
         }
+    }
+
+    #[test]
+    fn query_and_say_command_are_optional_and_checked() {
+        let mut doc = plan();
+        assert_eq!(parse_plan("g", &doc).unwrap().query, None);
+        doc["query"] = json!({"protocol": "a2s", "port": 27016});
+        let q = parse_plan("g", &doc).unwrap().query.unwrap();
+        assert_eq!(q.protocol, QueryProtocol::A2s);
+        assert_eq!(q.port, QueryPort::Number(27016));
+        doc["query"] = json!({"protocol": "none"});
+        assert_eq!(parse_plan("g", &doc).unwrap().query, None);
+        doc["query"] = json!({"protocol": "gopher", "port": 1});
+        assert!(parse_plan("g", &doc).is_err());
+        doc["query"] = json!({"protocol": "minecraft", "port": "NOPE"});
+        let e = parse_plan("g", &doc).unwrap_err();
+        assert_eq!(e[0].field, "query.port");
+        // A name must be in every group (the second group has no QUERY).
+        doc["query"] = json!({"protocol": "a2s", "port": "QUERY"});
+        assert!(parse_plan("g", &doc).is_err());
+        doc["ports"][1] = json!([{"PORT": ["2458", "udp"]}, {"QUERY": ["2459", "udp"]}]);
+        let q = parse_plan("g", &doc).unwrap();
+        assert_eq!(
+            q.query.as_ref().unwrap().port_in(&q.port_groups[0]),
+            Some(2457)
+        );
+        doc["query"] = Value::Null;
+        doc["lifecycle"] = json!({"say_command": "say hi"});
+        assert_eq!(
+            parse_plan("g", &doc).unwrap_err()[0].field,
+            "lifecycle.say_command"
+        );
+        doc["lifecycle"] = json!({"say_command": "say {message}"});
+        assert_eq!(
+            parse_plan("g", &doc)
+                .unwrap()
+                .lifecycle
+                .say_command
+                .as_deref(),
+            Some("say {message}")
+        );
     }
 
     #[test]

@@ -119,6 +119,8 @@ pub struct ContainerDetails {
     pub stdin_open: bool,
     /// The engine's restart policy (`no` or empty for none).
     pub restart_policy: String,
+    /// The limits the container has now.
+    pub limits: Limits,
 }
 
 /// What the engine says about itself.

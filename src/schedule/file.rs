@@ -37,6 +37,9 @@ pub struct StoredSchedule {
     pub created: i64,
     /// Unix seconds of the next firing.
     pub next: Option<i64>,
+    /// Wait for an empty server first (restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_empty: Option<super::WhenEmpty>,
 }
 
 /// What happened when a schedule fell due.
@@ -190,6 +193,7 @@ pub fn import_peon(bytes: &[u8], now: i64) -> SchedulesFile {
             },
             created: now,
             next: Some(due),
+            when_empty: None,
         };
         if action == Action::Stop {
             let keep = stops.get(&ev.server_uid).is_none_or(|old| old.at <= s.at);

@@ -55,6 +55,81 @@ impl Action {
     }
 }
 
+/// Maintenance that respects players: wait (at most `deadline_s`) for nobody to be playing
+/// before a restart or an update, announcing it first through the plan's `say_command`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WhenEmpty {
+    /// After this many seconds the action goes ahead anyway.
+    pub deadline_s: u64,
+    /// Said to the players first (through the plan's `lifecycle.say_command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce: Option<String>,
+}
+
+/// The longest a `when_empty` wait may be.
+pub const WHEN_EMPTY_MAX: u64 = 86_400;
+/// The wait when a `when_empty` gives no deadline.
+pub const WHEN_EMPTY_DEFAULT: u64 = 1800;
+
+impl WhenEmpty {
+    /// Parses `{"deadline": "10m", "announce": "..."}` (or `true`: the defaults); `None` for
+    /// absent, `null` or `false`.
+    pub fn parse(v: Option<&serde_json::Value>) -> Result<Option<WhenEmpty>, ScheduleError> {
+        use serde_json::Value;
+        let m = match v {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => return Ok(None),
+            Some(Value::Bool(true)) => {
+                return Ok(Some(WhenEmpty {
+                    deadline_s: WHEN_EMPTY_DEFAULT,
+                    announce: None,
+                }));
+            }
+            Some(Value::Object(m)) => m,
+            Some(_) => {
+                return Err(ScheduleError::Invalid(
+                    "when_empty must be true or {\"deadline\": \"10m\", \"announce\": \"...\"}"
+                        .into(),
+                ));
+            }
+        };
+        let deadline_s = match m.get("deadline") {
+            None | Some(Value::Null) => WHEN_EMPTY_DEFAULT,
+            Some(v) => {
+                let text = match v {
+                    Value::Number(n) => n.to_string(),
+                    Value::String(s) => s.clone(),
+                    _ => String::new(),
+                };
+                crate::model::lifecycle::parse_duration(&text)
+                    .map(|d| d.as_secs())
+                    .filter(|s| *s <= WHEN_EMPTY_MAX)
+                    .ok_or_else(|| {
+                        ScheduleError::Invalid(format!(
+                            "when_empty.deadline [{text}] must be seconds or a duration like 10m, at most 24h"
+                        ))
+                    })?
+            }
+        };
+        let announce = match m.get("announce") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s))
+                if !s.trim().is_empty() && !s.contains(['\n', '\r']) && s.len() <= 400 =>
+            {
+                Some(s.trim().to_owned())
+            }
+            Some(_) => {
+                return Err(ScheduleError::Invalid(
+                    "when_empty.announce must be one line of text (at most 400 bytes)".into(),
+                ));
+            }
+        };
+        Ok(Some(WhenEmpty {
+            deadline_s,
+            announce,
+        }))
+    }
+}
+
 /// Errors of the scheduler; all are the caller's input errors except `Storage`.
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
@@ -82,4 +157,16 @@ pub trait Runner: Send + Sync + 'static {
         uid: &'a Uid,
         action: Action,
     ) -> Pin<Box<dyn Future<Output = Result<Ran, String>> + Send + 'a>>;
+
+    /// Runs a scheduled action that waits for an empty server first (a restart); without a
+    /// runner of its own, the action runs at once.
+    fn run_scheduled_when_empty<'a>(
+        &'a self,
+        uid: &'a Uid,
+        action: Action,
+        when_empty: WhenEmpty,
+    ) -> Pin<Box<dyn Future<Output = Result<Ran, String>> + Send + 'a>> {
+        let _ = when_empty;
+        self.run_scheduled(uid, action)
+    }
 }

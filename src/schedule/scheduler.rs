@@ -30,7 +30,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 use super::cron::CronSpec;
 use super::file::{self, FiringRecord, Loaded, Outcome, SchedulesFile, Source, StoredSchedule};
-use super::{Action, OneShot, Ran, Runner, ScheduleError};
+use super::{Action, OneShot, Ran, Runner, ScheduleError, WhenEmpty};
 use crate::names::Uid;
 
 /// Firing records kept per server.
@@ -76,6 +76,7 @@ struct Entry {
     shown: Option<Value>,
     created: i64,
     next: Option<i64>,
+    when_empty: Option<WhenEmpty>,
 }
 
 /// A schedule as the API shows it.
@@ -96,6 +97,9 @@ pub struct ScheduleView {
     pub next: Option<i64>,
     /// `next` in the configured time zone, RFC 3339.
     pub next_time: Option<String>,
+    /// Waits for an empty server first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when_empty: Option<WhenEmpty>,
 }
 
 /// A server's schedules and its last firings (newest first).
@@ -121,6 +125,7 @@ struct Firing {
     due: i64,
     /// Why it is not carried out, when it is skipped.
     skip: Option<String>,
+    when_empty: Option<WhenEmpty>,
 }
 
 #[derive(Default)]
@@ -237,6 +242,7 @@ fn stored(e: &Entry) -> StoredSchedule {
         source: e.source,
         created: e.created,
         next: e.next,
+        when_empty: e.when_empty.clone(),
     }
 }
 
@@ -296,6 +302,7 @@ impl Scheduler {
                 shown: s.time,
                 created: s.created,
                 next: s.next,
+                when_empty: s.when_empty,
             });
         }
         for (u, list) in loaded.results {
@@ -452,6 +459,7 @@ impl Scheduler {
                 shown: Some(timer.shown),
                 created: now(),
                 next: Some(timer.due),
+                when_empty: None,
             });
             st.generation += 1;
             (old, st.plan_arm(timer.due, armed))
@@ -515,6 +523,22 @@ impl Scheduler {
         action: Action,
         when: When,
     ) -> Result<ScheduleView, ScheduleError> {
+        self.add_with(uid, action, when, None).await
+    }
+
+    /// Adds a schedule through the API; a restart may wait for an empty server first.
+    pub async fn add_with(
+        &self,
+        uid: &Uid,
+        action: Action,
+        when: When,
+        when_empty: Option<WhenEmpty>,
+    ) -> Result<ScheduleView, ScheduleError> {
+        if when_empty.is_some() && action != Action::Restart {
+            return Err(ScheduleError::Invalid(
+                "when_empty is for restarts (a start or a stop does not wait for players)".into(),
+            ));
+        }
         let t = now();
         let next = match &when {
             When::At(at) if *at <= t => {
@@ -548,6 +572,7 @@ impl Scheduler {
                 shown: None,
                 created: t,
                 next: Some(next),
+                when_empty,
             };
             let view = self.view(&e);
             st.insert(e);
@@ -628,6 +653,7 @@ impl Scheduler {
             source: s.source,
             created: s.created,
             next: s.next,
+            when_empty: s.when_empty,
             next_time: e.next.and_then(|n| {
                 Utc.timestamp_opt(n, 0)
                     .single()
@@ -662,6 +688,7 @@ impl Scheduler {
             action: e.action,
             due,
             skip: None,
+            when_empty: e.when_empty,
         })
     }
 
@@ -721,7 +748,10 @@ impl Scheduler {
                 Some("the server service is not running".to_owned()),
                 None,
             ),
-            (None, Some(r)) => match r.run_scheduled(&f.uid, f.action).await {
+            (None, Some(r)) => match match f.when_empty.clone() {
+                Some(w) => r.run_scheduled_when_empty(&f.uid, f.action, w).await,
+                None => r.run_scheduled(&f.uid, f.action).await,
+            } {
                 Ok(Ran::Done(s)) => (Outcome::Done, None, Some(s)),
                 Ok(Ran::Noop(s)) => (Outcome::Noop, None, Some(s)),
                 Err(e) => (Outcome::Failed, Some(e), None),
@@ -1012,6 +1042,7 @@ mod tests {
             source: Source::Api,
             created: t - 1000,
             next: Some(at),
+            when_empty: None,
         };
         let f = SchedulesFile {
             version: file::FORMAT,

@@ -20,6 +20,7 @@ impl ServerService {
     /// Writes `backups/<uid>-<YYYYmmdd-HHMMSS>.zip` and prunes old backups of the server.
     pub async fn save(&self, uid: &Uid) -> Result<Backup> {
         self.record(uid)?;
+        self.check_quota(uid).await?;
         self.action(uid, JobKind::Backup, self.save_locked(uid))
             .await
     }

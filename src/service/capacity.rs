@@ -17,6 +17,9 @@ pub struct ServerUsage {
     pub bytes: u64,
     /// The `data/` part of it (the game's files and worlds).
     pub data_bytes: u64,
+    /// The server's disk quota, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_bytes: Option<u64>,
 }
 
 /// An image the servers use.
@@ -45,9 +48,22 @@ impl ServerService {
     /// Measures the data dir and asks the engine for the size of each image in use.
     pub async fn capacity(&self) -> Result<Capacity> {
         let records = self.store.list();
-        let dirs: Vec<(String, PathBuf)> = records
+        // `/capacity` is the explicit "measure now": each server directory is walked afresh
+        // (which also refreshes the measure the server object shows, and the quota warning);
+        // the server object itself never walks.
+        for r in &records {
+            if let Err(e) = self.measure_disk(&r.uid).await {
+                tracing::debug!(uid = %r.uid, "disk measure failed: {e}");
+            }
+        }
+        type Entry = (String, PathBuf, Option<(u64, u64)>, Option<u64>);
+        let dirs: Vec<Entry> = records
             .iter()
-            .map(|r| (r.uid.to_string(), r.dir.clone()))
+            .map(|r| {
+                let known = self.disk_of(&r.uid).map(|d| (d.bytes, d.data_bytes));
+                let quota = self.limits_of(r).disk_bytes.map(|q| q as u64);
+                (r.uid.to_string(), r.dir.clone(), known, quota)
+            })
             .collect();
         let data = self.store.data_dir();
         let backups = data.backups();
@@ -55,10 +71,15 @@ impl ServerService {
         let (servers, backups_bytes, plans_bytes) = tokio::task::spawn_blocking(move || {
             let servers: Vec<ServerUsage> = dirs
                 .into_iter()
-                .map(|(uid, dir)| ServerUsage {
-                    uid,
-                    bytes: tree_size(&dir),
-                    data_bytes: tree_size(&dir.join("data")),
+                .map(|(uid, dir, known, quota_bytes)| {
+                    let (bytes, data_bytes) =
+                        known.unwrap_or_else(|| (tree_size(&dir), tree_size(&dir.join("data"))));
+                    ServerUsage {
+                        uid,
+                        bytes,
+                        data_bytes,
+                        quota_bytes,
+                    }
                 })
                 .collect();
             (servers, tree_size(&backups), tree_size(&plans))

@@ -121,10 +121,7 @@ impl ServerService {
             network: rec.uid.network_name(),
             user: Some(format!("{GAME_USER}:{GAME_USER}")),
             stop_timeout: self.stop_grace(rec),
-            limits: crate::runtime::Limits {
-                memory_bytes: plan.limits.memory_bytes,
-                ..Default::default()
-            },
+            limits: self.engine_limits(rec),
         })
     }
 

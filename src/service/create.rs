@@ -34,6 +34,13 @@ pub struct CreateRequest {
     pub restart_policy: Option<RestartPolicy>,
     /// The server's stop grace period (the plan's when `None`).
     pub stop_grace: Option<std::time::Duration>,
+    /// Idle stop, its grace, wake on connect, backup before the idle stop.
+    pub idle_stop: Option<std::time::Duration>,
+    pub idle_grace: Option<std::time::Duration>,
+    pub wake_on_connect: bool,
+    pub backup_before_idle_stop: bool,
+    /// The server's own limits over the plan's (`limits` in the body).
+    pub limits: crate::model::lifecycle::LimitsPatch,
 }
 
 const PREFIXES: [&str; 33] = [
@@ -235,14 +242,19 @@ impl ServerService {
             Ok::<_, ServiceError>((loaded, allocation, config))
         })
         .await?;
-        let state = ServerState {
+        let mut state = ServerState {
             wanted_running: false,
             plan_version: loaded.plan.version.clone(),
             created: chrono::Utc::now().timestamp(),
             restart_policy: req.restart_policy,
             stop_grace_s: req.stop_grace.map(|d| d.as_secs()),
+            idle_stop_s: req.idle_stop.map(|d| d.as_secs()),
+            idle_grace_s: req.idle_grace.map(|d| d.as_secs()),
+            wake_on_connect: req.wake_on_connect,
+            backup_before_idle_stop: req.backup_before_idle_stop,
             ..ServerState::default()
         };
+        req.limits.apply(&mut state.limits);
         let (svc, files, plan_dir, u) = (
             self.me.upgrade(),
             req.config_files.clone(),

@@ -80,6 +80,11 @@ const SEE_EXIT: Duration = Duration::from_secs(3);
 pub struct ServerOptions {
     pub restart_policy: Option<RestartPolicy>,
     pub stop_grace: Option<Duration>,
+    /// `Some(None)` turns the idle stop off.
+    pub idle_stop: Option<Option<Duration>>,
+    pub idle_grace: Option<Duration>,
+    pub wake_on_connect: Option<bool>,
+    pub backup_before_idle_stop: Option<bool>,
 }
 
 impl ServerService {
@@ -160,6 +165,15 @@ impl ServerService {
             job.finish(r.as_ref().map(|_| ()).map_err(ToString::to_string))
                 .await;
         }
+        // The directory's disk use after the action (in the background).
+        if let Some(svc) = self.me.upgrade() {
+            let u = uid.clone();
+            tokio::spawn(async move {
+                if svc.store.contains(&u) {
+                    let _ = svc.measure_disk(&u).await;
+                }
+            });
+        }
         h.publish(EventKind::Action {
             action: name.to_owned(),
             phase: "end".into(),
@@ -187,6 +201,9 @@ impl ServerService {
         uid: &Uid,
         timer: Option<OneShot>,
     ) -> Result<ServerObject> {
+        self.check_quota(uid).await?;
+        // A sleeping server's held ports are released before the game needs them.
+        self.disarm_wake(uid).await;
         let rec = self.record(uid)?;
         let h = self.handle_of(uid);
         let (intent, before) = {
@@ -259,7 +276,12 @@ impl ServerService {
             self.check_ports_free(uid, &group).await?;
             if let Some(c) = &current {
                 let policy_ok = matches!(c.restart_policy.as_str(), "" | "no");
-                if !c.stdin_open || !policy_ok {
+                if c.limits != self.engine_limits(rec) {
+                    // A limit lifted while it ran (the engine cannot lift it in place).
+                    tracing::info!(uid = %uid, "container limits differ from the server's: recreating it");
+                    self.runtime.remove(&name).await?;
+                    current = None;
+                } else if !c.stdin_open || !policy_ok {
                     tracing::info!(uid = %uid, "container made by an older peon (no stdin or an engine restart policy): recreating it");
                     self.runtime.remove(&name).await?;
                     current = None;
@@ -283,6 +305,10 @@ impl ServerService {
             }
             s.expected = Expected::Nothing;
             s.oom_seen = false;
+            s.run_since = Some(Instant::now());
+            s.empty_since = None;
+            s.players = None;
+            s.max_players = None;
         }
         h.set_phase(Phase::Starting, None);
         let since = std::time::SystemTime::now();
@@ -377,7 +403,7 @@ impl ServerService {
     }
 
     /// Records that the host wants the server stopped: no restart, no readiness watch.
-    async fn want_stopped(&self, uid: &Uid, how: Expected) -> Result<()> {
+    pub(super) async fn want_stopped(&self, uid: &Uid, how: Expected) -> Result<()> {
         let h = self.handle_of(uid);
         {
             let mut s = h.state();
@@ -395,7 +421,7 @@ impl ServerService {
         {
             let mut s = h.state();
             s.intent += 1;
-            if s.expected != Expected::Kill {
+            if !matches!(s.expected, Expected::Kill | Expected::IdleStop) {
                 s.expected = Expected::Stop;
             }
         }
@@ -496,6 +522,7 @@ impl ServerService {
         self.record(uid)?;
         self.action(uid, JobKind::Restart, async {
             let _g = self.lock(uid).await;
+            self.check_quota(uid).await?;
             self.stop_locked(uid).await?;
             self.start_locked(uid, None).await
         })
@@ -507,6 +534,7 @@ impl ServerService {
         self.record(uid)?;
         let _g = self.lock(uid).await;
         let grace = o.stop_grace.map(|d| d.as_secs());
+        let wake_off = o.wake_on_connect == Some(false);
         self.save_state(uid, move |s| {
             if let Some(p) = o.restart_policy {
                 s.restart_policy = Some(p);
@@ -514,8 +542,24 @@ impl ServerService {
             if let Some(g) = grace {
                 s.stop_grace_s = Some(g);
             }
+            if let Some(i) = o.idle_stop {
+                s.idle_stop_s = i.map(|d| d.as_secs());
+            }
+            if let Some(g) = o.idle_grace {
+                s.idle_grace_s = Some(g.as_secs());
+            }
+            if let Some(w) = o.wake_on_connect {
+                s.wake_on_connect = w;
+            }
+            if let Some(b) = o.backup_before_idle_stop {
+                s.backup_before_idle_stop = b;
+            }
         })
         .await?;
+        if wake_off {
+            // Turned off while asleep: the ports are let go.
+            self.disarm_wake(uid).await;
+        }
         tracing::info!(uid = %uid, "server options changed");
         drop(_g);
         self.get(uid).await
@@ -553,6 +597,7 @@ impl ServerService {
 
     async fn destroy_inner(&self, uid: &Uid, eradicate: bool) -> Result<String> {
         self.want_stopped(uid, Expected::Stop).await?;
+        self.disarm_wake(uid).await;
         let _g = self.lock(uid).await;
         let rec = self.record(uid)?;
         step("remove container", self.remove_container(&rec)).await?;
@@ -624,6 +669,10 @@ impl ServerService {
     pub async fn reconcile(&self) -> Result<()> {
         for rec in self.store.list() {
             let running = self.handle_of(&rec.uid).is_running();
+            if rec.state.sleeping && !running {
+                self.arm_wake(&rec.uid).await;
+                continue;
+            }
             if rec.state.wanted_running && !running {
                 tracing::info!(uid = %rec.uid, "reconcile: server should run, starting it");
                 let start = self.acting("daemon", self.start(&rec.uid, None));

@@ -13,12 +13,16 @@ mod capacity;
 mod console;
 mod container;
 mod create;
+mod disk;
 mod gameconfig;
 mod jobs;
 mod lifecycle;
+mod limits;
+mod maintenance;
 mod metrics;
 mod notify;
 mod plans;
+mod players;
 mod ports;
 mod readiness;
 mod rollout;
@@ -27,6 +31,7 @@ mod supervise;
 mod system;
 mod update;
 mod view;
+mod wake;
 
 use std::sync::{Arc, Weak};
 
@@ -51,10 +56,11 @@ pub use console::{ConsoleStream, EventStream};
 pub use create::CreateRequest;
 pub use lifecycle::{ServerOptions, UpdateMode};
 pub use notify::message_of;
+pub use players::{PLAYERS_INTERVAL, QUERY_TIMEOUT};
 pub use rollout::RolloutRequest;
 pub use system::EngineStatus;
 pub use update::UpdateOptions;
-pub use view::{ServerObject, StatsView};
+pub use view::{LimitsView, ServerObject, StatsView};
 
 /// Errors of the service layer. The API maps each to one HTTP status, once.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +96,9 @@ pub enum ServiceError {
     /// An update failed and was rolled back (or the rollback failed too).
     #[error("{0}")]
     RolledBack(String),
+    /// The server's directory is over its disk quota.
+    #[error("{0}")]
+    OverQuota(String),
     /// The action needs a running game (a console command), or the game was stopped meanwhile.
     #[error("{0}")]
     NotRunning(String),
@@ -130,6 +139,8 @@ pub struct ServerService {
     /// Held while a create picks its port group until the server is in the index, so two
     /// concurrent creates never pick the same free group.
     allocation: tokio::sync::Mutex<()>,
+    /// Servers asleep (stopped for being idle) whose ports peon holds to wake them.
+    sleepers: std::sync::Mutex<std::collections::HashMap<Uid, wake::Sleeper>>,
     me: Weak<ServerService>,
 }
 
@@ -174,6 +185,7 @@ impl ServerService {
             hooks,
             synced: tokio::sync::watch::channel(false).0,
             allocation: tokio::sync::Mutex::new(()),
+            sleepers: Default::default(),
             me: me.clone(),
         });
         let me = svc.me.clone();
@@ -292,6 +304,31 @@ impl crate::schedule::Runner for ServerService {
             self.action(uid, kind, work)
                 .await
                 .map_err(|e| e.to_string())
+        }))
+    }
+
+    /// A scheduled restart that waits for an empty server first.
+    fn run_scheduled_when_empty<'a>(
+        &'a self,
+        uid: &'a Uid,
+        action: crate::schedule::Action,
+        when_empty: crate::schedule::WhenEmpty,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = std::result::Result<crate::schedule::Ran, String>>
+                + Send
+                + 'a,
+        >,
+    > {
+        if action != crate::schedule::Action::Restart {
+            return self.run_scheduled(uid, action);
+        }
+        Box::pin(self.acting("schedule", async move {
+            let o = self
+                .restart_when_empty(uid, &when_empty)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(crate::schedule::Ran::Done(o.container_state))
         }))
     }
 }

@@ -85,6 +85,8 @@ pub fn message_of(e: &Event) -> Option<Message> {
             ),
             // An operator's stop is told by the end of the action.
             ExitClass::OperatorStop | ExitClass::KilledAfterGrace => return None,
+            // Told by its own event.
+            ExitClass::IdleStop => return None,
         },
         EventKind::Action {
             action,
@@ -99,6 +101,22 @@ pub fn message_of(e: &Event) -> Option<Message> {
             _ => return None,
         },
         EventKind::GaveUp { reason } => ("gave_up", format!("{uid}: {reason}"), Vec::new()),
+        EventKind::IdleStop {
+            idle_s,
+            wake_on_connect,
+        } => (
+            "idle_stop",
+            format!(
+                "{uid} was stopped after {} with nobody playing{}",
+                crate::live::events::human_secs(*idle_s),
+                if *wake_on_connect {
+                    "; it starts again on the first connection"
+                } else {
+                    ""
+                }
+            ),
+            Vec::new(),
+        ),
         EventKind::UpdateRolledBack { reason, ok } => (
             "update_rolled_back",
             if *ok {
@@ -257,5 +275,15 @@ mod tests {
         let m = message_of(&e).expect("a message");
         assert_eq!(m.event, "rollout_done");
         assert_eq!(m.summary, "rollout r1 to img:2 failed: batch 2 of 2");
+        let e = Event::now(
+            "g.n",
+            EventKind::IdleStop {
+                idle_s: 1800,
+                wake_on_connect: true,
+            },
+        );
+        let m = message_of(&e).expect("a message");
+        assert_eq!(m.event, "idle_stop");
+        assert!(m.summary.contains("after 30m"), "{}", m.summary);
     }
 }

@@ -27,6 +27,21 @@ impl ServerService {
         Ok(self.scheduler.add(uid, action, when).await?)
     }
 
+    /// Adds a schedule to a known server; a restart may wait for an empty server first.
+    pub async fn add_schedule_with(
+        &self,
+        uid: &Uid,
+        action: Action,
+        when: When,
+        when_empty: Option<crate::schedule::WhenEmpty>,
+    ) -> Result<ScheduleView> {
+        self.record(uid)?;
+        Ok(self
+            .scheduler
+            .add_with(uid, action, when, when_empty)
+            .await?)
+    }
+
     /// Removes schedule `id` of a known server.
     pub async fn remove_schedule(&self, uid: &Uid, id: &str) -> Result<()> {
         self.record(uid)?;

@@ -333,8 +333,10 @@ impl ServerService {
         class: ExitClass,
     ) -> Option<(u64, Duration)> {
         let rec = self.store.get(&h.uid)?;
-        if matches!(class, ExitClass::OperatorStop | ExitClass::KilledAfterGrace)
-            || !rec.state.wanted_running
+        if matches!(
+            class,
+            ExitClass::OperatorStop | ExitClass::KilledAfterGrace | ExitClass::IdleStop
+        ) || !rec.state.wanted_running
         {
             return None;
         }

@@ -50,7 +50,7 @@ impl ServerService {
             .await
     }
 
-    async fn update_inner(
+    pub(super) async fn update_inner(
         &self,
         uid: &Uid,
         mode: UpdateMode,
@@ -58,6 +58,7 @@ impl ServerService {
     ) -> Result<ServerObject> {
         let _g = self.lock(uid).await;
         let rec = self.record(uid)?;
+        self.check_quota(uid).await?;
         let h = self.handle_of(uid);
         let watch = opts.watch.unwrap_or(self.settings.update_watch);
         let from_image = step("record", async {
@@ -321,7 +322,9 @@ fn exited_since(h: &ServerHandle, before: &Option<String>) -> Option<String> {
         ExitClass::Crash => "the game crashed",
         ExitClass::OutOfMemory => "the game ran out of memory",
         ExitClass::InGameStop => "the game stopped by itself",
-        ExitClass::OperatorStop | ExitClass::KilledAfterGrace => "the game was stopped",
+        ExitClass::OperatorStop | ExitClass::KilledAfterGrace | ExitClass::IdleStop => {
+            "the game was stopped"
+        }
     };
     Some(format!("{what} (exit code {})", last.exit_code))
 }

@@ -45,6 +45,25 @@ pub struct ServerObject {
     pub restart_policy: String,
     /// The stop grace period in seconds.
     pub stop_grace_s: u64,
+    /// The server's resource limits (its own, else its plan's); absent ones are unlimited.
+    pub limits: LimitsView,
+    /// Players on the game as it last answered a query (every few seconds); `null` when
+    /// unknown: no `query` in the plan, not running, or no answer.
+    pub players: Option<u32>,
+    pub max_players: Option<u32>,
+    /// Seconds with nobody playing after which the game is stopped; `null`: never.
+    pub idle_stop_s: Option<u64>,
+    /// No idle stop within this many seconds of a start.
+    pub idle_grace_s: u64,
+    /// After an idle stop, peon holds the game's ports and starts it on the first connection.
+    pub wake_on_connect: bool,
+    /// A backup (`save`) is taken before an idle stop.
+    pub backup_before_idle_stop: bool,
+    /// Stopped for being idle, its ports held by peon: the first connection starts it.
+    pub sleeping: bool,
+    /// Disk used by the server directory, as last measured (every minute and after actions);
+    /// `None` until first measured.
+    pub disk_bytes: Option<u64>,
     /// The last exit of the game.
     pub last_exit: Option<ExitRecord>,
     /// The last exits (up to 20, oldest first); in `GET /server/get`, not in lists.
@@ -61,12 +80,50 @@ pub struct ServerObject {
     pub stats: Option<StatsView>,
 }
 
+/// A server's resource limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LimitsView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<i64>,
+    /// CPU cores, as a decimal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids: Option<i64>,
+    /// The disk quota of the server directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<i64>,
+}
+
+impl From<crate::model::lifecycle::PlanLimits> for LimitsView {
+    fn from(l: crate::model::lifecycle::PlanLimits) -> Self {
+        LimitsView {
+            memory_bytes: l.memory_bytes,
+            cpus: l.nano_cpus.map(|n| n as f64 / 1e9),
+            pids: l.pids,
+            disk_bytes: l.disk_bytes,
+        }
+    }
+}
+
 /// Resource use, added by `GET /server/stats`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StatsView {
     pub cpu_percent: f64,
     pub memory_bytes: u64,
     pub memory_percent: f64,
+    /// Memory use as a percentage of the server's memory limit, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit_percent: Option<f64>,
+    /// CPU use as a percentage of the server's CPU limit (`cpus`), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_limit_percent: Option<f64>,
+    /// Processes and threads in the container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    /// Processes as a percentage of the server's process limit, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids_limit_percent: Option<f64>,
     pub uptime_s: Option<i64>,
     /// The engine's raw stats document, or "Not available" (PEON's field).
     #[schema(value_type = Object)]
@@ -139,6 +196,18 @@ impl ServerService {
             plan_version: rec.state.plan_version.clone(),
             restart_policy: self.restart_policy(rec).to_string(),
             stop_grace_s: self.stop_grace(rec).as_secs(),
+            limits: self.limits_of(rec).into(),
+            disk_bytes: s.disk.map(|d| d.bytes),
+            players: s.players,
+            max_players: s.max_players,
+            idle_stop_s: rec.state.idle_stop_s,
+            idle_grace_s: rec
+                .state
+                .idle_grace_s
+                .unwrap_or(super::players::IDLE_GRACE.as_secs()),
+            wake_on_connect: rec.state.wake_on_connect,
+            backup_before_idle_stop: rec.state.backup_before_idle_stop,
+            sleeping: self.is_sleeping(&rec.uid),
             last_exit: s.exits.last().cloned(),
             exits: full.then(|| s.exits.clone()),
             image_pin: rec.state.image_pin.clone(),
@@ -180,14 +249,35 @@ impl ServerService {
                     .ok()
                     .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
             });
+            let limits = self.limits_of(&*self.record(uid)?);
             match stats? {
-                Some(s) => StatsView {
-                    cpu_percent: s.cpu_percent,
-                    memory_bytes: s.memory_bytes,
-                    memory_percent: s.memory_percent,
-                    uptime_s,
-                    stats: s.raw,
-                },
+                Some(s) => {
+                    let pids = s.raw.pointer("/pids_stats/current").and_then(Value::as_u64);
+                    let pct = |use_: f64, limit: Option<f64>| {
+                        limit
+                            .filter(|l| *l > 0.0)
+                            .map(|l| (use_ / l * 10_000.0).round() / 100.0)
+                    };
+                    StatsView {
+                        cpu_percent: s.cpu_percent,
+                        memory_bytes: s.memory_bytes,
+                        memory_percent: s.memory_percent,
+                        memory_limit_percent: pct(
+                            s.memory_bytes as f64,
+                            limits.memory_bytes.map(|m| m as f64),
+                        ),
+                        // `cpu_percent` counts 100 per busy core.
+                        cpu_limit_percent: pct(
+                            s.cpu_percent,
+                            limits.nano_cpus.map(|n| n as f64 / 1e7),
+                        ),
+                        pids,
+                        pids_limit_percent: pids
+                            .and_then(|p| pct(p as f64, limits.pids.map(|l| l as f64))),
+                        uptime_s,
+                        stats: s.raw,
+                    }
+                }
                 None => not_available(),
             }
         } else {
@@ -213,6 +303,10 @@ fn not_available() -> StatsView {
         cpu_percent: 0.0,
         memory_bytes: 0,
         memory_percent: 0.0,
+        memory_limit_percent: None,
+        cpu_limit_percent: None,
+        pids: None,
+        pids_limit_percent: None,
         uptime_s: None,
         stats: Value::String("Not available".into()),
     }

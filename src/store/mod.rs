@@ -17,7 +17,7 @@ use crate::fsio::atomic;
 mod serverdir;
 mod undo;
 use crate::model::exit::ExitRecord;
-use crate::model::lifecycle::RestartPolicy;
+use crate::model::lifecycle::{PlanLimits, RestartPolicy};
 use crate::model::plan::{Plan, parse_plan, problems_text};
 use crate::model::update::UpdateRecord;
 use crate::names::Uid;
@@ -137,6 +137,25 @@ pub struct ServerState {
     /// The stop grace period chosen for this server, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_s: Option<u64>,
+    /// Stop the game after this many seconds with nobody playing (needs the plan's `query`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_stop_s: Option<u64>,
+    /// No idle stop within this many seconds of a start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_grace_s: Option<u64>,
+    /// After an idle stop, hold the game's ports and start it on the first connection.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wake_on_connect: bool,
+    /// Take a backup before an idle stop.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backup_before_idle_stop: bool,
+    /// Stopped for being idle with wake on connect: its ports are held (again after a daemon
+    /// restart).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sleeping: bool,
+    /// The server's own resource limits (over the plan's `limits`).
+    #[serde(default, skip_serializing_if = "PlanLimits::is_empty")]
+    pub limits: PlanLimits,
     /// The last exits of the game, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exits: Vec<ExitRecord>,

@@ -91,6 +91,69 @@ pub async fn ensure_image() {
         .await;
 }
 
+/// The stand-in game image with peon's query responder (`tools/query-responder`), tagged by a
+/// hash of the responder's source so that a changed responder makes a new image.
+pub async fn ensure_query_image() -> String {
+    static QUERY_IMAGE: OnceCell<String> = OnceCell::const_new();
+    QUERY_IMAGE
+        .get_or_init(|| async {
+            ensure_image().await;
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let src = std::fs::read(root.join("tools/query-responder/src/main.rs"))
+                .expect("responder source");
+            let hash = src.iter().fold(0xcbf29ce484222325u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+            });
+            let tag = format!("peon-test/game-query:{hash:016x}");
+            let engine = Engine::new(DOCKER);
+            if engine.image_env(&tag).await.expect("docker").is_some() {
+                return tag;
+            }
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| root.join("target"))
+                .join("query-responder");
+            let out = tokio::process::Command::new(env!("CARGO"))
+                .args(["build", "--release", "--target", "x86_64-unknown-linux-gnu"])
+                .arg("--manifest-path")
+                .arg(root.join("tools/query-responder/Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .env("RUSTFLAGS", "-C target-feature=+crt-static")
+                .output()
+                .await
+                .expect("run cargo");
+            assert!(
+                out.status.success(),
+                "building the query responder failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let bin =
+                std::fs::read(target.join("x86_64-unknown-linux-gnu/release/peon-query-responder"))
+                    .expect("the responder binary");
+            let dockerfile =
+                format!("FROM {GAME_IMAGE}\nCOPY peon-query-responder /bin/peon-query-responder\n");
+            let mut ar = tar::Builder::new(Vec::new());
+            for (name, data) in [
+                ("Dockerfile", dockerfile.as_bytes()),
+                ("peon-query-responder", bin.as_slice()),
+            ] {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o755);
+                h.set_cksum();
+                ar.append_data(&mut h, name, data).expect("tar");
+            }
+            engine
+                .build_image(&tag, ar.into_inner().expect("tar"))
+                .await
+                .expect("build the query test image");
+            tag
+        })
+        .await
+        .clone()
+}
+
 /// A plan for the stand-in game with one port group per entry of `groups`.
 pub fn game_plan(game: &str, groups: &[&[u16]]) -> Value {
     let ports: Vec<Value> = groups
