@@ -67,7 +67,7 @@ async fn every_action_is_a_job_with_steps_and_requester() {
         ("PUT", "start", json!({})),
         ("PUT", "restart", json!({})),
         ("PUT", "kill", json!({})),
-        ("PUT", "update", json!({"mode": "server"})),
+        ("PUT", "update", json!({"mode": "server", "watch": 1})),
         ("DELETE", "destroy", json!({})),
     ] {
         let method = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
@@ -122,7 +122,14 @@ async fn every_action_is_a_job_with_steps_and_requester() {
     assert_eq!(step_names(by("kill")), ["signal", "wait for exit"]);
     assert_eq!(
         step_names(by("update")),
-        ["stop", "reinstall marker", "recreate", "start"]
+        [
+            "record",
+            "stop",
+            "reinstall marker",
+            "recreate",
+            "start",
+            "watch"
+        ]
     );
     assert_eq!(
         step_names(by("destroy")),
