@@ -71,6 +71,9 @@ pub struct ServeArgs {
     /// Backups kept per server by `save` [default: 10].
     #[arg(long, env = "PEON_BACKUPS_KEEP")]
     pub backups_keep: Option<usize>,
+    /// Where backups are kept, `<game>/<name>/<id>.tar.zst` [default: <data dir>/backups].
+    #[arg(long, env = "PEON_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
     /// Address pool (IPv4 CIDR) for per-server networks once the engine's default pools are
     /// used up [default: 10.213.0.0/16].
     #[arg(long, env = "PEON_NETWORK_POOL")]
@@ -105,6 +108,7 @@ struct FileConfig {
     timezone: Option<String>,
     start_grace: Option<u64>,
     backups_keep: Option<usize>,
+    backup_dir: Option<PathBuf>,
     network_pool: Option<String>,
     auth_slow_after: Option<u32>,
     auth_lock_after: Option<u32>,
@@ -136,6 +140,8 @@ pub struct Settings {
     pub timezone: chrono_tz::Tz,
     pub start_grace: Duration,
     pub backups_keep: usize,
+    /// Where backups are kept.
+    pub backup_dir: PathBuf,
     pub network_pool: String,
     /// Wrong keys per address and minute before answers slow down.
     pub auth_slow_after: u32,
@@ -162,6 +168,7 @@ impl fmt::Debug for Settings {
             .field("timezone", &self.timezone)
             .field("start_grace", &self.start_grace)
             .field("backups_keep", &self.backups_keep)
+            .field("backup_dir", &self.backup_dir)
             .field("network_pool", &self.network_pool)
             .finish()
     }
@@ -291,6 +298,13 @@ impl Settings {
             timezone,
             start_grace: Duration::from_secs(args.start_grace.or(file.start_grace).unwrap_or(300)),
             backups_keep: args.backups_keep.or(file.backups_keep).unwrap_or(10),
+            backup_dir: absolute(
+                &args
+                    .backup_dir
+                    .clone()
+                    .or(file.backup_dir)
+                    .unwrap_or_else(|| data_dir.join("backups")),
+            ),
             network_pool,
             auth_slow_after: args.auth_slow_after.or(file.auth_slow_after).unwrap_or(5),
             auth_lock_after,

@@ -69,6 +69,13 @@ const RULES: &[(&str, &[&str])] = &[
             "daemon", "cli",
         ],
     ),
+    (
+        "backup",
+        &[
+            "model", "runtime", "docker", "store", "plans", "live", "schedule", "service", "api",
+            "daemon", "cli", "access", "jobs", "config",
+        ],
+    ),
     ("service", &["docker", "api", "daemon", "cli"]),
     ("api", &["docker", "store", "daemon", "cli"]),
 ];

@@ -501,3 +501,12 @@ pub struct AuditInfo {
     /// The job the request started (not recorded yet: null).
     pub job_id: Option<String>,
 }
+
+/// `GET /server/save/<uid>` with `Accept: application/json`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SaveLinkBody {
+    /// A link to the fresh save zip that works without the API key until `expires_at`.
+    pub download_url: String,
+    /// RFC 3339, UTC.
+    pub expires_at: String,
+}

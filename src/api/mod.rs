@@ -2,6 +2,7 @@
 //! (what existing PEON clients call). Read [`router`] to find where a request goes.
 
 mod auth;
+mod backups;
 mod body;
 pub mod dto;
 pub mod error;
@@ -100,6 +101,15 @@ fn api_routes() -> Router<AppState> {
         .route("/keys", get(keys::list).post(keys::create))
         .route("/key/{name}", axum::routing::delete(keys::revoke))
         .route("/audit", get(keys::audit))
+        .route("/server/backup/{uid}", post(backups::create))
+        .route("/server/backups/{uid}", get(backups::list))
+        .route(
+            "/server/backup/{uid}/{id}",
+            get(backups::download).delete(backups::delete),
+        )
+        .route("/server/restore/{uid}/{id}", post(backups::restore))
+        .route("/server/backup-policy/{uid}", put(backups::policy))
+        .route("/link/save/{uid}/{file}", get(backups::link))
         .route("/server/{action}/{uid}", any(servers::unsupported))
 }
 
@@ -217,6 +227,44 @@ pub const ROUTE_CLASSES: &[(&str, &str, Class, &str)] = &[
     ("POST", "/keys", Class::Admin, "create keys"),
     ("DELETE", "/key/{name}", Class::Admin, "revoke keys"),
     ("GET", "/audit", Class::Admin, "read the audit log"),
+    (
+        "POST",
+        "/server/backup/{uid}",
+        Class::Operate,
+        "back up servers",
+    ),
+    ("GET", "/server/backups/{uid}", Class::Read, "list backups"),
+    (
+        "GET",
+        "/server/backup/{uid}/{id}",
+        Class::Operate,
+        "download backups",
+    ),
+    (
+        "DELETE",
+        "/server/backup/{uid}/{id}",
+        Class::Operate,
+        "delete backups",
+    ),
+    (
+        "POST",
+        "/server/restore/{uid}/{id}",
+        Class::Operate,
+        "restore backups",
+    ),
+    (
+        "PUT",
+        "/server/backup-policy/{uid}",
+        Class::Operate,
+        "set backup policies",
+    ),
+    // No key: the handler checks the link's signature and expiry.
+    (
+        "GET",
+        "/link/save/{uid}/{file}",
+        Class::Signed,
+        "use signed links",
+    ),
     (
         "*",
         "/server/{action}/{uid}",

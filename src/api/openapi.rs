@@ -14,7 +14,7 @@ use super::dto::{
     Health, Logs, Orchestrator, PlanEntry, ScheduleBody, Success, TimerBody, UpdateBody,
 };
 use super::dto::{AuditInfo, KeyBody, KeyInfo, KeyScope, NewKeyInfo};
-use super::{jobs, keys, live, maintenance, plans, schedules, servers, system};
+use super::{backups, jobs, keys, live, maintenance, plans, schedules, servers, system};
 use crate::service::{Capacity, EngineStatus, ImageUsage, ServerObject, ServerUsage, StatsView};
 
 /// Adds the `X-Api-Key` scheme.
@@ -78,6 +78,13 @@ impl Modify for ApiKeyScheme {
         keys::audit,
         jobs::list,
         jobs::get,
+        backups::create,
+        backups::list,
+        backups::download,
+        backups::delete,
+        backups::restore,
+        backups::policy,
+        backups::link,
     ),
     components(schemas(
         ServerObject, StatsView, Capacity, ServerUsage, ImageUsage, ErrorBody, Success,
@@ -86,7 +93,9 @@ impl Modify for ApiKeyScheme {
         live::CommandBody, live::OptionsBody, crate::live::Event, crate::live::ExitRecord,
         KeyScope, KeyBody, KeyInfo, NewKeyInfo, AuditInfo,
         Accepted, crate::service::Job, crate::service::JobView, crate::service::Step,
-        crate::service::JobKind, crate::service::JobState
+        crate::service::JobKind, crate::service::JobState,
+        crate::service::BackupInfo, crate::service::BackupPolicy, crate::service::BackupReason,
+        super::dto::SaveLinkBody
     )),
     modifiers(&ApiKeyScheme),
     tags(
@@ -101,6 +110,7 @@ impl Modify for ApiKeyScheme {
         (name = "events", description = "What happens to servers, as it happens"),
         (name = "access", description = "API keys, roles and scopes; the audit log"),
         (name = "jobs", description = "Every mutating action, with who asked, its steps and its result"),
+        (name = "backups", description = "Whole-server backups, restores, retention and signed links"),
     )
 )]
 pub struct ApiDoc;

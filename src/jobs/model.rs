@@ -23,10 +23,11 @@ pub enum JobKind {
     Destroy,
     Eradicate,
     Backup,
+    Restore,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 9] = [
+    pub const ALL: [JobKind; 10] = [
         JobKind::Create,
         JobKind::Start,
         JobKind::Stop,
@@ -36,6 +37,7 @@ impl JobKind {
         JobKind::Destroy,
         JobKind::Eradicate,
         JobKind::Backup,
+        JobKind::Restore,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +51,7 @@ impl JobKind {
             JobKind::Destroy => "destroy",
             JobKind::Eradicate => "eradicate",
             JobKind::Backup => "backup",
+            JobKind::Restore => "restore",
         }
     }
 

@@ -242,6 +242,7 @@ impl ServerService {
             restart_policy: req.restart_policy,
             stop_grace_s: req.stop_grace.map(|d| d.as_secs()),
             exits: Vec::new(),
+            backup_policy: None,
         };
         let (svc, files, plan_dir, u) = (
             self.me.upgrade(),

@@ -46,6 +46,8 @@ pub struct ServerObject {
     pub stop_grace_s: u64,
     /// The last exit of the game.
     pub last_exit: Option<ExitRecord>,
+    /// The backup retention in force (the server's own, or the daemon's default).
+    pub backup_policy: crate::backup::Policy,
     /// The last exits (up to 20, oldest first); in `GET /server/get`, not in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exits: Option<Vec<ExitRecord>>,
@@ -132,6 +134,7 @@ impl ServerService {
             restart_policy: self.restart_policy(rec).to_string(),
             stop_grace_s: self.stop_grace(rec).as_secs(),
             last_exit: s.exits.last().cloned(),
+            backup_policy: self.backup_policy(rec),
             exits: full.then(|| s.exits.clone()),
             stats: None,
         }

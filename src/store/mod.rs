@@ -128,6 +128,9 @@ pub struct ServerState {
     /// The last exits of the game, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exits: Vec<ExitRecord>,
+    /// The backup retention chosen for this server (the daemon's default, when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_policy: Option<crate::backup::Policy>,
 }
 
 /// One server as the store knows it.

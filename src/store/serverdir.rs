@@ -89,6 +89,62 @@ impl ServerStore {
         }
         std::fs::remove_dir_all(&trash).map_err(|e| StoreError::io("cannot remove", &trash, e))
     }
+    /// Replaces the server's directory with one filled by `fill` (a restore): `fill` writes
+    /// into a fresh folder in staging; on success the current `.peon.json` (peon's facts about
+    /// the server now) is copied in, the two folders are swapped in one rename
+    /// (`RENAME_EXCHANGE`), the index is reloaded from the new `config.json`, and the old files
+    /// are deleted. On any failure before the swap the server's files are untouched and the
+    /// staged folder is removed.
+    pub fn replace_server<T>(
+        &self,
+        uid: &Uid,
+        fill: impl FnOnce(&Path) -> io::Result<T>,
+    ) -> super::Result<(T, Arc<ServerRecord>)> {
+        let dest = self.dir.server_dir(uid);
+        let stage = self
+            .dir
+            .staging()
+            .join(format!("restore-{uid}-{}", atomic::random_suffix()));
+        let staged = (|| {
+            std::fs::create_dir_all(&stage)?;
+            let t = fill(&stage)?;
+            let state = dest.join(STATE_FILE);
+            if state.is_file() {
+                std::fs::copy(&state, stage.join(STATE_FILE))?;
+            }
+            Ok(t)
+        })();
+        let t = match staged {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&stage);
+                return Err(StoreError::io("cannot stage the restore of", &dest, e));
+            }
+        };
+        let record = match read_server(uid, &stage) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&stage);
+                return Err(e);
+            }
+        };
+        if let Err(e) = fsutil::exchange(&stage, &dest) {
+            let _ = std::fs::remove_dir_all(&stage);
+            return Err(StoreError::io("cannot swap in the restored", &dest, e));
+        }
+        if let Some(p) = dest.parent() {
+            atomic::sync_dir(p).map_err(|e| StoreError::io("cannot sync", p, e))?;
+        }
+        // `stage` now holds the old files.
+        let rec = self.insert(ServerRecord {
+            dir: dest.clone(),
+            ..record
+        });
+        if let Err(e) = std::fs::remove_dir_all(&stage) {
+            tracing::warn!(uid = %uid, "cannot remove the replaced files {}: {e}", stage.display());
+        }
+        Ok((t, rec))
+    }
 }
 
 /// Builds the server directory in `stage` and renames it to `dest`.
