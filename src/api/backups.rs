@@ -84,9 +84,24 @@ pub async fn download(
     ServerUid(uid): ServerUid,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (info, path) = s.service.backup_file(&uid, &id).await?;
+    let (info, stream) = s.service.open_backup(&uid, &id).await?;
     let name = format!("{uid}-{}.tar.zst", info.id);
-    stream_file(&path, &name, "application/zstd", Some(&info.sha256)).await
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let sha = HeaderValue::from_str(&info.sha256).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/zstd"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CONTENT_LENGTH, HeaderValue::from(info.bytes)),
+        ],
+        [("x-backup-sha256", sha)],
+        HttpBody::from_stream(stream),
+    )
+        .into_response())
 }
 
 #[utoipa::path(
@@ -137,7 +152,7 @@ pub async fn restore(
     uri: OriginalUri,
     Query(w): Query<WaitQuery>,
 ) -> ApiResult<Response> {
-    s.service.backup_file(&uid, &id).await?;
+    s.service.backup_info(&uid, &id).await?;
     let (svc, sid) = (s.service.clone(), uid.to_string());
     let work = async move { svc.restore(&uid, &id).await };
     jobs_api::run(&s, &uri, &w, JobKind::Restore, &sid, work).await
@@ -149,7 +164,7 @@ pub async fn restore(
     tag = "backups",
     summary = "Set the server's backup retention (an empty body restores the default)",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
-    request_body(content = Option<BackupPolicy>, content_type = "application/json"),
+    request_body(content = Option<BackupPolicy>, content_type = "application/json", description = "The retention rules, plus an optional `target`: `local`, `s3` or `default`"),
     responses(
         (status = 200, description = "The server, with its `backup_policy`", body = ServerObject),
         (status = 400, description = "Invalid input", body = ErrorBody),
@@ -157,7 +172,8 @@ pub async fn restore(
     ),
     security(("api_key" = []))
 )]
-/// `PUT /server/backup-policy/<uid>` with `{"keep_last": N, "keep_daily": N, "keep_weekly": N}`.
+/// `PUT /server/backup-policy/<uid>` with `{"keep_last": N, "keep_daily": N, "keep_weekly": N,
+/// "target": "local"|"s3"|"default"}`.
 pub async fn policy(
     State(s): State<AppState>,
     ServerUid(uid): ServerUid,
@@ -178,10 +194,10 @@ pub async fn policy(
     if let Some(k) = body
         .0
         .keys()
-        .find(|k| !["keep_last", "keep_daily", "keep_weekly"].contains(&k.as_str()))
+        .find(|k| !["keep_last", "keep_daily", "keep_weekly", "target"].contains(&k.as_str()))
     {
         return Err(ApiError::BadRequest(format!(
-            "Unknown field [{k}]: use keep_last, keep_daily, keep_weekly."
+            "Unknown field [{k}]: use keep_last, keep_daily, keep_weekly, target."
         )));
     }
     let p = BackupPolicy {
@@ -189,7 +205,8 @@ pub async fn policy(
         keep_daily: count("keep_daily")?,
         keep_weekly: count("keep_weekly")?,
     };
-    Ok(Json(s.service.set_backup_policy(&uid, Some(p)).await?))
+    let target = body.str("target")?;
+    Ok(Json(s.service.set_backup_policy(&uid, p, target).await?))
 }
 
 /// `?expires=&sig=` of a signed link.

@@ -29,7 +29,7 @@ pub enum Reason {
 /// One backup, as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BackupInfo {
-    /// `YYYYmmdd-HHMMSS-<hex>` (UTC): sorts by time.
+    /// `YYYYmmdd-HHMMSS-<millis><hex>` (UTC): sorts by time.
     pub id: String,
     pub uid: String,
     /// RFC 3339, UTC.
@@ -63,12 +63,14 @@ pub fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
 }
 
-/// A new backup id for `now`.
+/// A new backup id for `now`: the time to the millisecond, then 4 random hex digits, so ids
+/// sort by time.
 pub fn new_id(now: chrono::DateTime<chrono::Utc>) -> String {
     format!(
-        "{}-{}",
+        "{}-{:03}{}",
         now.format("%Y%m%d-%H%M%S"),
-        &atomic::random_suffix()[..6]
+        now.timestamp_subsec_millis(),
+        &atomic::random_suffix()[..4]
     )
 }
 

@@ -7,8 +7,10 @@ pub mod archive;
 pub mod catalog;
 pub mod glob;
 pub mod retention;
+pub mod s3;
 pub mod space;
 
 pub use archive::{PackStats, pack, unpack};
 pub use catalog::{BackupInfo, Catalog, Reason, valid_id};
 pub use retention::Policy;
+pub use s3::{S3Catalog, S3Config};

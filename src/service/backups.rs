@@ -6,11 +6,14 @@
 //! failed restore leaves the files and the running state as they were.
 
 use std::io::BufReader;
-use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 
 use super::{Result, ServerObject, ServerService, ServiceError};
 use crate::backup::glob::Globs;
-use crate::backup::{BackupInfo, Catalog, Policy, Reason, catalog, space};
+use crate::backup::{BackupInfo, Catalog, Policy, Reason, S3Catalog, catalog, space};
 use crate::jobs::{JobKind, step};
 use crate::live::console::Frame;
 use crate::model::plan::SAVE_WAIT;
@@ -22,6 +25,42 @@ const SPACE_MARGIN: u64 = 16 << 20;
 impl ServerService {
     fn catalog(&self) -> Catalog {
         Catalog::new(&self.settings.backup_dir)
+    }
+
+    /// The S3 target, or a 409 when none is configured.
+    fn s3(&self) -> Result<S3Catalog> {
+        let c = self.settings.s3.as_ref().ok_or_else(|| {
+            ServiceError::Conflict("No S3 target is configured (s3_bucket).".into())
+        })?;
+        Ok(S3Catalog::new(c)?)
+    }
+
+    /// Where a server's new backups go: its own choice, else the daemon's.
+    pub(super) fn backup_target(&self, rec: &crate::store::ServerRecord) -> String {
+        rec.state
+            .backup_target
+            .clone()
+            .unwrap_or_else(|| self.settings.backup_target.clone())
+    }
+
+    /// Every backup of a server in every configured target, oldest first.
+    async fn all_backups(&self, uid: &Uid) -> Result<Vec<BackupInfo>> {
+        let (c, u) = (self.catalog(), uid.clone());
+        let mut all = blocking(move || Ok(c.list(&u)?)).await?;
+        if self.settings.s3.is_some() {
+            all.extend(self.s3()?.list(uid).await?);
+        }
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(all)
+    }
+
+    /// Removes one backup from the target holding it.
+    async fn delete_from_target(&self, uid: &Uid, info: &BackupInfo) -> Result<()> {
+        if info.target == "s3" {
+            return Ok(self.s3()?.delete(uid, &info.id).await?);
+        }
+        let (c, u, i) = (self.catalog(), uid.clone(), info.id.clone());
+        blocking(move || Ok(c.delete(&u, &i)?)).await
     }
 
     /// The retention of a server: its own policy, else the daemon's `backups_keep` last.
@@ -50,66 +89,82 @@ impl ServerService {
         let rec = self.record(uid)?;
         let exclude = Globs::new(&rec.plan.backup.exclude);
         let catalog = self.catalog();
+        let target = self.backup_target(&rec);
+        let s3 = if target == "s3" {
+            Some(self.s3()?)
+        } else {
+            None
+        };
         let (dir, root, ex) = (rec.dir.clone(), catalog.root().to_owned(), exclude.clone());
-        step("check space", async move {
-            blocking(move || {
-                std::fs::create_dir_all(&root)?;
-                let need = space::tree_bytes(&dir, &ex)?;
-                let free = space::free_bytes(&root)?;
-                Ok((need, free))
+        // An S3 backup is streamed: nothing is written locally.
+        if s3.is_none() {
+            step("check space", async move {
+                blocking(move || {
+                    std::fs::create_dir_all(&root)?;
+                    let need = space::tree_bytes(&dir, &ex)?;
+                    let free = space::free_bytes(&root)?;
+                    Ok((need, free))
+                })
+                .await
+                .and_then(|(need, free)| enough(need, free, "back up"))
             })
-            .await
-            .and_then(|(need, free)| enough(need, free, "back up"))
-        })
-        .await?;
+            .await?;
+        }
         let h = self.handle_of(uid);
         let live = h.is_running();
         if live && !rec.plan.backup.save_command.is_empty() {
             step("save", self.ask_to_save(uid, &rec.plan.backup)).await?;
         }
-        let id = catalog::new_id(chrono::Utc::now());
+        let now = chrono::Utc::now();
+        let id = catalog::new_id(now);
         let (c, u, i, dir) = (catalog.clone(), uid.clone(), id.clone(), rec.dir.clone());
-        let stats = step("archive", async move {
-            blocking(move || Ok(c.write_archive(&u, &i, &dir, &exclude)?)).await
+        let stats = step("archive", async {
+            match &s3 {
+                Some(s3) => Ok(s3.write_archive(uid, &id, &rec.dir, &exclude).await?),
+                None => blocking(move || Ok(c.write_archive(&u, &i, &dir, &exclude)?)).await,
+            }
         })
         .await?;
         let info = BackupInfo {
             id,
             uid: uid.to_string(),
-            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            created: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             bytes: stats.bytes,
             sha256: stats.sha256,
             files: stats.files,
             source_bytes: stats.source_bytes,
             live,
             reason,
-            target: "local".into(),
+            target: target.clone(),
         };
-        let (c, u, i) = (catalog.clone(), uid.clone(), info.clone());
-        blocking(move || Ok(c.write_info(&i, &u)?)).await?;
+        match &s3 {
+            Some(s3) => s3.write_info(&info, uid).await?,
+            None => {
+                let (c, u, i) = (catalog.clone(), uid.clone(), info.clone());
+                blocking(move || Ok(c.write_info(&i, &u)?)).await?;
+            }
+        }
         tracing::info!(uid = %uid, id = %info.id, bytes = info.bytes, files = info.files, live, "backup written");
         let policy = self.backup_policy(&rec);
-        let (c, u, keep) = (catalog, uid.clone(), info.id.clone());
-        step("prune", async move {
-            blocking(move || {
-                let all = c.list(&u)?;
-                let dated: Vec<_> = all
-                    .iter()
-                    .filter_map(|b| {
-                        chrono::DateTime::parse_from_rfc3339(&b.created)
-                            .ok()
-                            .map(|t| (b.id.clone(), t.with_timezone(&chrono::Utc)))
-                    })
-                    .collect();
-                for id in policy.expired(&dated) {
-                    if id != keep {
-                        c.delete(&u, &id)?;
-                        tracing::info!(uid = %u, id = %id, "backup pruned by retention");
-                    }
-                }
-                Ok(())
-            })
-            .await
+        step("prune", async {
+            let all = self.all_backups(uid).await?;
+            let dated: Vec<_> = all
+                .iter()
+                .filter_map(|b| {
+                    chrono::DateTime::parse_from_rfc3339(&b.created)
+                        .ok()
+                        .map(|t| (b.id.clone(), t.with_timezone(&chrono::Utc)))
+                })
+                .collect();
+            let expired = policy.expired(&dated);
+            for b in all
+                .iter()
+                .filter(|b| b.id != info.id && expired.contains(&b.id))
+            {
+                self.delete_from_target(uid, b).await?;
+                tracing::info!(uid = %uid, id = %b.id, "backup pruned by retention");
+            }
+            Ok::<_, ServiceError>(())
         })
         .await?;
         Ok(info)
@@ -146,40 +201,80 @@ impl ServerService {
     /// The server's backups, oldest first.
     pub async fn backups(&self, uid: &Uid) -> Result<Vec<BackupInfo>> {
         self.record(uid)?;
-        let (c, u) = (self.catalog(), uid.clone());
-        blocking(move || Ok(c.list(&u)?)).await
+        self.all_backups(uid).await
     }
 
-    /// One backup and the path of its archive, or `backup.notfound`.
-    pub async fn backup_file(&self, uid: &Uid, id: &str) -> Result<(BackupInfo, PathBuf)> {
+    /// One backup, or 404.
+    pub async fn backup_info(&self, uid: &Uid, id: &str) -> Result<BackupInfo> {
         self.record(uid)?;
-        let (c, u, i) = (self.catalog(), uid.clone(), id.to_owned());
-        let found = blocking(move || {
-            let info = c.get(&u, &i)?;
-            Ok(info.map(|b| {
-                let p = c.archive_path(&u, &b.id);
-                (b, p)
-            }))
-        })
-        .await?;
+        let found = if catalog::valid_id(id) {
+            self.all_backups(uid)
+                .await?
+                .into_iter()
+                .find(|b| b.id == id)
+        } else {
+            None
+        };
         found
             .ok_or_else(|| ServiceError::NotFound(format!("There is no backup [{id}] of [{uid}].")))
     }
 
+    /// One backup and its archive as a stream of bytes.
+    pub async fn open_backup(
+        &self,
+        uid: &Uid,
+        id: &str,
+    ) -> Result<(BackupInfo, BoxStream<'static, std::io::Result<Bytes>>)> {
+        let info = self.backup_info(uid, id).await?;
+        if info.target == "s3" {
+            let s = self.s3()?.open(uid, &info.id).await?;
+            return Ok((info, s));
+        }
+        let f = tokio::fs::File::open(self.catalog().archive_path(uid, &info.id)).await?;
+        Ok((
+            info,
+            tokio_util::io::ReaderStream::with_capacity(f, 256 << 10).boxed(),
+        ))
+    }
+
     /// Deletes one backup.
     pub async fn delete_backup(&self, uid: &Uid, id: &str) -> Result<BackupInfo> {
-        let (info, _) = self.backup_file(uid, id).await?;
-        let (c, u, i) = (self.catalog(), uid.clone(), info.id.clone());
-        blocking(move || Ok(c.delete(&u, &i)?)).await?;
+        let info = self.backup_info(uid, id).await?;
+        self.delete_from_target(uid, &info).await?;
         tracing::info!(uid = %uid, id = %info.id, "backup deleted");
         Ok(info)
     }
 
-    /// Sets (or, with `None`, clears) the server's retention policy.
-    pub async fn set_backup_policy(&self, uid: &Uid, p: Option<Policy>) -> Result<ServerObject> {
+    /// Sets the server's retention policy (an empty one restores the default) and, when given,
+    /// its target (`local`, `s3`, or `default` for the daemon's).
+    pub async fn set_backup_policy(
+        &self,
+        uid: &Uid,
+        p: Policy,
+        target: Option<String>,
+    ) -> Result<ServerObject> {
         self.record(uid)?;
-        self.save_state(uid, move |s| s.backup_policy = p.filter(|p| !p.is_empty()))
-            .await?;
+        let target = match target.as_deref() {
+            None => None,
+            Some("default") => Some(None),
+            Some("local") => Some(Some("local".to_owned())),
+            Some("s3") => {
+                self.s3()?;
+                Some(Some("s3".to_owned()))
+            }
+            Some(o) => {
+                return Err(ServiceError::BadRequest(format!(
+                    "Unknown target [{o}]: use local, s3 or default."
+                )));
+            }
+        };
+        self.save_state(uid, move |s| {
+            s.backup_policy = Some(p).filter(|p| !p.is_empty());
+            if let Some(t) = target {
+                s.backup_target = t;
+            }
+        })
+        .await?;
         self.get(uid).await
     }
 
@@ -194,7 +289,13 @@ impl ServerService {
     }
 
     async fn restore_locked(&self, uid: &Uid, id: &str) -> Result<ServerObject> {
-        let (info, archive) = self.backup_file(uid, id).await?;
+        let info = self.backup_info(uid, id).await?;
+        let source = if info.target == "s3" {
+            Some(self.s3()?.open(uid, &info.id).await?)
+        } else {
+            None
+        };
+        let archive = self.catalog().archive_path(uid, &info.id);
         let servers = self.store.data_dir().servers();
         let need = info.source_bytes;
         step("check space", async move {
@@ -210,13 +311,24 @@ impl ServerService {
         let restored = async {
             step("safety backup", self.backup_locked(uid, Reason::Safety)).await?;
             let (svc, u, sha) = (self.me.upgrade(), uid.clone(), info.sha256.clone());
+            let handle = tokio::runtime::Handle::current();
             step("unpack and swap", async move {
                 let svc = svc.ok_or_else(|| ServiceError::Failed("shutting down".into()))?;
                 blocking(move || {
                     let (_, rec) = svc.store.replace_server(&u, |stage| {
-                        let f = std::fs::File::open(&archive)?;
-                        let (_, got) =
-                            crate::backup::unpack(BufReader::with_capacity(1 << 20, f), stage)?;
+                        let (_, got) = match source {
+                            Some(stream) => crate::backup::unpack(
+                                tokio_util::io::SyncIoBridge::new_with_handle(
+                                    tokio_util::io::StreamReader::new(stream),
+                                    handle,
+                                ),
+                                stage,
+                            )?,
+                            None => {
+                                let f = std::fs::File::open(&archive)?;
+                                crate::backup::unpack(BufReader::with_capacity(1 << 20, f), stage)?
+                            }
+                        };
                         if got != sha {
                             return Err(std::io::Error::new(
                                 std::io::ErrorKind::InvalidData,

@@ -243,6 +243,7 @@ impl ServerService {
             stop_grace_s: req.stop_grace.map(|d| d.as_secs()),
             exits: Vec::new(),
             backup_policy: None,
+            backup_target: None,
         };
         let (svc, files, plan_dir, u) = (
             self.me.upgrade(),

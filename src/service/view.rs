@@ -48,6 +48,8 @@ pub struct ServerObject {
     pub last_exit: Option<ExitRecord>,
     /// The backup retention in force (the server's own, or the daemon's default).
     pub backup_policy: crate::backup::Policy,
+    /// Where new backups of this server go: `local` or `s3`.
+    pub backup_target: String,
     /// The last exits (up to 20, oldest first); in `GET /server/get`, not in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exits: Option<Vec<ExitRecord>>,
@@ -135,6 +137,7 @@ impl ServerService {
             stop_grace_s: self.stop_grace(rec).as_secs(),
             last_exit: s.exits.last().cloned(),
             backup_policy: self.backup_policy(rec),
+            backup_target: self.backup_target(rec),
             exits: full.then(|| s.exits.clone()),
             stats: None,
         }

@@ -416,3 +416,122 @@ async fn a_signed_save_link_works_without_the_key_until_it_expires() {
     assert_eq!(res.headers()["content-type"], "application/zip");
     d.cleanup().await;
 }
+
+/// A real S3-compatible server (moto, from PyPI) on a free 127.0.0.1 port, killed on drop.
+struct Moto {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Moto {
+    async fn start() -> Moto {
+        let port = free_port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run moto_server ({e}): install it with `pip install 'moto[server]'` \
+                     (scripts/ensure-deps does)"
+                )
+            });
+        let m = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        wait_for(Duration::from_secs(30), "moto_server to listen", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+        })
+        .await;
+        m
+    }
+
+    /// Creates a bucket (moto takes unsigned requests).
+    async fn bucket(&self, name: &str) {
+        let res = reqwest::Client::new()
+            .put(format!("{}/{name}", self.endpoint))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "create bucket: {}", res.status());
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn an_s3_target_round_trips_without_a_local_copy() {
+    let moto = Moto::start().await;
+    let bucket = unique("b");
+    moto.bucket(&bucket).await;
+    let d = Daemon::start_with(crate::support::Opts {
+        s3: Some((moto.endpoint.clone(), bucket.clone())),
+        ..Default::default()
+    })
+    .await;
+    let game = backup_game(&d);
+    let uid = format!("{game}.s3");
+    d.create_running(&uid).await;
+    let dir = d.server_dir(&uid);
+    write(&dir, "user/world/region.dat", &vec![9u8; 2_000_000]);
+    let (s, v) = d
+        .put(
+            &format!("/server/backup-policy/{uid}"),
+            json!({"target": "s3"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["backup_target"], "s3", "{v}");
+
+    let (s, info) = d.post(&format!("/server/backup/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{info}");
+    assert_eq!(info["target"], "s3", "{info}");
+    let (g, n) = uid.split_once('.').unwrap();
+    let local = d.data.join("backups").join(g).join(n);
+    assert!(
+        !local.exists() || std::fs::read_dir(&local).unwrap().count() == 0,
+        "no local copy"
+    );
+    let archive = download(&d, &uid, &info).await;
+    let tmp = tempfile::tempdir().unwrap();
+    peon::backup::unpack(&archive[..], tmp.path()).unwrap();
+    let want = checksums(tmp.path());
+
+    write(&dir, "user/world/region.dat", b"garbage");
+    let id = info["id"].as_str().unwrap();
+    let (s, v) = d
+        .post(&format!("/server/restore/{uid}/{id}"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let got = checksums(&dir);
+    assert_eq!(got["user/world/region.dat"], want["user/world/region.dat"]);
+
+    let (_, list) = d.get(&format!("/server/backups/{uid}")).await;
+    let targets: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        targets,
+        ["s3", "s3"],
+        "the backup and the safety backup: {list}"
+    );
+    let (s, _) = d
+        .delete(&format!("/server/backup/{uid}/{id}"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, list) = d.get(&format!("/server/backups/{uid}")).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    d.cleanup().await;
+}
