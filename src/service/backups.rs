@@ -79,13 +79,19 @@ impl ServerService {
         self.record(uid)?;
         self.action(uid, JobKind::Backup, async {
             let _g = self.lock(uid).await;
-            self.backup_locked(uid, reason).await
+            self.backup_locked(uid, reason, None).await
         })
         .await
     }
 
-    /// The backup itself; the caller holds the server's power lock.
-    async fn backup_locked(&self, uid: &Uid, reason: Reason) -> Result<BackupInfo> {
+    /// The backup itself; the caller holds the server's power lock. Retention never removes
+    /// `protect` (the backup a restore is about to unpack).
+    async fn backup_locked(
+        &self,
+        uid: &Uid,
+        reason: Reason,
+        protect: Option<&str>,
+    ) -> Result<BackupInfo> {
         let rec = self.record(uid)?;
         let exclude = Globs::new(&rec.plan.backup.exclude);
         let catalog = self.catalog();
@@ -157,10 +163,8 @@ impl ServerService {
                 })
                 .collect();
             let expired = policy.expired(&dated);
-            for b in all
-                .iter()
-                .filter(|b| b.id != info.id && expired.contains(&b.id))
-            {
+            let kept = |b: &BackupInfo| b.id == info.id || Some(b.id.as_str()) == protect;
+            for b in all.iter().filter(|b| !kept(b) && expired.contains(&b.id)) {
                 self.delete_from_target(uid, b).await?;
                 tracing::info!(uid = %uid, id = %b.id, "backup pruned by retention");
             }
@@ -309,7 +313,10 @@ impl ServerService {
             step("stop", self.stop_locked(uid)).await?;
         }
         let restored = async {
-            step("safety backup", self.backup_locked(uid, Reason::Safety)).await?;
+            step(
+                "safety backup",
+                self.backup_locked(uid, Reason::Safety, Some(&info.id)),
+            ).await?;
             let (svc, u, sha) = (self.me.upgrade(), uid.clone(), info.sha256.clone());
             let handle = tokio::runtime::Handle::current();
             step("unpack and swap", async move {

@@ -535,3 +535,73 @@ async fn an_s3_target_round_trips_without_a_local_copy() {
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     d.cleanup().await;
 }
+
+/// Runs the `peon` binary against `d`; returns its exit code and standard output.
+async fn peon(d: &Daemon, args: &[&str]) -> (i32, String) {
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_peon"))
+        .args(args)
+        .env_remove("PEON_CONFIG")
+        .env("PEON_URL", &d.root)
+        .env("PEON_API_KEY", &d.key)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run peon");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "peon {args:?}: {out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code().unwrap_or(-1), out)
+}
+
+#[tokio::test]
+async fn the_cli_backs_up_lists_downloads_restores_and_sets_the_policy() {
+    let d = Daemon::start().await;
+    let game = backup_game(&d);
+    let uid = format!("{game}.cli");
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{uid}"),
+            json!({"SERVER_NAME": "x", "start_later": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, out) = peon(&d, &["server", "backup", &uid, "--json"]).await;
+    let b: Value = serde_json::from_str(&out).unwrap();
+    let id = b["id"].as_str().unwrap().to_owned();
+    let (_, out) = peon(&d, &["server", "backups", &uid]).await;
+    assert!(out.starts_with("ID"), "{out}");
+    assert!(out.contains(&id), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("b.tar.zst");
+    let (_, out) = peon(
+        &d,
+        &[
+            "server",
+            "backup-download",
+            &uid,
+            &id,
+            "-o",
+            file.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["sha256"], b["sha256"], "{v}");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        b["bytes"].as_u64().unwrap()
+    );
+    let (_, out) = peon(&d, &["server", "backup-policy", &uid, "--keep-daily", "7"]).await;
+    assert!(out.contains("daily 7"), "{out}");
+    let (_, out) = peon(&d, &["server", "restore", &uid, &id, "--json"]).await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["uid"], uid.as_str(), "{v}");
+    let (_, out) = peon(&d, &["server", "backup-delete", &uid, &id]).await;
+    assert!(out.contains("deleted"), "{out}");
+    d.cleanup().await;
+}
