@@ -63,6 +63,9 @@ enum Bench {
     Live(peon::bench::live::LiveBench),
     /// The cost of one API key check with 1,000 named keys, beside the old single-key check.
     Keys(peon::bench::keys::KeysBench),
+    /// Backup and restore of a 1 GiB world through the daemon beside `tar | zstd -3` on the
+    /// same files, with the daemon's memory while it streams.
+    Backup(peon::bench::backup::BackupBench),
     /// The scheduler's firing delay (median, worst) for many timers due at the same second,
     /// with a runner that does nothing (no Docker).
     Schedule {
@@ -181,6 +184,7 @@ fn main() -> ExitCode {
             Command::Bench(Bench::Api(opts)) => peon::bench::api::run(opts).await,
             Command::Bench(Bench::Live(opts)) => peon::bench::live::run(opts).await,
             Command::Bench(Bench::Keys(opts)) => peon::bench::keys::run(opts),
+            Command::Bench(Bench::Backup(opts)) => peon::bench::backup::run(opts).await,
             Command::DemoImage {
                 tag,
                 busybox,

@@ -203,7 +203,11 @@ impl ScheduleBody {
         let invalid = |msg: String| ApiError::from(ScheduleError::Invalid(msg));
         let action = match body.0.get("action") {
             Some(Value::String(a)) => Action::parse(a)?,
-            _ => return Err(invalid("action is required: start, stop or restart".into())),
+            _ => {
+                return Err(invalid(
+                    "action is required: start, stop, restart or backup".into(),
+                ));
+            }
         };
         let field = |k: &str| body.0.get(k).filter(|v| !v.is_null());
         let when = match (field("cron"), field("at")) {

@@ -380,7 +380,7 @@ pub enum ScheduleCmd {
     /// Add a schedule: --cron "0 0 18 * * Fri" or --at <Unix time | RFC 3339>.
     Add {
         uid: String,
-        /// start, stop or restart.
+        /// start, stop, restart or backup.
         #[arg(long, short)]
         action: String,
         /// A cron expression (seconds optional) in the daemon's time zone.
