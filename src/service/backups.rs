@@ -308,6 +308,28 @@ impl ServerService {
                 .and_then(|free| enough(need, free, "restore"))
         })
         .await?;
+        // A local archive is checked before anything is stopped: a damaged one leaves the
+        // server untouched. (An S3 archive is checked while it streams into staging.)
+        if source.is_none() {
+            let (a, sha) = (archive.clone(), info.sha256.clone());
+            step("verify", async move {
+                blocking(move || {
+                    let f = std::fs::File::open(&a)?;
+                    let mut r = crate::backup::archive::HashReader::new(f);
+                    std::io::copy(&mut r, &mut std::io::sink())?;
+                    let (_, got) = r.finish();
+                    if got == sha {
+                        Ok(())
+                    } else {
+                        Err(ServiceError::Failed(format!(
+                            "The backup's archive is damaged: its sha256 is {got}, its record says {sha}."
+                        )))
+                    }
+                })
+                .await
+            })
+            .await?;
+        }
         let was_running = self.handle_of(uid).is_running();
         if was_running {
             step("stop", self.stop_locked(uid)).await?;

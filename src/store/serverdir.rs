@@ -182,3 +182,60 @@ fn assemble(stage: &Path, dest: &Path, new: &NewServer<'_>) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DataDir;
+
+    fn config(description: &str) -> Value {
+        serde_json::json!({
+            "metadata": {"game_uid": "g", "description": description, "image": "x:1"},
+            "ports": [{"PORT": ["27960", "tcp"]}],
+            "environment": {},
+            "volumes": {"~!/user": "/home/steam/user"}
+        })
+    }
+
+    #[test]
+    fn replace_server_swaps_whole_folders_and_a_failure_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let data = DataDir::new(d.path());
+        data.prepare().unwrap();
+        let uid = Uid::parse("g.a").unwrap();
+        let dir = data.server_dir(&uid);
+        std::fs::create_dir_all(dir.join("user")).unwrap();
+        atomic::write_json_atomic(&dir.join(CONFIG_FILE), &config("old")).unwrap();
+        std::fs::write(dir.join(STATE_FILE), r#"{"wanted_running": true}"#).unwrap();
+        std::fs::write(dir.join("user/world"), "old world").unwrap();
+        let store = ServerStore::load(data.clone()).unwrap();
+
+        let r = store.replace_server(&uid, |stage| {
+            std::fs::write(stage.join("half"), "x")?;
+            Err::<(), _>(io::Error::other("unpack failed"))
+        });
+        assert!(r.is_err());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("user/world")).unwrap(),
+            "old world"
+        );
+        assert!(!dir.join("half").exists());
+        assert_eq!(std::fs::read_dir(data.staging()).unwrap().count(), 0);
+
+        let (_, rec) = store
+            .replace_server(&uid, |stage| {
+                std::fs::create_dir_all(stage.join("user"))?;
+                std::fs::write(stage.join("user/world"), "restored")?;
+                atomic::write_json_atomic(&stage.join(CONFIG_FILE), &config("new"))
+            })
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("user/world")).unwrap(),
+            "restored"
+        );
+        assert_eq!(rec.description(), Some("new"));
+        assert_eq!(store.get(&uid).unwrap().description(), Some("new"));
+        assert!(rec.state.wanted_running, "the current .peon.json is kept");
+        assert_eq!(std::fs::read_dir(data.staging()).unwrap().count(), 0);
+    }
+}
