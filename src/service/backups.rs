@@ -344,7 +344,7 @@ impl ServerService {
             step("unpack and swap", async move {
                 let svc = svc.ok_or_else(|| ServiceError::Failed("shutting down".into()))?;
                 blocking(move || {
-                    let (_, rec) = svc.store.replace_server(&u, |stage| {
+                    let (_, rec, old) = svc.store.replace_server(&u, |stage| {
                         let (_, got) = match source {
                             Some(stream) => crate::backup::unpack(
                                 tokio_util::io::SyncIoBridge::new_with_handle(
@@ -366,6 +366,8 @@ impl ServerService {
                         }
                         Ok(())
                     })?;
+                    // The old files go in the background: the restore does not wait for them.
+                    std::thread::spawn(move || svc.store.remove_replaced(&old));
                     Ok(rec)
                 })
                 .await
@@ -407,4 +409,20 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ServiceError::Failed(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_space_check_names_what_is_needed_and_free() {
+        assert!(enough(100 << 20, 200 << 20, "back up").is_ok());
+        let e = enough(100 << 20, 110 << 20, "back up").unwrap_err();
+        assert!(matches!(e, ServiceError::NoSpace(_)));
+        assert_eq!(
+            e.to_string(),
+            "Not enough free space to back up: need about 100 MiB (plus 16 MiB headroom), 110 MiB free."
+        );
+    }
 }

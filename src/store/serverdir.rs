@@ -89,17 +89,19 @@ impl ServerStore {
         }
         std::fs::remove_dir_all(&trash).map_err(|e| StoreError::io("cannot remove", &trash, e))
     }
+
     /// Replaces the server's directory with one filled by `fill` (a restore): `fill` writes
     /// into a fresh folder in staging; on success the current `.peon.json` (peon's facts about
     /// the server now) is copied in, the two folders are swapped in one rename
-    /// (`RENAME_EXCHANGE`), the index is reloaded from the new `config.json`, and the old files
-    /// are deleted. On any failure before the swap the server's files are untouched and the
-    /// staged folder is removed.
+    /// (`RENAME_EXCHANGE`) and the index is reloaded from the new `config.json`. Returns the
+    /// folder in staging now holding the old files, for [`ServerStore::remove_replaced`] (staging
+    /// is also cleared at the next start). On any failure before the swap the server's files are
+    /// untouched and the staged folder is removed.
     pub fn replace_server<T>(
         &self,
         uid: &Uid,
         fill: impl FnOnce(&Path) -> io::Result<T>,
-    ) -> super::Result<(T, Arc<ServerRecord>)> {
+    ) -> super::Result<(T, Arc<ServerRecord>, std::path::PathBuf)> {
         let dest = self.dir.server_dir(uid);
         let stage = self
             .dir
@@ -140,10 +142,17 @@ impl ServerStore {
             dir: dest.clone(),
             ..record
         });
-        if let Err(e) = std::fs::remove_dir_all(&stage) {
-            tracing::warn!(uid = %uid, "cannot remove the replaced files {}: {e}", stage.display());
+        Ok((t, rec, stage))
+    }
+
+    /// Deletes the old files a [`ServerStore::replace_server`] left in staging.
+    pub fn remove_replaced(&self, old: &Path) {
+        if !old.starts_with(self.dir.staging()) {
+            return;
         }
-        Ok((t, rec))
+        if let Err(e) = std::fs::remove_dir_all(old) {
+            tracing::warn!("cannot remove the replaced files {}: {e}", old.display());
+        }
     }
 }
 
@@ -222,7 +231,7 @@ mod tests {
         assert!(!dir.join("half").exists());
         assert_eq!(std::fs::read_dir(data.staging()).unwrap().count(), 0);
 
-        let (_, rec) = store
+        let (_, rec, old) = store
             .replace_server(&uid, |stage| {
                 std::fs::create_dir_all(stage.join("user"))?;
                 std::fs::write(stage.join("user/world"), "restored")?;
@@ -236,6 +245,11 @@ mod tests {
         assert_eq!(rec.description(), Some("new"));
         assert_eq!(store.get(&uid).unwrap().description(), Some("new"));
         assert!(rec.state.wanted_running, "the current .peon.json is kept");
+        assert_eq!(
+            std::fs::read_to_string(old.join("user/world")).unwrap(),
+            "old world"
+        );
+        store.remove_replaced(&old);
         assert_eq!(std::fs::read_dir(data.staging()).unwrap().count(), 0);
     }
 }
