@@ -132,19 +132,85 @@ pub fn pack<W: Write>(src: &Path, exclude: &Globs, sink: W) -> io::Result<(W, Pa
 /// Unpacks an archive read from `src` into `dest` (an empty directory), keeping modes, owners
 /// and times. Returns the byte count and sha256 of everything read from `src` (the whole
 /// stream, also what follows the tar's end), for the caller to compare before using `dest`.
-pub fn unpack<R: Read>(src: R, dest: &Path) -> io::Result<(u64, String)> {
-    let dec = zstd::Decoder::new(HashReader::new(src))?;
-    let mut ar = tar::Archive::new(dec);
-    ar.set_preserve_permissions(true);
-    ar.set_preserve_ownerships(true);
-    ar.set_preserve_mtime(true);
-    ar.set_overwrite(true);
-    ar.unpack(dest)?;
-    let mut dec = ar.into_inner();
-    io::copy(&mut dec, &mut io::sink())?;
-    let mut rest = dec.finish();
-    io::copy(&mut rest, &mut io::sink())?;
-    Ok(rest.into_inner().finish())
+///
+/// Like `zstd -dc | tar -x`, two threads share the work: one reads, hashes and decompresses,
+/// the other writes the files; between them at most [`PIPE_CHUNKS`] chunks of [`PIPE_CHUNK`].
+pub fn unpack<R: Read + Send>(src: R, dest: &Path) -> io::Result<(u64, String)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPE_CHUNKS);
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || -> io::Result<(u64, String)> {
+            let mut dec = zstd::Decoder::new(HashReader::new(src))?;
+            let mut stopped = false;
+            loop {
+                let mut buf = vec![0u8; PIPE_CHUNK];
+                let n = dec.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                buf.truncate(n);
+                if !stopped && tx.send(buf).is_err() {
+                    // The writer stopped (its error is the one reported); keep reading so the
+                    // stream is checked to its end.
+                    stopped = true;
+                }
+            }
+            drop(tx);
+            let mut rest = dec.finish();
+            io::copy(&mut rest, &mut io::sink())?;
+            Ok(rest.into_inner().finish())
+        });
+        let written = (|| {
+            let mut ar = tar::Archive::new(ChannelReader {
+                rx,
+                cur: Vec::new(),
+                pos: 0,
+            });
+            ar.set_preserve_permissions(true);
+            ar.set_preserve_ownerships(true);
+            ar.set_preserve_mtime(true);
+            ar.set_overwrite(true);
+            ar.unpack(dest)?;
+            let mut r = ar.into_inner();
+            io::copy(&mut r, &mut io::sink())?;
+            Ok::<_, io::Error>(())
+        })();
+        let read = producer
+            .join()
+            .map_err(|_| io::Error::other("the decompressing thread panicked"))?;
+        // A damaged stream usually shows as both; the reader's error says why.
+        let (n, sha) = read?;
+        written?;
+        Ok((n, sha))
+    })
+}
+
+/// Chunks between the decompressing and the writing thread of [`unpack`].
+const PIPE_CHUNK: usize = 256 << 10;
+const PIPE_CHUNKS: usize = 8;
+
+/// The writing side of [`unpack`]'s pipe.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.cur.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.cur = c;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
