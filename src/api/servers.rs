@@ -408,10 +408,14 @@ pub async fn save(
     headers: axum::http::HeaderMap,
     OriginalUri(original): OriginalUri,
 ) -> ApiResult<Response> {
+    // Only a client that asks for JSON alone gets the link; `*/*` or `application/zip` beside
+    // it (a browser's, axios' default) still gets the zip PEON's clients expect.
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("application/json"));
+        .is_some_and(|a| {
+            a.contains("application/json") && !a.contains("*/*") && !a.contains("application/zip")
+        });
     if wants_json {
         let ttl = q.expires_in.unwrap_or(900);
         if !(1..=crate::service::LINK_TTL_MAX.as_secs()).contains(&ttl) {

@@ -766,7 +766,7 @@ async fn save(c: &Client, json: bool, uid: &str, output: Option<PathBuf>) -> Res
     use tokio::io::AsyncWriteExt;
     let p = Progress::start(format!("saving {uid}"), !json);
     let res = c
-        .send(Method::GET, &format!("/server/save/{uid}"), None, LONG)
+        .get_as(&format!("/server/save/{uid}"), "application/zip", LONG)
         .await;
     let res = match res {
         Ok(r) => r,

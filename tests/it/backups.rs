@@ -614,3 +614,34 @@ async fn the_cli_backs_up_lists_downloads_restores_and_sets_the_policy() {
     assert!(out.contains("deleted"), "{out}");
     d.cleanup().await;
 }
+
+#[tokio::test]
+async fn save_answers_the_zip_unless_json_alone_is_asked_for() {
+    let d = Daemon::start().await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.accept");
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{uid}"),
+            json!({"SERVER_NAME": "x", "start_later": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for (accept, zip) in [
+        ("application/json, text/plain, */*", true),
+        ("application/zip, application/json", true),
+        ("application/json", false),
+    ] {
+        let res = d
+            .http
+            .get(format!("{}/server/save/{uid}", d.base))
+            .header("X-Api-Key", &d.key)
+            .header("Accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+        assert_eq!(ct == "application/zip", zip, "{accept}: {ct}");
+    }
+}
