@@ -105,14 +105,20 @@ pub fn pack<W: Write>(src: &Path, exclude: &Globs, sink: W) -> io::Result<(W, Pa
     tar.follow_symlinks(false);
     let (mut files, mut source_bytes) = (0u64, 0u64);
     walk(src, "", exclude, &mut |path, rel, md| {
-        if md.is_file() {
-            files += 1;
-            source_bytes += md.len();
-        } else if !(md.is_dir() || md.file_type().is_symlink()) {
+        if !(md.is_file() || md.is_dir() || md.file_type().is_symlink()) {
             // Sockets, fifos, devices: not part of a game's files.
             return Ok(());
         }
-        tar.append_path_with_name(path, rel)
+        match tar.append_path_with_name(path, rel) {
+            // Gone since the walk saw it (a temporary file renamed away): nothing was written.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            r => r?,
+        }
+        if md.is_file() {
+            files += 1;
+            source_bytes += md.len();
+        }
+        Ok(())
     })?;
     let enc = tar.into_inner()?;
     let mut hashed = enc.finish()?;

@@ -32,14 +32,19 @@ pub fn tree_bytes(dir: &Path, exclude: &Globs) -> io::Result<u64> {
 }
 
 /// Calls `f(path, rel, metadata)` for every entry under `dir` (sorted, depth first, not
-/// following symlinks), skipping excluded entries and what is under them.
+/// following symlinks), skipping excluded entries and what is under them. An entry that
+/// vanishes while the walk runs (a temporary file renamed away) is skipped.
 pub fn walk(
     dir: &Path,
     prefix: &str,
     exclude: &Globs,
     f: &mut dyn FnMut(&Path, &str, &std::fs::Metadata) -> io::Result<()>,
 ) -> io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<io::Result<_>>()?;
+    let mut entries: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !prefix.is_empty() => return Ok(()),
+        Err(e) => return Err(e),
+    };
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -52,7 +57,11 @@ pub fn walk(
             continue;
         }
         let path = e.path();
-        let md = std::fs::symlink_metadata(&path)?;
+        let md = match std::fs::symlink_metadata(&path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         f(&path, &rel, &md)?;
         if md.is_dir() {
             walk(&path, &rel, exclude, f)?;
