@@ -75,6 +75,30 @@ pub struct ServeArgs {
     /// a crash within them rolls the update back [default: 30].
     #[arg(long, env = "PEON_UPDATE_WATCH")]
     pub update_watch: Option<u64>,
+    /// Where backups are kept, `<game>/<name>/<id>.tar.zst` [default: <data dir>/backups].
+    #[arg(long, env = "PEON_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Where new backups go unless a server says otherwise: local or s3 [default: local].
+    #[arg(long, env = "PEON_BACKUP_TARGET")]
+    pub backup_target: Option<String>,
+    /// S3-compatible endpoint for backups, e.g. http://127.0.0.1:9000 [default: AWS].
+    #[arg(long, env = "PEON_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Bucket for backups; setting it enables the s3 target.
+    #[arg(long, env = "PEON_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Region of the bucket [default: us-east-1].
+    #[arg(long, env = "PEON_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Key prefix for backups inside the bucket [default: none].
+    #[arg(long, env = "PEON_S3_PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// Access key id for the bucket (a secret: never logged).
+    #[arg(long, env = "PEON_S3_ACCESS_KEY", hide_env_values = true)]
+    pub s3_access_key: Option<String>,
+    /// Secret access key for the bucket (a secret: never logged).
+    #[arg(long, env = "PEON_S3_SECRET_KEY", hide_env_values = true)]
+    pub s3_secret_key: Option<String>,
     /// Address pool (IPv4 CIDR) for per-server networks once the engine's default pools are
     /// used up [default: 10.213.0.0/16].
     #[arg(long, env = "PEON_NETWORK_POOL")]
@@ -144,6 +168,14 @@ struct FileConfig {
     start_grace: Option<u64>,
     backups_keep: Option<usize>,
     update_watch: Option<u64>,
+    backup_dir: Option<PathBuf>,
+    backup_target: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_bucket: Option<String>,
+    s3_region: Option<String>,
+    s3_prefix: Option<String>,
+    s3_access_key: Option<String>,
+    s3_secret_key: Option<String>,
     network_pool: Option<String>,
     auth_slow_after: Option<u32>,
     auth_lock_after: Option<u32>,
@@ -183,6 +215,12 @@ pub struct Settings {
     pub start_grace: Duration,
     pub backups_keep: usize,
     pub update_watch: Duration,
+    /// Where backups are kept.
+    pub backup_dir: PathBuf,
+    /// `local` or `s3`: where new backups go unless a server says otherwise.
+    pub backup_target: String,
+    /// The S3-compatible store, when a bucket is configured.
+    pub s3: Option<crate::backup::S3Config>,
     pub network_pool: String,
     /// Wrong keys per address and minute before answers slow down.
     pub auth_slow_after: u32,
@@ -222,6 +260,9 @@ impl fmt::Debug for Settings {
             .field("start_grace", &self.start_grace)
             .field("backups_keep", &self.backups_keep)
             .field("update_watch", &self.update_watch)
+            .field("backup_dir", &self.backup_dir)
+            .field("backup_target", &self.backup_target)
+            .field("s3", &self.s3)
             .field("network_pool", &self.network_pool)
             .field("metrics_listen", &self.metrics_listen)
             .field("stats_interval", &self.stats_interval)
@@ -327,6 +368,60 @@ impl Settings {
                 reason: "must be at least 1".into(),
             });
         }
+        let s3 = args
+            .s3_bucket
+            .clone()
+            .or(file.s3_bucket)
+            .filter(|b| !b.is_empty())
+            .map(|bucket| crate::backup::S3Config {
+                endpoint: args
+                    .s3_endpoint
+                    .clone()
+                    .or(file.s3_endpoint)
+                    .unwrap_or_default(),
+                bucket,
+                region: args
+                    .s3_region
+                    .clone()
+                    .or(file.s3_region)
+                    .unwrap_or_default(),
+                access_key: args
+                    .s3_access_key
+                    .clone()
+                    .or(file.s3_access_key)
+                    .unwrap_or_default(),
+                secret_key: args
+                    .s3_secret_key
+                    .clone()
+                    .or(file.s3_secret_key)
+                    .unwrap_or_default(),
+                prefix: args
+                    .s3_prefix
+                    .clone()
+                    .or(file.s3_prefix)
+                    .unwrap_or_default(),
+            });
+        let backup_target = args
+            .backup_target
+            .clone()
+            .or(file.backup_target)
+            .unwrap_or_else(|| "local".into());
+        match backup_target.as_str() {
+            "local" => {}
+            "s3" if s3.is_some() => {}
+            "s3" => {
+                return Err(ConfigError::Invalid {
+                    key: "backup_target",
+                    reason: "s3 needs s3_bucket (and its endpoint and keys)".into(),
+                });
+            }
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "backup_target",
+                    reason: format!("{other:?}: use local or s3"),
+                });
+            }
+        }
         let (api_key, key_source) = match configured_key {
             Some(k) => (k, KeySource::Configured),
             None => load_or_generate_key(&data_dir)?,
@@ -356,6 +451,15 @@ impl Settings {
             backups_keep: args.backups_keep.or(file.backups_keep).unwrap_or(10),
             update_watch: Duration::from_secs(
                 args.update_watch.or(file.update_watch).unwrap_or(30),
+            ),
+            backup_target,
+            s3,
+            backup_dir: absolute(
+                &args
+                    .backup_dir
+                    .clone()
+                    .or(file.backup_dir)
+                    .unwrap_or_else(|| data_dir.join("backups")),
             ),
             network_pool,
             auth_slow_after: args.auth_slow_after.or(file.auth_slow_after).unwrap_or(5),

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod api;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod config;

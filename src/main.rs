@@ -69,6 +69,9 @@ enum Bench {
     Players(peon::bench::players::PlayersBench),
     /// Wake on connect: the game's start time after a connection beside a plain start.
     Wake(peon::bench::players::WakeBench),
+    /// Backup and restore of a 1 GiB world through the daemon beside `tar | zstd -3` on the
+    /// same files, with the daemon's memory while it streams.
+    Backup(peon::bench::backup::BackupBench),
     /// The scheduler's firing delay (median, worst) for many timers due at the same second,
     /// with a runner that does nothing (no Docker).
     Schedule {
@@ -190,6 +193,7 @@ fn main() -> ExitCode {
             Command::Bench(Bench::Metrics(opts)) => peon::bench::metrics::run(opts).await,
             Command::Bench(Bench::Players(opts)) => peon::bench::players::run(opts).await,
             Command::Bench(Bench::Wake(opts)) => peon::bench::players::run_wake(opts).await,
+            Command::Bench(Bench::Backup(opts)) => peon::bench::backup::run(opts).await,
             Command::DemoImage {
                 tag,
                 busybox,

@@ -97,6 +97,13 @@ const RULES: &[(&str, &[&str])] = &[
             "api", "daemon", "cli", "config",
         ],
     ),
+    (
+        "backup",
+        &[
+            "model", "runtime", "docker", "store", "plans", "live", "schedule", "service", "api",
+            "daemon", "cli", "access", "jobs", "config",
+        ],
+    ),
     ("service", &["docker", "api", "daemon", "cli"]),
     ("api", &["docker", "store", "daemon", "cli"]),
 ];

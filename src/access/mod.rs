@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod links;
 pub mod lockout;
 
 use std::path::Path;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use audit::{Audit, AuditEntry, AuditQuery};
 pub use keys::{KeyStore, KeyView, NewKey};
+pub use links::LinkSigner;
 pub use lockout::{Failure, Lockout, LockoutConfig};
 
 /// Errors of the access layer.
@@ -35,6 +37,9 @@ pub enum AccessError {
     Locked(u64),
     #[error("cannot store {what}: {reason}")]
     Io { what: &'static str, reason: String },
+    /// A signed link past its expiry.
+    #[error("{0}")]
+    Expired(String),
 }
 
 /// What a key's holder may do.
@@ -92,6 +97,8 @@ impl std::fmt::Display for Role {
 pub enum Class {
     /// Reads: lists, server views, logs, plans, events.
     Read,
+    /// Public by signature: no key; the handler checks the link's signature and expiry.
+    Signed,
     /// Lifecycle, console input and commands, backups, schedules.
     Operate,
     /// Keys, the audit log, plan updates, imports, eradication.
@@ -232,6 +239,8 @@ pub struct Access {
     pub keys: KeyStore,
     pub lockout: Lockout,
     pub audit: Audit,
+    /// The signer of links that work without a key.
+    pub links: LinkSigner,
 }
 
 impl Access {
@@ -245,6 +254,7 @@ impl Access {
         Ok(Access {
             keys: KeyStore::open(&data_dir.join(keys::KEYS_FILE), admin_secret)?,
             lockout: Lockout::new(cfg.lockout),
+            links: LinkSigner::open(data_dir)?,
             audit: Audit::open(
                 &data_dir.join(audit::AUDIT_FILE),
                 cfg.audit_max_bytes,

@@ -78,6 +78,13 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
     if let Some(left) = ip.and_then(|ip| access.lockout.locked(ip, now)) {
         return ApiError::from(AccessError::Locked(left.as_secs().max(1))).into_response();
     }
+    // A public-by-signature route: no key; its handler checks the signature.
+    if let Some(route) = req.extensions().get::<MatchedPath>()
+        && super::classify(req.method(), relative(route.as_str()))
+            .is_some_and(|(c, _)| c == Class::Signed)
+    {
+        return next.run(req).await;
+    }
     let offered = req
         .headers()
         .get(HEADER)

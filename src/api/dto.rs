@@ -235,7 +235,11 @@ impl ScheduleBody {
         let invalid = |msg: String| ApiError::from(ScheduleError::Invalid(msg));
         let action = match body.0.get("action") {
             Some(Value::String(a)) => Action::parse(a)?,
-            _ => return Err(invalid("action is required: start, stop or restart".into())),
+            _ => {
+                return Err(invalid(
+                    "action is required: start, stop, restart or backup".into(),
+                ));
+            }
         };
         let field = |k: &str| body.0.get(k).filter(|v| !v.is_null());
         let when = match (field("cron"), field("at")) {
@@ -580,4 +584,13 @@ pub struct HookBody {
 pub struct HookDetail {
     pub hook: crate::service::HookInfo,
     pub dead_letters: Vec<crate::service::DeadLetter>,
+}
+
+/// `GET /server/save/<uid>` with `Accept: application/json`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SaveLinkBody {
+    /// A link to the fresh save zip that works without the API key until `expires_at`.
+    pub download_url: String,
+    /// RFC 3339, UTC.
+    pub expires_at: String,
 }

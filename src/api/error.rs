@@ -77,6 +77,7 @@ impl ApiError {
                 ServiceError::RolledBack(_) => (S::BAD_GATEWAY, "srv.update.rolledback"),
                 ServiceError::NotRunning(_) => (S::CONFLICT, "srv.notrunning"),
                 ServiceError::OverQuota(_) => (S::CONFLICT, "srv.quota"),
+                ServiceError::NoSpace(_) => (S::INSUFFICIENT_STORAGE, "backup.nospace"),
                 ServiceError::Store(_) => (S::INTERNAL_SERVER_ERROR, "store.io"),
                 ServiceError::Plan(p) => match p {
                     PlanError::NotFound(_) => (S::NOT_FOUND, "plan.notfound"),
@@ -94,6 +95,7 @@ impl ApiError {
                     AccessError::Conflict(_) => (S::CONFLICT, "key.exists"),
                     AccessError::Forbidden(_) => (S::FORBIDDEN, "auth.forbidden"),
                     AccessError::Locked(_) => (S::TOO_MANY_REQUESTS, "auth.locked"),
+                    AccessError::Expired(_) => (S::GONE, "link.expired"),
                     AccessError::Io { .. } => (S::INTERNAL_SERVER_ERROR, "access.io"),
                 },
                 ServiceError::Schedule(s) => match s {

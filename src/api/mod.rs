@@ -2,6 +2,7 @@
 //! (what existing PEON clients call). Read [`router`] to find where a request goes.
 
 mod auth;
+mod backups;
 mod body;
 pub mod dto;
 pub mod error;
@@ -112,6 +113,15 @@ fn api_routes() -> Router<AppState> {
         .route("/hooks", get(hooks::list).post(hooks::create))
         .route("/hook/{id}", get(hooks::get).delete(hooks::remove))
         .route("/hook/{id}/test", post(hooks::test))
+        .route("/server/backup/{uid}", post(backups::create))
+        .route("/server/backups/{uid}", get(backups::list))
+        .route(
+            "/server/backup/{uid}/{id}",
+            get(backups::download).delete(backups::delete),
+        )
+        .route("/server/restore/{uid}/{id}", post(backups::restore))
+        .route("/server/backup-policy/{uid}", put(backups::policy))
+        .route("/link/save/{uid}/{file}", get(backups::link))
         .route("/server/{action}/{uid}", any(servers::unsupported))
 }
 
@@ -250,6 +260,44 @@ pub const ROUTE_CLASSES: &[(&str, &str, Class, &str)] = &[
     ("GET", "/hook/{id}", Class::Admin, "read hooks"),
     ("DELETE", "/hook/{id}", Class::Admin, "remove hooks"),
     ("POST", "/hook/{id}/test", Class::Admin, "test hooks"),
+    (
+        "POST",
+        "/server/backup/{uid}",
+        Class::Operate,
+        "back up servers",
+    ),
+    ("GET", "/server/backups/{uid}", Class::Read, "list backups"),
+    (
+        "GET",
+        "/server/backup/{uid}/{id}",
+        Class::Operate,
+        "download backups",
+    ),
+    (
+        "DELETE",
+        "/server/backup/{uid}/{id}",
+        Class::Operate,
+        "delete backups",
+    ),
+    (
+        "POST",
+        "/server/restore/{uid}/{id}",
+        Class::Operate,
+        "restore backups",
+    ),
+    (
+        "PUT",
+        "/server/backup-policy/{uid}",
+        Class::Operate,
+        "set backup policies",
+    ),
+    // No key: the handler checks the link's signature and expiry.
+    (
+        "GET",
+        "/link/save/{uid}/{file}",
+        Class::Signed,
+        "use signed links",
+    ),
     (
         "*",
         "/server/{action}/{uid}",

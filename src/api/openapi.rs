@@ -15,8 +15,8 @@ use super::dto::{
 };
 use super::dto::{AuditInfo, KeyBody, KeyInfo, KeyScope, NewKeyInfo};
 use super::{
-    hooks, jobs, keys, live, maintenance, metrics, plans, resources, rollouts, schedules, servers,
-    system,
+    backups, hooks, jobs, keys, live, maintenance, metrics, plans, resources, rollouts, schedules,
+    servers, system,
 };
 use crate::service::{Capacity, EngineStatus, ImageUsage, ServerObject, ServerUsage, StatsView};
 
@@ -92,6 +92,13 @@ impl Modify for ApiKeyScheme {
         rollouts::list,
         rollouts::get,
         rollouts::abort,
+        backups::create,
+        backups::list,
+        backups::download,
+        backups::delete,
+        backups::restore,
+        backups::policy,
+        backups::link,
     ),
     components(schemas(
         ServerObject, StatsView, Capacity, ServerUsage, ImageUsage, ErrorBody, Success,
@@ -107,7 +114,9 @@ impl Modify for ApiKeyScheme {
         super::dto::HookBody, super::dto::HookDetail, crate::hooks::HookInfo,
         crate::hooks::HookStatus, crate::hooks::DeadLetter, crate::hooks::Format,
         crate::hooks::Source,
-        resources::LimitsBody, crate::service::LimitsView
+        resources::LimitsBody, crate::service::LimitsView,
+        crate::service::BackupInfo, crate::service::BackupPolicy, crate::service::BackupReason,
+        super::dto::SaveLinkBody
     )),
     modifiers(&ApiKeyScheme),
     tags(
@@ -124,6 +133,7 @@ impl Modify for ApiKeyScheme {
         (name = "events", description = "What happens to servers, as it happens"),
         (name = "access", description = "API keys, roles and scopes; the audit log"),
         (name = "jobs", description = "Every mutating action, with who asked, its steps and its result"),
+        (name = "backups", description = "Whole-server backups, restores, retention and signed links"),
     )
 )]
 pub struct ApiDoc;

@@ -457,22 +457,81 @@ pub async fn logs(
     Ok(Json(Logs { logs }))
 }
 
+#[derive(Debug, Deserialize)]
+pub struct SaveQuery {
+    expires_in: Option<u64>,
+}
+
 #[utoipa::path(
     get,
     path = "/server/save/{uid}",
     tag = "servers",
-    summary = "Back up the server's files (without data/) and download the zip",
-    params(("uid" = String, Path, description = "Server uid `<game>.<name>`")),
+    summary = "Back up the server's files (without data/) and download the zip, or get a signed link to it",
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`"), ("expires_in" = Option<u64>, Query, description = "With `Accept: application/json`: seconds the link works (1-86400, default 900)")),
     responses(
-        (status = 200, description = "A zip archive", content_type = "application/zip"),
+        (status = 200, description = "A zip archive; with `Accept: application/json`, a signed link to it that works without the key", content_type = "application/zip", body = super::dto::SaveLinkBody),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
         (status = 404, description = "No such server", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
-/// `GET /server/save/<uid>`: a zip of the server's files without `data/`, streamed.
-pub async fn save(State(s): State<AppState>, ServerUid(uid): ServerUid) -> ApiResult<Response> {
+/// `GET /server/save/<uid>`: a zip of the server's files without `data/`, streamed; with
+/// `Accept: application/json`, `{"download_url", "expires_at"}`: a signed link to the zip that
+/// works without the key until it expires (PEON's Discord bot posts it into chat).
+pub async fn save(
+    State(s): State<AppState>,
+    ServerUid(uid): ServerUid,
+    Query(q): Query<SaveQuery>,
+    headers: axum::http::HeaderMap,
+    OriginalUri(original): OriginalUri,
+) -> ApiResult<Response> {
+    // Only a client that asks for JSON alone gets the link; `*/*` or `application/zip` beside
+    // it (a browser's, axios' default) still gets the zip PEON's clients expect.
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| {
+            a.contains("application/json") && !a.contains("*/*") && !a.contains("application/zip")
+        });
+    if wants_json {
+        let ttl = q.expires_in.unwrap_or(900);
+        if !(1..=crate::service::LINK_TTL_MAX.as_secs()).contains(&ttl) {
+            return Err(ApiError::BadRequest(format!(
+                "expires_in [{ttl}] must be from 1 to {} seconds.",
+                crate::service::LINK_TTL_MAX.as_secs()
+            )));
+        }
+        let link = s
+            .service
+            .acting(
+                &super::auth::requester(),
+                s.service
+                    .save_link(&uid, std::time::Duration::from_secs(ttl)),
+            )
+            .await?;
+        let base = super::BASES
+            .iter()
+            .find(|b| original.path().starts_with(*b))
+            .unwrap_or(&super::BASES[0]);
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("localhost");
+        let scheme = headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .filter(|p| *p == "https")
+            .unwrap_or("http");
+        let expires_at = chrono::DateTime::from_timestamp(link.expires, 0)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        return Ok(Json(super::dto::SaveLinkBody {
+            download_url: format!("{scheme}://{host}{base}/{}", link.path),
+            expires_at,
+        })
+        .into_response());
+    }
     let b = s
         .service
         .acting(&super::auth::requester(), s.service.save(&uid))

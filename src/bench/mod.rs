@@ -1,6 +1,7 @@
 //! Benchmarks that print numbers (`peon bench ...`). Speed goals live here, not in tests.
 
 pub mod api;
+pub mod backup;
 pub mod common;
 pub mod keys;
 pub mod live;

@@ -406,6 +406,51 @@ pub enum ServerCmd {
         #[arg(long, short)]
         yes: bool,
     },
+    /// Back up the whole server folder (world data included) as a tar.zst; on a terminal the
+    /// job's steps are shown as they go.
+    Backup {
+        uid: String,
+        /// Do not wait: the daemon runs it as a background job; print the job's id.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// List a server's backups.
+    Backups { uid: String },
+    /// Restore a backup: stop, safety backup, unpack and verify, swap, start again.
+    Restore {
+        uid: String,
+        /// The backup's id (`peon server backups <uid>` lists them).
+        id: String,
+        /// Do not wait: the daemon runs it as a background job; print the job's id.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Delete one backup.
+    BackupDelete { uid: String, id: String },
+    /// Download one backup's tar.zst (its sha256 is checked).
+    BackupDownload {
+        uid: String,
+        id: String,
+        /// Where to write it [default: <uid>-<id>.tar.zst in the current directory].
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Set a server's backup retention and target (no flags: back to the defaults).
+    BackupPolicy {
+        uid: String,
+        /// Keep the newest N backups.
+        #[arg(long)]
+        keep_last: Option<u32>,
+        /// Keep the newest backup of each of the last N days.
+        #[arg(long)]
+        keep_daily: Option<u32>,
+        /// Keep the newest backup of each of the last N weeks.
+        #[arg(long)]
+        keep_weekly: Option<u32>,
+        /// Where new backups go: local, s3, or default (the daemon's).
+        #[arg(long, value_parser = ["local", "s3", "default"])]
+        target: Option<String>,
+    },
     /// Back up a server (without data/) and download the zip.
     Save {
         uid: String,
@@ -460,7 +505,7 @@ pub enum ScheduleCmd {
     /// Add a schedule: --cron "0 0 18 * * Fri" or --at <Unix time | RFC 3339>.
     Add {
         uid: String,
-        /// start, stop or restart.
+        /// start, stop, restart or backup.
         #[arg(long, short)]
         action: String,
         /// A cron expression (seconds optional) in the daemon's time zone.

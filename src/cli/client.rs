@@ -86,6 +86,25 @@ impl Client {
         }
     }
 
+    /// `GET path` asking for `accept` (a download); the raw response when it is a success.
+    pub async fn get_as(
+        &self,
+        path: &str,
+        accept: &'static str,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, CliError> {
+        let res = self
+            .request(Method::GET, path, accept, Some(timeout))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        if res.status().is_success() {
+            Ok(res)
+        } else {
+            Err(self.api_error(res).await)
+        }
+    }
+
     /// Sends a request and parses the JSON answer.
     pub async fn call(
         &self,

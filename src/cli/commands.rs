@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use super::args::{
     ClientCommand, Common, KeysCmd, PlanCmd, PlansCmd, RolloutsCmd, ScheduleCmd, ServerCmd, Timer,
 };
+use super::backups::{self, BackupCmd};
 use super::client::{Client, LONG, QUICK};
 use super::output::{self, Progress, s};
 use super::{CliError, console, events, exits, jobs, logs, resolve};
@@ -902,6 +903,40 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
             print_or_json(&v, json, |v| println!("{}", s(v, "info")));
         }
         ServerCmd::Save { uid: u, output } => save(c, json, &uid(&u)?, output).await?,
+        ServerCmd::Backup { uid: u, no_wait } => {
+            return backups::run(c, json, &uid(&u)?, BackupCmd::Take { no_wait }).await;
+        }
+        ServerCmd::Backups { uid: u } => {
+            return backups::run(c, json, &uid(&u)?, BackupCmd::List).await;
+        }
+        ServerCmd::Restore {
+            uid: u,
+            id,
+            no_wait,
+        } => {
+            return backups::run(c, json, &uid(&u)?, BackupCmd::Restore { id, no_wait }).await;
+        }
+        ServerCmd::BackupDelete { uid: u, id } => {
+            return backups::run(c, json, &uid(&u)?, BackupCmd::Delete { id }).await;
+        }
+        ServerCmd::BackupDownload { uid: u, id, output } => {
+            return backups::run(c, json, &uid(&u)?, BackupCmd::Download { id, output }).await;
+        }
+        ServerCmd::BackupPolicy {
+            uid: u,
+            keep_last,
+            keep_daily,
+            keep_weekly,
+            target,
+        } => {
+            let cmd = BackupCmd::Policy {
+                keep_last,
+                keep_daily,
+                keep_weekly,
+                target,
+            };
+            return backups::run(c, json, &uid(&u)?, cmd).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -941,7 +976,7 @@ async fn save(c: &Client, json: bool, uid: &str, output: Option<PathBuf>) -> Res
     use tokio::io::AsyncWriteExt;
     let p = Progress::start(format!("saving {uid}"), !json);
     let res = c
-        .send(Method::GET, &format!("/server/save/{uid}"), None, LONG)
+        .get_as(&format!("/server/save/{uid}"), "application/zip", LONG)
         .await;
     let res = match res {
         Ok(r) => r,

@@ -5,6 +5,7 @@
 //! like peon, 4 a local error (a file that cannot be written, an unreadable key file).
 
 mod args;
+mod backups;
 mod client;
 mod commands;
 mod conn;

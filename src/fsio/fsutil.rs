@@ -190,3 +190,28 @@ mod size_tests {
         assert_eq!(super::tree_size(&d.path().join("nope")), 0);
     }
 }
+
+/// Swaps two paths on one filesystem in one step (`renameat2` with `RENAME_EXCHANGE`): each
+/// name then holds what the other held; no moment exists where either is missing.
+pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let ca = std::ffi::CString::new(a.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let cb = std::ffi::CString::new(b.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them as given.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

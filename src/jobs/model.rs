@@ -24,10 +24,11 @@ pub enum JobKind {
     Eradicate,
     Backup,
     Limits,
+    Restore,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 10] = [
+    pub const ALL: [JobKind; 11] = [
         JobKind::Create,
         JobKind::Start,
         JobKind::Stop,
@@ -38,6 +39,7 @@ impl JobKind {
         JobKind::Eradicate,
         JobKind::Backup,
         JobKind::Limits,
+        JobKind::Restore,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +54,7 @@ impl JobKind {
             JobKind::Eradicate => "eradicate",
             JobKind::Backup => "backup",
             JobKind::Limits => "limits",
+            JobKind::Restore => "restore",
         }
     }
 

@@ -72,6 +72,9 @@ pub struct Plan {
     /// The optional `limits` object.
     #[serde(skip)]
     pub limits: PlanLimits,
+    /// The optional `backup` object.
+    #[serde(skip)]
+    pub backup: PlanBackup,
     /// The optional `query` object: how to ask the game who is playing.
     #[serde(skip)]
     pub query: Option<QuerySpec>,
@@ -110,6 +113,22 @@ impl QuerySpec {
         }
     }
 }
+
+/// The optional `backup` object of a plan: how a running game is asked to save before a
+/// backup, and what a backup leaves out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanBackup {
+    /// Console commands written, in order, to a running game before its files are archived.
+    pub save_command: Vec<String>,
+    /// A console line containing this text means the save finished (waited for up to
+    /// [`SAVE_WAIT`]); without it the archive starts right after the commands.
+    pub save_done: Option<String>,
+    /// Globs of paths (relative to the server folder) left out of backups.
+    pub exclude: Vec<String>,
+}
+
+/// How long a backup waits for a plan's `backup.save_done` line.
+pub const SAVE_WAIT: Duration = Duration::from_secs(60);
 
 /// One thing wrong with a plan, and where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -199,6 +218,7 @@ pub fn parse_plan(game: &str, doc: &Value) -> Result<Plan, Vec<Problem>> {
     let lifecycle = parse_lifecycle(&mut c, root.get("lifecycle"));
     let limits = parse_limits(&mut c, root.get("limits"));
     let query = parse_query(&mut c, root.get("query"), &port_groups);
+    let backup = parse_backup(&mut c, root.get("backup"));
 
     let mut targets = BTreeSet::new();
     for (kind, m) in volumes
@@ -228,6 +248,7 @@ pub fn parse_plan(game: &str, doc: &Value) -> Result<Plan, Vec<Problem>> {
             lifecycle,
             limits,
             query,
+            backup,
         })
     } else {
         Err(c.problems)
@@ -394,6 +415,59 @@ fn parse_query(c: &mut Checker, v: Option<&Value>, groups: &[Vec<PortSpec>]) -> 
         }
     };
     Some(QuerySpec { protocol, port })
+}
+
+/// The optional `backup` object: `save_command` (a string or a list), `save_done`, `exclude`
+/// (a list of globs).
+fn parse_backup(c: &mut Checker, v: Option<&Value>) -> PlanBackup {
+    let mut b = PlanBackup::default();
+    let m = match v {
+        None | Some(Value::Null) => return b,
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            c.bad("backup", "must be an object");
+            return b;
+        }
+    };
+    let one_line = |s: &str| !s.is_empty() && !s.contains(['\n', '\r']) && s.len() <= 4096;
+    match m.get("save_command") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if one_line(s) => b.save_command = vec![s.clone()],
+        Some(Value::Array(a)) if a.iter().all(|v| v.as_str().is_some_and(one_line)) => {
+            b.save_command = a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+        }
+        Some(_) => c.bad(
+            "backup.save_command",
+            "must be a console command or a list of them (one line each)",
+        ),
+    }
+    match m.get("save_done") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if one_line(s.trim()) => b.save_done = Some(s.trim().to_owned()),
+        Some(_) => c.bad("backup.save_done", "must be a non-empty one-line string"),
+    }
+    match m.get("exclude") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a))
+            if a.iter().all(|v| {
+                v.as_str()
+                    .is_some_and(|s| one_line(s) && !s.split('/').any(|p| p == ".."))
+            }) =>
+        {
+            b.exclude = a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+        }
+        Some(_) => c.bad(
+            "backup.exclude",
+            "must be a list of globs relative to the server folder (no ..)",
+        ),
+    }
+    b
 }
 
 /// `ports` is a list of groups (a plan) or a flat list of entries (a server's config.json).

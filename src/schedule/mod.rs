@@ -31,6 +31,8 @@ pub enum Action {
     Start,
     Stop,
     Restart,
+    /// A backup of the whole server folder (see `POST /server/backup/<uid>`).
+    Backup,
 }
 
 impl Action {
@@ -40,8 +42,9 @@ impl Action {
             "start" => Ok(Action::Start),
             "stop" => Ok(Action::Stop),
             "restart" => Ok(Action::Restart),
+            "backup" => Ok(Action::Backup),
             _ => Err(ScheduleError::Invalid(format!(
-                "action {s:?} is not supported: use start, stop or restart"
+                "action {s:?} is not supported: use start, stop, restart or backup"
             ))),
         }
     }
@@ -51,6 +54,7 @@ impl Action {
             Action::Start => "start",
             Action::Stop => "stop",
             Action::Restart => "restart",
+            Action::Backup => "backup",
         }
     }
 }

@@ -50,6 +50,54 @@ impl ServerService {
     }
 }
 
+/// A signed link to a `save` zip: works without the API key until `expires`.
+#[derive(Debug, Clone)]
+pub struct SaveLink {
+    /// The link's path and query, relative to the API base: `link/save/<uid>/<file>?...`.
+    pub path: String,
+    /// Unix seconds.
+    pub expires: i64,
+}
+
+/// The longest a signed link may live.
+pub const LINK_TTL_MAX: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+impl ServerService {
+    /// Makes a fresh `save` zip and a signed link to it, valid for `ttl`.
+    pub async fn save_link(&self, uid: &Uid, ttl: std::time::Duration) -> Result<SaveLink> {
+        let b = self.save(uid).await?;
+        let expires = chrono::Utc::now().timestamp() + ttl.min(LINK_TTL_MAX).as_secs() as i64;
+        let rel = format!("link/save/{uid}/{}", b.file_name);
+        let sig = self.access.links.sign(&rel, expires);
+        Ok(SaveLink {
+            path: format!("{rel}?expires={expires}&sig={sig}"),
+            expires,
+        })
+    }
+
+    /// The zip a signed link names, once its signature and expiry are checked.
+    pub fn open_save_link(&self, uid: &Uid, file: &str, expires: i64, sig: &str) -> Result<Backup> {
+        let rel = format!("link/save/{uid}/{file}");
+        self.access
+            .links
+            .verify(&rel, expires, sig, chrono::Utc::now().timestamp())?;
+        let ok_name = file.starts_with(&format!("{uid}-"))
+            && file.ends_with(".zip")
+            && !file.contains('/')
+            && !file.contains("..");
+        let path = self.store.data_dir().backups().join(file);
+        if !ok_name || !path.is_file() {
+            return Err(ServiceError::NotFound(format!(
+                "The save [{file}] no longer exists; ask for a new link."
+            )));
+        }
+        Ok(Backup {
+            path,
+            file_name: file.to_owned(),
+        })
+    }
+}
+
 /// Zips `src` into `dst` (through a temporary file and a rename), leaving out the top-level
 /// `data/` folder and any symlink.
 fn write_zip(src: &Path, dst: &Path) -> std::io::Result<()> {

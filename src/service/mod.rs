@@ -9,6 +9,7 @@
 
 mod access;
 mod backup;
+mod backups;
 mod capacity;
 mod console;
 mod container;
@@ -48,9 +49,10 @@ use crate::runtime::{Runtime, RuntimeError};
 use crate::schedule::{ScheduleError, Scheduler};
 use crate::store::{DataDir, ServerStore, StoreError};
 
+pub use crate::backup::{BackupInfo, Policy as BackupPolicy, Reason as BackupReason};
 pub use crate::hooks::{DeadLetter, HookInfo, HookSpec};
 pub use crate::jobs::{Job, JobFilter, JobKind, JobState, JobView, Step, noting_job};
-pub use backup::Backup;
+pub use backup::{Backup, LINK_TTL_MAX, SaveLink};
 pub use capacity::{Capacity, ImageUsage, ServerUsage};
 pub use console::{ConsoleStream, EventStream};
 pub use create::CreateRequest;
@@ -102,6 +104,9 @@ pub enum ServiceError {
     /// The action needs a running game (a console command), or the game was stopped meanwhile.
     #[error("{0}")]
     NotRunning(String),
+    /// Not enough free disk space for a backup or a restore.
+    #[error("{0}")]
+    NoSpace(String),
 }
 
 pub type Result<T> = std::result::Result<T, ServiceError>;
@@ -269,6 +274,13 @@ impl crate::schedule::Runner for ServerService {
     > {
         Box::pin(self.acting("schedule", async move {
             use crate::schedule::{Action, Ran};
+            if action == Action::Backup {
+                let b = self
+                    .backup(uid, crate::backup::Reason::Scheduled)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(Ran::Done(format!("backup {}", b.id)));
+            }
             if action == Action::Restart {
                 let o = self.restart(uid).await.map_err(|e| e.to_string())?;
                 return Ok(Ran::Done(o.container_state));

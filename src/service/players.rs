@@ -167,6 +167,8 @@ impl ServerService {
     /// The backup taken before an idle stop, when the server asks for one: PEON's `save` (a zip
     /// of the server's files in `backups/`).
     pub async fn backup_before_idle_stop(&self, uid: &Uid) -> Result<()> {
-        self.save(uid).await.map(|_| ())
+        self.backup(uid, crate::backup::Reason::Idle)
+            .await
+            .map(|_| ())
     }
 }

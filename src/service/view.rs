@@ -66,6 +66,10 @@ pub struct ServerObject {
     pub disk_bytes: Option<u64>,
     /// The last exit of the game.
     pub last_exit: Option<ExitRecord>,
+    /// The backup retention in force (the server's own, or the daemon's default).
+    pub backup_policy: crate::backup::Policy,
+    /// Where new backups of this server go: `local` or `s3`.
+    pub backup_target: String,
     /// The last exits (up to 20, oldest first); in `GET /server/get`, not in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exits: Option<Vec<ExitRecord>>,
@@ -209,6 +213,8 @@ impl ServerService {
             backup_before_idle_stop: rec.state.backup_before_idle_stop,
             sleeping: self.is_sleeping(&rec.uid),
             last_exit: s.exits.last().cloned(),
+            backup_policy: self.backup_policy(rec),
+            backup_target: self.backup_target(rec),
             exits: full.then(|| s.exits.clone()),
             image_pin: rec.state.image_pin.clone(),
             last_update: rec.state.last_update.clone(),

@@ -166,6 +166,12 @@ pub struct ServerState {
     /// The last update, and how it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update: Option<UpdateRecord>,
+    /// The backup retention chosen for this server (the daemon's default, when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_policy: Option<crate::backup::Policy>,
+    /// Where this server's new backups go (`local` or `s3`; the daemon's default when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_target: Option<String>,
 }
 
 /// One server as the store knows it.

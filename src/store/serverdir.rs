@@ -89,6 +89,71 @@ impl ServerStore {
         }
         std::fs::remove_dir_all(&trash).map_err(|e| StoreError::io("cannot remove", &trash, e))
     }
+
+    /// Replaces the server's directory with one filled by `fill` (a restore): `fill` writes
+    /// into a fresh folder in staging; on success the current `.peon.json` (peon's facts about
+    /// the server now) is copied in, the two folders are swapped in one rename
+    /// (`RENAME_EXCHANGE`) and the index is reloaded from the new `config.json`. Returns the
+    /// folder in staging now holding the old files, for [`ServerStore::remove_replaced`] (staging
+    /// is also cleared at the next start). On any failure before the swap the server's files are
+    /// untouched and the staged folder is removed.
+    pub fn replace_server<T>(
+        &self,
+        uid: &Uid,
+        fill: impl FnOnce(&Path) -> io::Result<T>,
+    ) -> super::Result<(T, Arc<ServerRecord>, std::path::PathBuf)> {
+        let dest = self.dir.server_dir(uid);
+        let stage = self
+            .dir
+            .staging()
+            .join(format!("restore-{uid}-{}", atomic::random_suffix()));
+        let staged = (|| {
+            std::fs::create_dir_all(&stage)?;
+            let t = fill(&stage)?;
+            let state = dest.join(STATE_FILE);
+            if state.is_file() {
+                std::fs::copy(&state, stage.join(STATE_FILE))?;
+            }
+            Ok(t)
+        })();
+        let t = match staged {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&stage);
+                return Err(StoreError::io("cannot stage the restore of", &dest, e));
+            }
+        };
+        let record = match read_server(uid, &stage) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&stage);
+                return Err(e);
+            }
+        };
+        if let Err(e) = fsutil::exchange(&stage, &dest) {
+            let _ = std::fs::remove_dir_all(&stage);
+            return Err(StoreError::io("cannot swap in the restored", &dest, e));
+        }
+        if let Some(p) = dest.parent() {
+            atomic::sync_dir(p).map_err(|e| StoreError::io("cannot sync", p, e))?;
+        }
+        // `stage` now holds the old files.
+        let rec = self.insert(ServerRecord {
+            dir: dest.clone(),
+            ..record
+        });
+        Ok((t, rec, stage))
+    }
+
+    /// Deletes the old files a [`ServerStore::replace_server`] left in staging.
+    pub fn remove_replaced(&self, old: &Path) {
+        if !old.starts_with(self.dir.staging()) {
+            return;
+        }
+        if let Err(e) = std::fs::remove_dir_all(old) {
+            tracing::warn!("cannot remove the replaced files {}: {e}", old.display());
+        }
+    }
 }
 
 /// Builds the server directory in `stage` and renames it to `dest`.
@@ -125,4 +190,66 @@ fn assemble(stage: &Path, dest: &Path, new: &NewServer<'_>) -> io::Result<()> {
         atomic::sync_dir(parent)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DataDir;
+
+    fn config(description: &str) -> Value {
+        serde_json::json!({
+            "metadata": {"game_uid": "g", "description": description, "image": "x:1"},
+            "ports": [{"PORT": ["27960", "tcp"]}],
+            "environment": {},
+            "volumes": {"~!/user": "/home/steam/user"}
+        })
+    }
+
+    #[test]
+    fn replace_server_swaps_whole_folders_and_a_failure_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let data = DataDir::new(d.path());
+        data.prepare().unwrap();
+        let uid = Uid::parse("g.a").unwrap();
+        let dir = data.server_dir(&uid);
+        std::fs::create_dir_all(dir.join("user")).unwrap();
+        atomic::write_json_atomic(&dir.join(CONFIG_FILE), &config("old")).unwrap();
+        std::fs::write(dir.join(STATE_FILE), r#"{"wanted_running": true}"#).unwrap();
+        std::fs::write(dir.join("user/world"), "old world").unwrap();
+        let store = ServerStore::load(data.clone()).unwrap();
+
+        let r = store.replace_server(&uid, |stage| {
+            std::fs::write(stage.join("half"), "x")?;
+            Err::<(), _>(io::Error::other("unpack failed"))
+        });
+        assert!(r.is_err());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("user/world")).unwrap(),
+            "old world"
+        );
+        assert!(!dir.join("half").exists());
+        assert_eq!(std::fs::read_dir(data.staging()).unwrap().count(), 0);
+
+        let (_, rec, old) = store
+            .replace_server(&uid, |stage| {
+                std::fs::create_dir_all(stage.join("user"))?;
+                std::fs::write(stage.join("user/world"), "restored")?;
+                atomic::write_json_atomic(&stage.join(CONFIG_FILE), &config("new"))
+            })
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("user/world")).unwrap(),
+            "restored"
+        );
+        assert_eq!(rec.description(), Some("new"));
+        assert_eq!(store.get(&uid).unwrap().description(), Some("new"));
+        assert!(rec.state.wanted_running, "the current .peon.json is kept");
+        assert_eq!(
+            std::fs::read_to_string(old.join("user/world")).unwrap(),
+            "old world"
+        );
+        store.remove_replaced(&old);
+        assert_eq!(std::fs::read_dir(data.staging()).unwrap().count(), 0);
+    }
 }

@@ -4,6 +4,7 @@ mod support;
 
 mod access;
 mod api_basics;
+mod backups;
 mod cli;
 mod compose;
 mod create;

@@ -170,12 +170,10 @@ async fn idle_stop_after_the_idle_time_but_not_while_players_are_on_or_the_game_
         .await;
     assert_ne!(v["container_state"], "running", "{v}");
     // The backup was taken first.
-    let backups: Vec<String> = std::fs::read_dir(d.data.join("backups"))
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with(&a))
-        .collect();
+    let (_, backups) = d.get(&format!("/server/backups/{a}")).await;
+    let backups = backups.as_array().cloned().unwrap_or_default();
     assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(backups[0]["reason"], "idle", "{backups:?}");
     // The job of the stop names who asked.
     let (_, jobs) = d.get(&format!("/jobs?uid={a}")).await;
     assert!(

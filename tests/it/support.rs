@@ -35,10 +35,19 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// A TCP port that was free a moment ago.
+/// A TCP port that was free a moment ago, never handed out twice in one test process (two
+/// tests picking ports before either binds would otherwise get the same one).
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local addr").port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// With `PEON_TEST_LOG=<file>`, the daemons' logs (all tests together) go to that file.
@@ -207,6 +216,8 @@ pub struct Opts {
     pub hooks: Option<(u32, u64)>,
     /// A configuration file.
     pub config: Option<PathBuf>,
+    /// An S3-compatible backup target: endpoint and bucket (any keys are accepted).
+    pub s3: Option<(String, String)>,
 }
 
 /// A running test daemon.
@@ -277,6 +288,10 @@ impl Daemon {
             hook_attempts: self.opts.hooks.map(|h| h.0),
             hook_backoff_ms: self.opts.hooks.map(|h| h.1),
             config: self.opts.config.clone(),
+            s3_endpoint: self.opts.s3.as_ref().map(|s| s.0.clone()),
+            s3_bucket: self.opts.s3.as_ref().map(|s| s.1.clone()),
+            s3_access_key: self.opts.s3.as_ref().map(|_| "test-access".into()),
+            s3_secret_key: self.opts.s3.as_ref().map(|_| "test-secret".into()),
             ..Default::default()
         };
         Settings::resolve(&args).expect("settings")
