@@ -124,7 +124,7 @@ async fn a_memory_limit_lowered_in_place_that_the_game_exceeds_is_an_out_of_memo
 }
 
 #[tokio::test]
-async fn the_disk_quota_warns_at_90_percent_and_refuses_start_and_update_over_it() {
+async fn the_disk_quota_warns_at_90_percent_and_refuses_start_update_and_backup_over_it() {
     let d = Daemon::start().await;
     let (game, _) = d.new_game(1);
     let uid = format!("{game}.disk");
@@ -165,6 +165,9 @@ async fn the_disk_quota_warns_at_90_percent_and_refuses_start_and_update_over_it
         .put(&format!("/server/update/{uid}"), json!({"mode": "server"}))
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["err_code"], "srv.quota", "{v}");
+    let (s, v) = d.post(&format!("/server/backup/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "a backup too: {v}");
     assert_eq!(v["err_code"], "srv.quota", "{v}");
 
     // The use is in the server object and the capacity, from the last measure.
