@@ -85,6 +85,11 @@ impl ServerService {
             let me = self.clone();
             let boot = first;
             tokio::spawn(async move {
+                if boot {
+                    // Before anything is started: an update the last daemon left half done
+                    // is undone.
+                    me.recover_updates().await;
+                }
                 if let Err(e) = me.reconcile().await {
                     tracing::warn!("reconcile failed: {e}");
                 }

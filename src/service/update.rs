@@ -260,6 +260,54 @@ impl ServerService {
         }
     }
 
+    /// At daemon start: every update a stopped daemon left under way (`last_update` still
+    /// `running`) is rolled back from its undo point, as a job asked for by `daemon`; one that
+    /// had not yet made its undo point had changed nothing and is only marked so.
+    pub(super) async fn recover_updates(&self) {
+        for rec in self.store.list() {
+            let Some(last) = rec.state.last_update.clone() else {
+                continue;
+            };
+            if last.result != UpdateResult::Running {
+                continue;
+            }
+            let uid = rec.uid.clone();
+            let why = "the daemon stopped while the update ran".to_owned();
+            tracing::warn!(uid = %uid, "{why}: rolling it back");
+            let work = self.action(&uid, JobKind::Update, async {
+                let _g = self.lock(&uid).await;
+                let mut record = last.clone();
+                record.reason = Some(why.clone());
+                if !self.store.has_undo_point(&uid) {
+                    // It stopped before the undo point was complete: nothing had changed.
+                    record.result = UpdateResult::RolledBack;
+                    self.note_update(&uid, &record, None).await?;
+                    return Ok(());
+                }
+                let rolled = step(
+                    "roll back",
+                    self.roll_back(&uid, last.from_image.as_deref()),
+                )
+                .await;
+                record.result = if rolled.is_ok() {
+                    UpdateResult::RolledBack
+                } else {
+                    UpdateResult::RollbackFailed
+                };
+                let pin = rolled.is_ok().then(|| last.from_image.clone());
+                self.note_update(&uid, &record, pin).await?;
+                self.handle_of(&uid).publish(EventKind::UpdateRolledBack {
+                    reason: why.clone(),
+                    ok: rolled.is_ok(),
+                });
+                rolled
+            });
+            if let Err(e) = self.acting("daemon", work).await {
+                tracing::warn!(uid = %uid, "the interrupted update could not be rolled back: {e}");
+            }
+        }
+    }
+
     /// Swaps the undo point back, pins the previous image, and starts the server again (PEON's
     /// update ends with the server started).
     async fn roll_back(&self, uid: &Uid, from_image: Option<&str>) -> Result<()> {

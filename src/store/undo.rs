@@ -66,6 +66,11 @@ impl ServerStore {
         Ok(self.insert(rec))
     }
 
+    /// Whether the server has a complete undo point (an update was under way).
+    pub fn has_undo_point(&self, uid: &Uid) -> bool {
+        self.undo_dir(uid).is_dir()
+    }
+
     /// Deletes the server's undo point (the update succeeded, or the server is gone).
     pub fn drop_undo_point(&self, uid: &Uid) -> super::Result<()> {
         let undo = self.undo_dir(uid);

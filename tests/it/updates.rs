@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use peon::docker::Engine;
 
-use crate::support::{Daemon, Events, GAME_IMAGE, free_port, game_plan, unique};
+use crate::support::{Daemon, Events, GAME_IMAGE, free_port, game_plan, unique, wait_for};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -294,4 +294,106 @@ async fn not_ready_in_time_or_dying_in_the_watch_window_rolls_back() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     d.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_update_cut_short_by_a_daemon_kill_is_rolled_back_at_the_next_start() {
+    use crate::resilience::{Cleanup, spawn_daemon};
+    crate::support::ensure_image().await;
+    let mut images = Images::new();
+    let engine = Engine::new(crate::support::DOCKER);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().to_owned();
+    let instance = unique("uk");
+    let _guard = Cleanup(instance.clone());
+    let key = "update-kill-key";
+    let u = unique("uk");
+    let tag = format!("peon-test/{u}:latest");
+    let good_id = images.build(&engine, &tag, &good(&u, 1)).await;
+    let game = unique("ug");
+    let mut plan = game_plan(&game, &[&[free_port()]]);
+    plan["metadata"]["image"] = json!(tag);
+    crate::support::write_plan(&data.join("plans"), &game, &plan);
+    std::fs::write(data.join("plans/plans.json"), "[]").unwrap();
+    let uid = format!("{game}.cut");
+    images.keep(format!("peon-known-good/{game}:cut"));
+    let http = peon::http::client_builder().build().unwrap();
+    let get = |base: String, path: String| {
+        let req = http.get(format!("{base}{path}")).header("X-Api-Key", key);
+        async move {
+            let r = req.send().await.ok()?;
+            r.json::<Value>().await.ok()
+        }
+    };
+
+    let (first, base) = spawn_daemon(&data, &instance, key).await;
+    let r = http
+        .put(format!("{base}/server/create/{uid}"))
+        .header("X-Api-Key", key)
+        .json(&json!({"SERVER_NAME": "cut"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let dir = data.join("servers").join(&game).join("cut");
+    std::fs::write(dir.join("data/world.dat"), b"do not lose me").unwrap();
+    images.build(&engine, &tag, &good(&u, 2)).await;
+    // A reinit (data/ wiped) with a long watch, killed while it watches.
+    let update = {
+        let req = http
+            .put(format!("{base}/server/update/{uid}"))
+            .header("X-Api-Key", key)
+            .json(&json!({"mode": "reinit", "watch": "5m"}));
+        tokio::spawn(async move {
+            let _ = req.send().await;
+        })
+    };
+    wait_for(LONG, "the update to watch the new version", || {
+        let f = get(base.clone(), format!("/jobs?uid={uid}&kind=update"));
+        async move {
+            let jobs = f.await?;
+            let steps = jobs.get(0)?.get("steps")?.as_array()?.clone();
+            steps
+                .iter()
+                .any(|s| s["name"] == "watch" && s["state"] == "running")
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(!dir.join("data/world.dat").exists(), "reinit wiped data/");
+    drop(first); // SIGKILL
+    update.abort();
+
+    let (_second, base) = spawn_daemon(&data, &instance, key).await;
+    let v = wait_for(LONG, "the interrupted update to be rolled back", || {
+        let f = get(base.clone(), format!("/server/get/{uid}"));
+        async move {
+            let v = f.await?;
+            (v["last_update"]["result"] == "rolled_back" && v["server_state"] == "running")
+                .then_some(v)
+        }
+    })
+    .await;
+    assert!(
+        v["last_update"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("daemon stopped"),
+        "{v}"
+    );
+    assert_eq!(v["image_pin"], json!(good_id), "{v}");
+    assert_eq!(
+        std::fs::read(dir.join("data/world.dat")).unwrap(),
+        b"do not lose me"
+    );
+    use peon::runtime::Runtime;
+    let c = Runtime::inspect(&engine, &format!("peon.warcamp.{uid}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.image_id, good_id);
+    assert!(
+        !data.join("undo").join(&uid).exists(),
+        "the undo point was used"
+    );
 }
