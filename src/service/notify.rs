@@ -250,6 +250,73 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::exit::ExitRecord;
+
+    fn exit(class: ExitClass) -> Event {
+        Event::now(
+            "demo.a",
+            EventKind::Exit {
+                exit: ExitRecord {
+                    time: "t".into(),
+                    exit_code: 3,
+                    class,
+                    last_lines: vec!["game: crashing".into()],
+                    run_started: None,
+                },
+            },
+        )
+    }
+
+    fn action(name: &str, ok: bool) -> Event {
+        Event::now(
+            "demo.a",
+            EventKind::Action {
+                action: name.into(),
+                phase: "end".into(),
+                ok: Some(ok),
+                error: None,
+            },
+        )
+    }
+
+    #[test]
+    fn events_map_to_hook_messages() {
+        let m = message_of(&exit(ExitClass::Crash)).unwrap();
+        assert_eq!(m.event, "crashed");
+        assert_eq!(m.last_lines, ["game: crashing"]);
+        assert_eq!(m.data["exit"]["class"], "crash");
+        assert_eq!(
+            message_of(&exit(ExitClass::OutOfMemory)).unwrap().event,
+            "crashed"
+        );
+        assert_eq!(
+            message_of(&exit(ExitClass::InGameStop)).unwrap().event,
+            "stopped"
+        );
+        assert!(message_of(&exit(ExitClass::OperatorStop)).is_none());
+        assert_eq!(message_of(&action("start", true)).unwrap().event, "started");
+        assert_eq!(
+            message_of(&action("restart", true)).unwrap().event,
+            "restarted"
+        );
+        assert_eq!(message_of(&action("kill", true)).unwrap().event, "stopped");
+        assert!(message_of(&action("start", false)).is_none());
+        assert!(message_of(&action("update", true)).is_none());
+        let gave_up = Event::now(
+            "demo.a",
+            EventKind::GaveUp {
+                reason: "3 crashes in 10 minutes".into(),
+            },
+        );
+        assert_eq!(message_of(&gave_up).unwrap().event, "gave_up");
+        let state = Event::now(
+            "demo.a",
+            EventKind::State {
+                state: "running".into(),
+            },
+        );
+        assert!(message_of(&state).is_none());
+    }
 
     #[test]
     fn rollbacks_and_rollouts_are_messages() {
