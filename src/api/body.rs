@@ -62,6 +62,29 @@ impl Body {
         }
     }
 
+    /// A duration key: seconds, or a duration such as `90s`, `30m` or `2h`, at most `max`.
+    pub fn duration(
+        &self,
+        key: &str,
+        max: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>, ApiError> {
+        let text = match self.0.get(key) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        crate::model::lifecycle::parse_duration(&text)
+            .filter(|d| *d <= max)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "{key} [{text}] must be seconds or a duration like 90s, 30m or 2h, at most {}.",
+                    crate::live::events::human_secs(max.as_secs())
+                ))
+            })
+    }
+
     pub fn str(&self, key: &str) -> Result<Option<String>, ApiError> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(None),

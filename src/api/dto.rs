@@ -174,18 +174,7 @@ impl TryFrom<Body> for UpdateBody {
     type Error = ApiError;
 
     fn try_from(body: Body) -> Result<Self, ApiError> {
-        let watch = match body.0.get("watch") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::Number(n)) => Some(
-                n.as_u64()
-                    .map(std::time::Duration::from_secs)
-                    .ok_or_else(|| bad_watch(&n.to_string()))?,
-            ),
-            Some(serde_json::Value::String(t)) => {
-                Some(crate::model::lifecycle::parse_duration(t).ok_or_else(|| bad_watch(t))?)
-            }
-            Some(other) => return Err(bad_watch(&other.to_string())),
-        };
+        let watch = body.duration("watch", std::time::Duration::from_secs(86_400))?;
         Ok(UpdateBody {
             when_empty: schedule::WhenEmpty::parse(body.0.get("when_empty"))
                 .map_err(crate::service::ServiceError::from)?,
@@ -193,12 +182,6 @@ impl TryFrom<Body> for UpdateBody {
             watch,
         })
     }
-}
-
-fn bad_watch(v: &str) -> ApiError {
-    ApiError::BadRequest(format!(
-        "The field watch must be a number of seconds or a duration such as \"30s\" or \"2m\", not {v}."
-    ))
 }
 
 /// `DELETE /server/destroy/<uid>` and `/server/eradicate/<uid>`: `{"eradicate": true}`.

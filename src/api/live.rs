@@ -278,7 +278,7 @@ pub async fn options(
         restart_policy: super::servers::restart_policy(&body)?,
         stop_grace: super::servers::stop_grace(&body)?,
         idle_stop: super::servers::idle_stop(&body)?,
-        idle_grace: super::servers::duration_key(&body, "idle_grace", 7 * 86_400)?,
+        idle_grace: body.duration("idle_grace", super::servers::WEEK)?,
         wake_on_connect: super::servers::flag_key(&body, "wake_on_connect")?,
         backup_before_idle_stop: super::servers::flag_key(&body, "backup_before_idle_stop")?,
     };

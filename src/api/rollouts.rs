@@ -12,12 +12,14 @@ use utoipa::ToSchema;
 use super::dto::ErrorBody;
 use super::error::ApiError;
 use super::{AppState, Body, Loose};
-use crate::model::lifecycle::parse_duration;
 use crate::names::Uid;
 use crate::rollout::Rollout;
 use crate::service::RolloutRequest;
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// The longest timeout or watch a rollout takes.
+const LONGEST: Duration = Duration::from_secs(30 * 86_400);
 
 /// `POST /rollouts`.
 #[derive(Debug, ToSchema)]
@@ -43,23 +45,6 @@ pub struct RolloutBody {
     /// `update_watch`].
     #[schema(value_type = Option<String>)]
     pub watch: Option<Duration>,
-}
-
-fn duration_field(body: &Body, key: &str) -> ApiResult<Option<Duration>> {
-    let bad = |v: &str| {
-        ApiError::BadRequest(format!(
-            "The field {key} must be a number of seconds or a duration such as \"5m\", not {v}."
-        ))
-    };
-    match body.0.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .map(|s| Some(Duration::from_secs(s)))
-            .ok_or_else(|| bad(&n.to_string())),
-        Some(Value::String(t)) => parse_duration(t).map(Some).ok_or_else(|| bad(t)),
-        Some(other) => Err(bad(&other.to_string())),
-    }
 }
 
 fn percent_field(body: &Body, key: &str) -> ApiResult<Option<u32>> {
@@ -104,9 +89,9 @@ impl TryFrom<Body> for RolloutBody {
             target: body.0.get("target").cloned().unwrap_or(Value::Null),
             batch_percent: percent_field(&body, "batch_percent")?,
             success_percent: percent_field(&body, "success_percent")?,
-            success_timeout: duration_field(&body, "success_timeout")?,
-            duration_timeout: duration_field(&body, "duration_timeout")?,
-            watch: duration_field(&body, "watch")?,
+            success_timeout: body.duration("success_timeout", LONGEST)?,
+            duration_timeout: body.duration("duration_timeout", LONGEST)?,
+            watch: body.duration("watch", LONGEST)?,
         })
     }
 }

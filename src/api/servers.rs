@@ -17,11 +17,14 @@ use super::error::ApiError;
 use super::extract::ServerUid;
 use super::jobs::{self as jobs_api, WaitQuery};
 use super::{AppState, Body, Loose};
-use crate::model::lifecycle::{LimitsPatch, RestartPolicy, parse_duration, parse_limits_patch};
+use crate::model::lifecycle::{LimitsPatch, RestartPolicy, parse_limits_patch};
 use crate::schedule;
 use crate::service::{CreateRequest, JobKind, ServerObject, UpdateMode, UpdateOptions};
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// The longest idle time and idle grace.
+pub(super) const WEEK: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -104,7 +107,7 @@ fn create_request(game: &str, name: Option<String>, body: &Body) -> ApiResult<Cr
         restart_policy: restart_policy(body)?,
         stop_grace: stop_grace(body)?,
         idle_stop: idle_stop(body)?.flatten(),
-        idle_grace: duration_key(body, "idle_grace", 7 * 86_400)?,
+        idle_grace: body.duration("idle_grace", WEEK)?,
         wake_on_connect: flag_key(body, "wake_on_connect")?.unwrap_or(false),
         backup_before_idle_stop: flag_key(body, "backup_before_idle_stop")?.unwrap_or(false),
         limits: match body.0.get("limits") {
@@ -152,32 +155,9 @@ pub(super) fn idle_stop(body: &Body) -> ApiResult<Option<Option<std::time::Durat
         Some(Value::Null) => Ok(Some(None)),
         Some(Value::String(s)) if s == "off" => Ok(Some(None)),
         Some(_) => Ok(Some(
-            duration_key(body, "idle_stop", 7 * 86_400)?.filter(|d| !d.is_zero()),
+            body.duration("idle_stop", WEEK)?.filter(|d| !d.is_zero()),
         )),
     }
-}
-
-/// A duration key (seconds, or `90s`, `30m`, `1h`) of a body, at most `max_s` seconds.
-pub(super) fn duration_key(
-    body: &Body,
-    key: &str,
-    max_s: u64,
-) -> ApiResult<Option<std::time::Duration>> {
-    let text = match body.0.get(key) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => String::new(),
-    };
-    parse_duration(&text)
-        .filter(|d| d.as_secs() <= max_s)
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "{key} [{text}] must be seconds or a duration like 90s, 30m or 2h, at most {}d.",
-                max_s / 86_400
-            ))
-        })
 }
 
 /// A boolean key of a body.
@@ -193,20 +173,7 @@ pub(super) fn flag_key(body: &Body, key: &str) -> ApiResult<Option<bool>> {
 
 /// `stop_grace` (seconds, or a duration like `90s`, `2m`) of a create or options body.
 pub(super) fn stop_grace(body: &Body) -> ApiResult<Option<std::time::Duration>> {
-    let text = match body.0.get("stop_grace") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => String::new(),
-    };
-    parse_duration(&text)
-        .filter(|d| d.as_secs() <= 3600)
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "stop_grace [{text}] must be seconds or a duration like 90s or 2m, at most 1h."
-            ))
-        })
+    body.duration("stop_grace", std::time::Duration::from_secs(3600))
 }
 
 #[utoipa::path(

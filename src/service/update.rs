@@ -361,12 +361,9 @@ fn keep_tag(uid: &Uid) -> String {
 
 /// How the game exited, if an exit was recorded since the run recorded last was `before`.
 fn exited_since(h: &ServerHandle, before: &Option<String>) -> Option<String> {
-    let s = h.state();
-    if s.recorded_run == *before {
-        return None;
-    }
-    let last = s.exits.last()?;
-    let what = match last.class {
+    let class = h.exit_since(before)?;
+    let code = h.state().exits.last().map_or(-1, |e| e.exit_code);
+    let what = match class {
         ExitClass::Crash => "the game crashed",
         ExitClass::OutOfMemory => "the game ran out of memory",
         ExitClass::InGameStop => "the game stopped by itself",
@@ -374,5 +371,5 @@ fn exited_since(h: &ServerHandle, before: &Option<String>) -> Option<String> {
             "the game was stopped"
         }
     };
-    Some(format!("{what} (exit code {})", last.exit_code))
+    Some(format!("{what} (exit code {code})"))
 }
