@@ -168,6 +168,11 @@ pub struct UpdateBody {
     /// most the deadline), announcing through the plan's `say_command`.
     #[schema(value_type = Option<Object>)]
     pub when_empty: Option<schedule::WhenEmpty>,
+    /// Move the server to this version of its game's plan (its files, settings and image; the
+    /// plan is refreshed from the plan source when this host does not hold it yet). 409 when the
+    /// version is not available.
+    #[schema(example = "1.1.0")]
+    pub plan_version: Option<String>,
 }
 
 impl TryFrom<Body> for UpdateBody {
@@ -180,6 +185,10 @@ impl TryFrom<Body> for UpdateBody {
                 .map_err(crate::service::ServiceError::from)?,
             mode: body.str("mode")?,
             watch,
+            plan_version: body
+                .str("plan_version")?
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()),
         })
     }
 }

@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::{AppState, Body, Loose};
 use crate::names::Uid;
 use crate::rollout::Rollout;
-use crate::service::RolloutRequest;
+use crate::service::{RolloutRequest, RolloutTarget};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -28,8 +28,10 @@ pub struct RolloutBody {
     pub game: Option<String>,
     /// ... or these servers (`<game>.<name>`).
     pub uids: Option<Vec<String>>,
-    /// What the servers go to: `{"image": "repo:tag"}`. (A plan version is not a target yet.)
-    #[schema(value_type = Object, example = json!({"image": "umlatt/steamcmd:2026-12"}))]
+    /// What the servers go to: `{"image": "repo:tag"}`, or `{"plan_version": "1.1.0"}`: that
+    /// version of their game's plan (its files, settings and image; the plan is refreshed from
+    /// the plan source when this host does not hold it yet, 409 when it is not available).
+    #[schema(value_type = Object, example = json!({"plan_version": "1.1.0"}))]
     pub target: Value,
     /// Servers per batch, as a percentage of all (at least one) [default: 25].
     pub batch_percent: Option<u32>,
@@ -98,17 +100,29 @@ impl TryFrom<Body> for RolloutBody {
 
 impl RolloutBody {
     fn request(self) -> ApiResult<RolloutRequest> {
-        let image = match &self.target {
-            Value::Object(m) if m.contains_key("plan_version") && !m.contains_key("image") => {
-                return Err(ApiError::BadRequest(
-                    "A rollout to a plan version is not supported yet: give the target as {\"image\": \"repo:tag\"}.".into(),
-                ));
-            }
-            Value::Object(m) => m.get("image").and_then(Value::as_str).map(str::to_owned),
+        let text = |m: &serde_json::Map<String, Value>, k: &str| {
+            m.get(k)
+                .and_then(Value::as_str)
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
+        let target = match &self.target {
+            Value::Object(m) => match (text(m, "image"), text(m, "plan_version")) {
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::BadRequest(
+                        "The rollout's target is an image or a plan version, not both.".into(),
+                    ));
+                }
+                (Some(i), None) => Some(RolloutTarget::Image(i)),
+                (None, Some(v)) => Some(RolloutTarget::PlanVersion(v)),
+                (None, None) => None,
+            },
             _ => None,
         };
-        let image = image.filter(|i| !i.trim().is_empty()).ok_or_else(|| {
-            ApiError::BadRequest("The rollout needs a target: {\"image\": \"repo:tag\"}.".into())
+        let target = target.ok_or_else(|| {
+            ApiError::BadRequest(
+                "The rollout needs a target: {\"image\": \"repo:tag\"} or {\"plan_version\": \"1.1.0\"}.".into(),
+            )
         })?;
         if self.game.is_none() && self.uids.as_ref().is_none_or(Vec::is_empty) {
             return Err(ApiError::BadRequest(
@@ -125,7 +139,7 @@ impl RolloutBody {
         Ok(RolloutRequest {
             game: self.game,
             uids,
-            target_image: image,
+            target,
             batch_percent: self.batch_percent.unwrap_or(25),
             success_percent: self.success_percent.unwrap_or(100),
             success_timeout: self.success_timeout.unwrap_or(Duration::from_secs(300)),
@@ -139,13 +153,14 @@ impl RolloutBody {
     post,
     path = "/rollouts",
     tag = "rollouts",
-    summary = "Update many servers to a target image in batches, rolling back a failed batch",
+    summary = "Update many servers to a target image or plan version in batches, rolling back a failed batch",
     request_body(content = RolloutBody, content_type = "application/json"),
     responses(
         (status = 202, description = "The rollout, now running in the background", body = Rollout),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
-        (status = 404, description = "A server does not exist", body = ErrorBody)
+        (status = 404, description = "A server does not exist", body = ErrorBody),
+        (status = 409, description = "The plan version is not available, or a server lacks a setting it requires", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]

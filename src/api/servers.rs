@@ -19,7 +19,7 @@ use super::jobs::{self as jobs_api, WaitQuery};
 use super::{AppState, Body, Loose};
 use crate::model::lifecycle::{LimitsPatch, RestartPolicy, parse_limits_patch};
 use crate::schedule;
-use crate::service::{CreateRequest, JobKind, ServerObject, UpdateMode, UpdateOptions};
+use crate::service::{CreateRequest, JobKind, PlanTarget, ServerObject, UpdateMode, UpdateOptions};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -678,7 +678,8 @@ pub async fn skip(
         (status = 200, description = "The server", body = ServerObject),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
-        (status = 404, description = "No such server", body = ErrorBody)
+        (status = 404, description = "No such server", body = ErrorBody),
+        (status = 409, description = "The plan version asked for is not available, or the server lacks a setting it requires", body = ErrorBody)
     ),
     security(("api_key" = []))
 )]
@@ -696,6 +697,7 @@ pub async fn update(
     let (svc, id) = (s.service.clone(), u.to_string());
     let opts = UpdateOptions {
         watch: body.watch,
+        plan: body.plan_version.map(PlanTarget::Version),
         ..UpdateOptions::default()
     };
     let work = async move {

@@ -51,7 +51,10 @@ pub enum EventKind {
     RolloutDone {
         id: String,
         state: String,
+        /// Empty for a rollout to a plan version.
         target_image: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        target_plan_version: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },

@@ -4,4 +4,5 @@
 pub mod exit;
 pub mod lifecycle;
 pub mod plan;
+pub mod reconfig;
 pub mod update;

@@ -33,6 +33,9 @@ pub struct UpdateRecord {
     /// The server's plan version at the update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_version: Option<String>,
+    /// The plan version the update went to, for an update of the plan (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_plan_version: Option<String>,
     /// How long the new version had to stay up after getting ready, in seconds.
     pub watch_s: u64,
     pub result: UpdateResult,

@@ -657,6 +657,33 @@ impl PlanStore {
         }
     }
 
+    /// Refreshes `game`'s plan from the source now (no rate limit, errors returned), for an
+    /// update to a plan version the local plans do not hold yet. `true` when a different plan
+    /// was swapped in.
+    pub async fn refresh_now(&self, game: &str) -> Result<bool, PlanError> {
+        let source = self.source().cloned().ok_or_else(|| PlanError::Source {
+            url: "(none)".into(),
+            reason: "no plan source is configured (--plans-url)".into(),
+        })?;
+        names::game_id(game)?;
+        let store = self.clone();
+        let g = game.to_owned();
+        let url = source.to_string();
+        // Its own task: a caller that goes away does not cancel a swap half-way.
+        let task = tokio::spawn(async move { store.refresh_game(&source, &g).await });
+        match tokio::time::timeout(UPDATE_TIMEOUT, task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(PlanError::Source {
+                url,
+                reason: format!("the refresh task failed: {e}"),
+            }),
+            Err(_) => Err(PlanError::Source {
+                url,
+                reason: format!("no answer within {UPDATE_TIMEOUT:?}"),
+            }),
+        }
+    }
+
     /// Fetches one plan from the source and swaps it in when it differs. `true` when it did.
     async fn refresh_game(&self, source: &PlanSource, game: &str) -> Result<bool, PlanError> {
         let _one_at_a_time = self.sync.update.lock().await;

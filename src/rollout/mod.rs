@@ -66,6 +66,9 @@ pub struct RolloutServer {
     /// The image id it ran before the rollout (its last known good).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_image: Option<String>,
+    /// The plan version it ran before the rollout (for a rollout to a plan version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_plan_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -74,8 +77,13 @@ pub struct RolloutServer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rollout {
     pub id: String,
-    /// The image the servers go to.
+    /// The image the servers go to (empty for a rollout to a plan version).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub target_image: String,
+    /// The plan version of their game the servers go to (with its files, settings and image),
+    /// instead of an image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_plan_version: Option<String>,
     /// The game whose servers it updates, when it was asked for by game.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub game: Option<String>,
@@ -92,10 +100,11 @@ pub struct Rollout {
     pub batch: usize,
     pub batches: usize,
     pub servers: Vec<RolloutServer>,
-    /// The image the servers ran before (the last known good), when they all ran one.
+    /// What the servers ran before (the last known good), when they all ran the same: an image
+    /// id, or for a rollout to a plan version, a plan version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_known_good: Option<String>,
-    /// The target, once a batch failed on it.
+    /// The target (an image, or a plan version), once a batch failed on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_known_bad: Option<String>,
     /// Set by `POST /rollout/<id>/abort`; honoured before the next server update begins.
@@ -115,6 +124,21 @@ pub struct Rollout {
 }
 
 impl Rollout {
+    /// The target in words: `image <ref>` or `plan version <v>`.
+    pub fn target_text(&self) -> String {
+        match &self.target_plan_version {
+            Some(v) => format!("plan version {v}"),
+            None => format!("image {}", self.target_image),
+        }
+    }
+
+    /// The target as recorded in `last_known_bad`.
+    pub fn target_value(&self) -> String {
+        self.target_plan_version
+            .clone()
+            .unwrap_or_else(|| self.target_image.clone())
+    }
+
     /// The servers of batch `b`.
     pub fn batch_servers(&self, b: usize) -> impl Iterator<Item = &RolloutServer> {
         self.servers.iter().filter(move |s| s.batch == b)
@@ -258,6 +282,7 @@ mod tests {
         let r = Rollout {
             id: "r1".into(),
             target_image: "img:2".into(),
+            target_plan_version: None,
             game: Some("g".into()),
             batch_percent: 50,
             success_percent: 100,

@@ -130,15 +130,22 @@ pub fn message_of(e: &Event) -> Option<Message> {
             id,
             state,
             target_image,
+            target_plan_version,
             error,
-        } => (
-            "rollout_done",
-            match error {
-                Some(e) => format!("rollout {id} to {target_image} {state}: {e}"),
-                None => format!("rollout {id} to {target_image} {state}"),
-            },
-            Vec::new(),
-        ),
+        } => {
+            let target = match target_plan_version {
+                Some(v) => format!("plan version {v}"),
+                None => target_image.clone(),
+            };
+            (
+                "rollout_done",
+                match error {
+                    Some(e) => format!("rollout {id} to {target} {state}: {e}"),
+                    None => format!("rollout {id} to {target} {state}"),
+                },
+                Vec::new(),
+            )
+        }
         EventKind::Job { job } if job.kind == JobKind::Backup && job.state.is_done() => {
             if job.state == JobState::Succeeded {
                 ("backup_done", format!("{uid}: backup done"), Vec::new())
@@ -336,6 +343,7 @@ mod tests {
                 id: "r1".into(),
                 state: "failed".into(),
                 target_image: "img:2".into(),
+                target_plan_version: None,
                 error: Some("batch 2 of 2".into()),
             },
         );

@@ -1,18 +1,28 @@
-//! Rollouts: many servers updated to a target image in batches. Each server's update is an
+//! Rollouts: many servers updated to a target image, or to a plan version, in batches. Each server's update is an
 //! undoable update (`service/update.rs`) that must get ready within `success_timeout` and stay
 //! up through the watch window. A batch succeeds when at least `success_percent` of its servers
 //! did; otherwise (or when `duration_timeout` runs out, or a host aborts) every server the
-//! rollout updated goes back to its last known good image and the target is marked bad. The
+//! rollout updated goes back to its last known good (its image; for a plan version, its plan
+//! files, config and image too) and the target is marked bad. The
 //! rollout is written to `<data>/rollouts.json` at every step and resumed at daemon start.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Result, ServerService, ServiceError, UpdateMode, UpdateOptions};
+use super::{PlanTarget, Result, ServerService, ServiceError, UpdateMode, UpdateOptions};
 use crate::names::Uid;
 use crate::rollout::{
     Rollout, RolloutError, RolloutServer, RolloutState, ServerStep, batch_size, batch_succeeded,
 };
+
+/// What a rollout takes its servers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolloutTarget {
+    /// An image (`repo:tag` or an id), which the servers are then pinned to.
+    Image(String),
+    /// A version of their game's plan: its files, settings and image.
+    PlanVersion(String),
+}
 
 /// What a host asks for in `POST /rollouts`.
 #[derive(Debug, Clone)]
@@ -21,7 +31,7 @@ pub struct RolloutRequest {
     pub game: Option<String>,
     /// ... or these servers.
     pub uids: Vec<Uid>,
-    pub target_image: String,
+    pub target: RolloutTarget,
     pub batch_percent: u32,
     pub success_percent: u32,
     pub success_timeout: Duration,
@@ -51,13 +61,26 @@ impl ServerService {
                 "The rollout has no servers: give a game with servers, or a list of uids.".into(),
             ));
         }
+        let mut recs = Vec::new();
         for u in &uids {
-            self.record(u)?;
+            recs.push(self.record(u)?);
         }
-        if req.target_image.trim().is_empty() {
+        let (target_image, target_plan_version) = match &req.target {
+            RolloutTarget::Image(i) => (i.trim().to_owned(), None),
+            RolloutTarget::PlanVersion(v) => (String::new(), Some(v.trim().to_owned())),
+        };
+        if target_image.is_empty() && target_plan_version.as_deref().is_none_or(str::is_empty) {
             return Err(ServiceError::BadRequest(
-                "The rollout needs a target image.".into(),
+                "The rollout needs a target image or plan version.".into(),
             ));
+        }
+        // Every game's plan must be at the version asked for (refreshed from the source if
+        // needed), and every server must be able to run it, before any server is touched.
+        if let Some(v) = &target_plan_version {
+            let target = PlanTarget::Version(v.clone());
+            for rec in &recs {
+                self.plan_step(rec, &target).await?;
+            }
         }
         let per = batch_size(uids.len(), req.batch_percent);
         let servers: Vec<RolloutServer> = uids
@@ -68,6 +91,7 @@ impl ServerService {
                 batch: i / per,
                 state: ServerStep::Pending,
                 from_image: None,
+                from_plan_version: None,
                 error: None,
             })
             .collect();
@@ -78,7 +102,8 @@ impl ServerService {
                 chrono::Utc::now().format("%Y%m%d-%H%M%S"),
                 crate::fsio::atomic::random_suffix()
             ),
-            target_image: req.target_image.clone(),
+            target_image,
+            target_plan_version,
             game: req.game.clone(),
             batch_percent: req.batch_percent.clamp(1, 100),
             success_percent: req.success_percent.min(100),
@@ -99,7 +124,7 @@ impl ServerService {
             resumed: 0,
         };
         self.rollout_put(r.clone()).await?;
-        tracing::info!(rollout = %r.id, target = %r.target_image, servers = r.servers.len(), batches, "rollout started");
+        tracing::info!(rollout = %r.id, target = %r.target_text(), servers = r.servers.len(), batches, "rollout started");
         self.spawn_rollout(r.id.clone());
         Ok(r)
     }
@@ -161,7 +186,11 @@ impl ServerService {
         let opts = UpdateOptions {
             watch: Some(Duration::from_secs(r.watch_s)),
             ready_within: Some(Duration::from_secs(r.success_timeout_s)),
-            image: Some(r.target_image.clone()),
+            image: r
+                .target_plan_version
+                .is_none()
+                .then(|| r.target_image.clone()),
+            plan: r.target_plan_version.clone().map(PlanTarget::Version),
         };
         while r.batch < r.batches {
             if let Some(why) = self.stop_reason(id, deadline)? {
@@ -187,7 +216,7 @@ impl ServerService {
                     "batch {} of {}: {ok} of {total} servers got ready on {} (needed {}%)",
                     b + 1,
                     r.batches,
-                    r.target_image,
+                    r.target_text(),
                     r.success_percent
                 );
                 return self.end_rollout(id, RolloutState::Failed, why).await;
@@ -227,6 +256,7 @@ impl ServerService {
             Some(c) if !c.image_id.is_empty() => Some(c.image_id),
             _ => None,
         };
+        let from_plan = self.record(&u)?.state.plan_version.clone();
         let who = format!("rollout {id}");
         let uid_s = uid.to_owned();
         self.rollout_change(id, move |r| {
@@ -235,6 +265,9 @@ impl ServerService {
                 // A resumed update keeps the image the server ran before the rollout.
                 if s.from_image.is_none() {
                     s.from_image = from;
+                }
+                if s.from_plan_version.is_none() {
+                    s.from_plan_version = from_plan;
                 }
             }
         })
@@ -259,7 +292,8 @@ impl ServerService {
     }
 
     /// Ends a rollout that failed or was aborted: every server it updated goes back to the image
-    /// it ran before, and the target is marked bad (for a failure).
+    /// it ran before (and, for a plan version, to the plan files and config it had), and the
+    /// target is marked bad (for a failure).
     async fn end_rollout(&self, id: &str, state: RolloutState, why: String) -> Result<()> {
         tracing::warn!(rollout = %id, "rollout ends ({state:?}): {why}; rolling back the updated servers");
         let r = self.rollouts.get(id)?;
@@ -270,15 +304,17 @@ impl ServerService {
             .filter(|s| s.state == ServerStep::Updated)
             .cloned()
             .collect();
+        let plan = r.target_plan_version.is_some();
         for s in back {
-            let Some(image) = s.from_image.clone() else {
+            if s.from_image.is_none() && !plan {
                 continue;
-            };
+            }
             let u = Uid::parse(&s.uid)?;
             let opts = UpdateOptions {
                 watch: Some(Duration::ZERO),
                 ready_within: Some(Duration::from_secs(r.success_timeout_s)),
-                image: Some(image),
+                image: s.from_image.clone(),
+                plan: plan.then_some(PlanTarget::Previous),
             };
             let res = self
                 .acting(&who, self.update(&u, UpdateMode::Image, opts))
@@ -301,7 +337,7 @@ impl ServerService {
             r.state = state;
             r.error = Some(why);
             if state == RolloutState::Failed {
-                r.last_known_bad = Some(r.target_image.clone());
+                r.last_known_bad = Some(r.target_value());
             }
             r.finished = Some(crate::live::events::now_rfc3339());
         })
@@ -325,6 +361,7 @@ impl ServerService {
                 id: r.id.clone(),
                 state: state.to_owned(),
                 target_image: r.target_image.clone(),
+                target_plan_version: r.target_plan_version.clone(),
                 error: r.error.clone(),
             },
         );
@@ -358,9 +395,17 @@ impl ServerService {
     }
 }
 
-/// The image every server ran before the rollout, when they all ran the same one.
+/// The image (for a rollout to a plan version: the plan version) every server ran before the
+/// rollout, when they all ran the same one.
 fn common_image(r: &Rollout) -> Option<String> {
-    let mut it = r.servers.iter().filter_map(|s| s.from_image.as_ref());
+    let plan = r.target_plan_version.is_some();
+    let mut it = r.servers.iter().filter_map(|s| {
+        if plan {
+            s.from_plan_version.as_ref()
+        } else {
+            s.from_image.as_ref()
+        }
+    });
     let first = it.next()?;
     it.all(|i| i == first).then(|| first.clone())
 }

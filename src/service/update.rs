@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::container::run_image;
+use super::planver::{PlanChange, PlanStep, PlanTarget};
 use super::readiness::DEFAULT_READY_TIMEOUT;
 use super::{Result, ServerObject, ServerService, ServiceError, UpdateMode};
 use crate::jobs::{JobKind, step};
@@ -34,6 +35,8 @@ pub struct UpdateOptions {
     /// The image to go to (a rollout's target), which the server is then pinned to; the plan's
     /// image when `None`.
     pub image: Option<String>,
+    /// Another version of the plan to move to (its files, settings and image), or none.
+    pub plan: Option<PlanTarget>,
 }
 
 impl ServerService {
@@ -61,6 +64,11 @@ impl ServerService {
         self.check_quota(uid).await?;
         let h = self.handle_of(uid);
         let watch = opts.watch.unwrap_or(self.settings.update_watch);
+        // A plan version that is not there is refused before anything changes.
+        let plan_step = match &opts.plan {
+            Some(t) => Some(step("plan", self.plan_step(&rec, t)).await?),
+            None => None,
+        };
         let from_image = step("record", async {
             // The image the container runs (its tag may point elsewhere by now), else the one
             // it would run.
@@ -79,14 +87,17 @@ impl ServerService {
             from_image: from_image.clone(),
             to_image: None,
             plan_version: rec.state.plan_version.clone(),
+            to_plan_version: plan_step.as_ref().and_then(|p| p.to_version.clone()),
             watch_s: watch.as_secs(),
             result: UpdateResult::Running,
             reason: None,
         };
         self.note_update(uid, &record, None).await?;
-        tracing::info!(uid = %uid, mode = mode.as_str(), from = ?from_image, "update: undo point recorded");
+        tracing::info!(uid = %uid, mode = mode.as_str(), from = ?from_image, from_plan = ?record.plan_version, to_plan = ?record.to_plan_version, "update: undo point recorded");
 
-        let outcome = self.apply_update(uid, &rec, &h, mode, &opts, watch).await;
+        let outcome = self
+            .apply_update(uid, &rec, &h, mode, &opts, plan_step.as_ref(), watch)
+            .await;
         let reason = match outcome {
             Ok(to_image) => {
                 record.to_image = to_image;
@@ -97,6 +108,14 @@ impl ServerService {
                     .await?;
                 self.blocking_store(uid, |store, u| store.drop_undo_point(u))
                     .await?;
+                // Back on the plan kept before a plan update: that plan undo is used up.
+                if plan_step
+                    .as_ref()
+                    .is_some_and(|p| matches!(p.change, PlanChange::Previous))
+                {
+                    self.blocking_store(uid, |store, u| store.drop_plan_undo(u))
+                        .await?;
+                }
                 tracing::info!(uid = %uid, "update kept");
                 let rec = self.record(uid)?;
                 return Ok(self.object(&rec, &h, true));
@@ -104,7 +123,11 @@ impl ServerService {
             Err(reason) => reason,
         };
         tracing::warn!(uid = %uid, "update failed, rolling back: {reason}");
-        let rolled = step("roll back", self.roll_back(uid, from_image.as_deref())).await;
+        let rolled = step(
+            "roll back",
+            self.roll_back(uid, from_image.as_deref(), record.plan_version.clone()),
+        )
+        .await;
         let (result, message) = match &rolled {
             Ok(()) => (
                 UpdateResult::RolledBack,
@@ -137,6 +160,7 @@ impl ServerService {
     }
 
     /// The update itself, then the watch. `Ok` with the new image id, or why it failed.
+    #[allow(clippy::too_many_arguments)]
     async fn apply_update(
         &self,
         uid: &Uid,
@@ -144,9 +168,9 @@ impl ServerService {
         h: &Arc<ServerHandle>,
         mode: UpdateMode,
         opts: &UpdateOptions,
+        plan: Option<&PlanStep>,
         watch: Duration,
     ) -> std::result::Result<Option<String>, String> {
-        let target = opts.image.clone().unwrap_or_else(|| rec.plan.image.clone());
         let steps = async {
             step("stop", self.stop_locked(uid)).await?;
             if mode == UpdateMode::Reinit {
@@ -157,6 +181,19 @@ impl ServerService {
                 .await?;
                 tracing::info!(uid = %uid, "update: data/ wiped");
             }
+            if let Some(ps) = plan {
+                let name = format!(
+                    "plan {} -> {}",
+                    rec.state.plan_version.as_deref().unwrap_or("(none)"),
+                    ps.to_version.as_deref().unwrap_or("(none)")
+                );
+                step(&name, self.apply_plan_step(uid, ps)).await?;
+            }
+            // The plan's image (the new plan's, after a plan change), or the one asked for.
+            let target = match &opts.image {
+                Some(i) => i.clone(),
+                None => self.record(uid)?.plan.image.clone(),
+            };
             if mode.pulls() {
                 step("pull image", self.pull_for_update(uid, &target)).await?;
             }
@@ -286,7 +323,7 @@ impl ServerService {
                 }
                 let rolled = step(
                     "roll back",
-                    self.roll_back(&uid, last.from_image.as_deref()),
+                    self.roll_back(&uid, last.from_image.as_deref(), last.plan_version.clone()),
                 )
                 .await;
                 record.result = if rolled.is_ok() {
@@ -308,13 +345,22 @@ impl ServerService {
         }
     }
 
-    /// Swaps the undo point back, pins the previous image, and starts the server again (PEON's
-    /// update ends with the server started).
-    async fn roll_back(&self, uid: &Uid, from_image: Option<&str>) -> Result<()> {
+    /// Swaps the undo point back (plan files, config and world), pins the previous image, puts
+    /// back the plan version, and starts the server again (PEON's update ends with the server
+    /// started).
+    async fn roll_back(
+        &self,
+        uid: &Uid,
+        from_image: Option<&str>,
+        from_plan: Option<String>,
+    ) -> Result<()> {
         let _ = self.stop_locked(uid).await;
         let rec = self.record(uid)?;
         self.remove_container(&rec).await?;
         self.blocking_store(uid, |store, u| store.restore_undo_point(u).map(|_| ()))
+            .await?;
+        // `.peon.json` is the current one: its plan version goes back with the files.
+        self.save_state(uid, move |s| s.plan_version = from_plan)
             .await?;
         let Some(image) = from_image else {
             return Err(ServiceError::Failed(

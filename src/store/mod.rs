@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::fsio::atomic;
 
+mod planfiles;
 mod serverdir;
 mod undo;
 use crate::model::exit::ExitRecord;
