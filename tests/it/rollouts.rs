@@ -118,7 +118,12 @@ async fn a_bad_batch_rolls_every_updated_server_back() {
             json!({"game": game, "target": {"plan_version": "2.0"}}),
         )
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    // The plan is at 1.0.0 and there is no plan source to fetch 2.0 from.
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["info"].as_str().unwrap_or_default().contains("1.0.0"),
+        "names the version there is: {v}"
+    );
     let (s, v) = d
         .post(
             "/rollouts",
