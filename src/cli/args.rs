@@ -224,11 +224,18 @@ pub enum RolloutsCmd {
     List,
     /// One rollout with its servers.
     Get { id: String },
-    /// Start a rollout of a game's servers (or of --uid servers) to an image.
+    /// Start a rollout of a game's servers (or of --uid servers) to an image or a plan version.
     Start {
         /// The image the servers go to.
+        #[arg(
+            long,
+            required_unless_present = "plan_version",
+            conflicts_with = "plan_version"
+        )]
+        image: Option<String>,
+        /// The version of their game's plan the servers go to (its files, settings and image).
         #[arg(long)]
-        image: String,
+        plan_version: Option<String>,
         /// Every server of this game.
         #[arg(long, short)]
         game: Option<String>,
@@ -379,6 +386,9 @@ pub enum ServerCmd {
         /// watch) [default: the daemon's update_watch].
         #[arg(long)]
         watch: Option<String>,
+        /// Move the server to this version of its game's plan (its files, settings and image).
+        #[arg(long)]
+        plan_version: Option<String>,
         /// Do not wait: the daemon runs it as a background job; print the job's id.
         #[arg(long)]
         no_wait: bool,

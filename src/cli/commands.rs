@@ -180,6 +180,7 @@ async fn rollouts(c: &Client, json: bool, cmd: Option<RolloutsCmd>) -> Result<Ex
         RolloutsCmd::Get { id } => c.get(&format!("/rollout/{}", segment(&id))).await?,
         RolloutsCmd::Start {
             image,
+            plan_version,
             game,
             uids,
             batch_percent,
@@ -188,8 +189,12 @@ async fn rollouts(c: &Client, json: bool, cmd: Option<RolloutsCmd>) -> Result<Ex
             duration_timeout,
             watch,
         } => {
+            let target = match (image, plan_version) {
+                (Some(i), _) => json!({ "image": i }),
+                (None, v) => json!({ "plan_version": v }),
+            };
             let body = json!({
-                "target": {"image": image}, "game": game, "uids": uids,
+                "target": target, "game": game, "uids": uids,
                 "batch_percent": batch_percent, "success_percent": success_percent,
                 "success_timeout": success_timeout, "duration_timeout": duration_timeout,
                 "watch": watch,
@@ -230,7 +235,10 @@ fn rollouts_table(v: &Value) {
             let n = r["servers"].as_array().map_or(0, Vec::len);
             vec![
                 s(r, "id"),
-                s(r, "target_image"),
+                match r["target_plan_version"].as_str() {
+                    Some(v) => format!("plan {v}"),
+                    None => s(r, "target_image"),
+                },
                 s(r, "state"),
                 format!(
                     "{}/{}",
@@ -834,11 +842,15 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
             uid: u,
             mode,
             watch,
+            plan_version,
             no_wait,
             when_empty,
         } => {
             let u = uid(&u)?;
             let mut body = json!({ "mode": mode, "watch": watch });
+            if let Some(v) = plan_version {
+                body["plan_version"] = json!(v);
+            }
             if let Some(w) = when_empty.body() {
                 body["when_empty"] = w;
             }

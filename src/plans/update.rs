@@ -658,17 +658,33 @@ impl PlanStore {
     }
 
     /// Refreshes `game`'s plan from the source now (no rate limit, errors returned), for an
-    /// update to a plan version the local plans do not hold yet. `true` when a different plan
-    /// was swapped in.
+    /// update to a plan version the local plans do not hold yet; only when the local plans came
+    /// from the configured source. `true` when a different plan was swapped in.
     pub async fn refresh_now(&self, game: &str) -> Result<bool, PlanError> {
         let source = self.source().cloned().ok_or_else(|| PlanError::Source {
             url: "(none)".into(),
             reason: "no plan source is configured (--plans-url)".into(),
         })?;
         names::game_id(game)?;
+        let url = source.to_string();
+        // Plans put in the plans dir by hand are not replaced from a source they did not come
+        // from (the same rule as the refresh before a create).
+        let dir = self.dir.clone();
+        let from_source = tokio::task::spawn_blocking(move || read_meta(&dir))
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.url == url);
+        if !from_source {
+            return Err(PlanError::Source {
+                url,
+                reason:
+                    "the local plans were not installed from this source (PUT /plans installs them)"
+                        .into(),
+            });
+        }
         let store = self.clone();
         let g = game.to_owned();
-        let url = source.to_string();
         // Its own task: a caller that goes away does not cancel a swap half-way.
         let task = tokio::spawn(async move { store.refresh_game(&source, &g).await });
         match tokio::time::timeout(UPDATE_TIMEOUT, task).await {

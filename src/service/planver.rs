@@ -92,8 +92,22 @@ impl ServerService {
         match target {
             PlanTarget::Version(v) => {
                 let loaded = self.plan_at_version(uid.game(), v).await?;
-                let config =
-                    crate::model::reconfig::upgrade_config(&rec.config, &loaded.doc).map_err(
+                let old = match self.me.upgrade() {
+                    Some(me) => {
+                        let u = uid.clone();
+                        tokio::task::spawn_blocking(move || me.store.plan_doc(&u))
+                            .await
+                            .ok()
+                            .flatten()
+                    }
+                    None => None,
+                };
+                let config = crate::model::reconfig::upgrade_config(
+                    &rec.config,
+                    old.as_ref(),
+                    &loaded.doc,
+                )
+                .map_err(
                         |missing| {
                             ServiceError::Conflict(format!(
                                 "Plan [{}] version {v} requires settings that server [{uid}] has no value for: {missing:?}. Set them on the server first.",

@@ -50,6 +50,12 @@ impl ServerStore {
         Ok(self.insert(read_server(uid, &dir)?))
     }
 
+    /// The `plan.json` in the server directory (the plan it was built from), when readable.
+    pub fn plan_doc(&self, uid: &Uid) -> Option<Value> {
+        let bytes = fs::read(self.dir.server_dir(uid).join("plan.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     /// Whether the server has plan files and a config kept from before its last plan update.
     pub fn has_plan_undo(&self, uid: &Uid) -> bool {
         self.plan_undo_dir(uid).join(CONFIG_FILE).is_file()

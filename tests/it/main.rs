@@ -14,6 +14,7 @@ mod lifecycle;
 mod live;
 mod metrics;
 mod plans;
+mod planver;
 mod players;
 mod resilience;
 mod resources;
