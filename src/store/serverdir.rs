@@ -77,6 +77,8 @@ impl ServerStore {
             .staging()
             .join(format!("trash-{uid}-{}", atomic::random_suffix()));
         self.forget(uid);
+        // The plan kept from before a plan update belongs to the server.
+        self.drop_plan_undo(uid)?;
         match std::fs::rename(&dir, &trash) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

@@ -242,6 +242,20 @@ async fn a_rollout_to_a_newer_plan_version_keeps_host_settings_and_worlds() {
         .filter_map(|s| s["name"].as_str())
         .collect();
     assert!(steps.contains(&"plan 1.0.0 -> 2.0.0"), "{jobs}");
+    // A single update to a plan version the source does not serve changes nothing.
+    let cfg = std::fs::read(d.server_dir(&uids[0]).join("config.json")).unwrap();
+    let (s, v) = d
+        .put(
+            &format!("/server/update/{}", uids[0]),
+            json!({"mode": "image", "plan_version": "9.9.9"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(v["info"].as_str().unwrap().contains("2.0.0"), "{v}");
+    assert_eq!(
+        std::fs::read(d.server_dir(&uids[0]).join("config.json")).unwrap(),
+        cfg
+    );
     d.cleanup().await;
 }
 
