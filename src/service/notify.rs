@@ -351,6 +351,18 @@ mod tests {
         assert_eq!(m.event, "rollout_done");
         assert_eq!(m.summary, "rollout r1 to img:2 failed: batch 2 of 2");
         let e = Event::now(
+            "g",
+            EventKind::RolloutDone {
+                id: "r2".into(),
+                state: "succeeded".into(),
+                target_image: String::new(),
+                target_plan_version: Some("2.0.0".into()),
+                error: None,
+            },
+        );
+        let m = message_of(&e).expect("a message");
+        assert_eq!(m.summary, "rollout r2 to plan version 2.0.0 succeeded");
+        let e = Event::now(
             "g.n",
             EventKind::IdleStop {
                 idle_s: 1800,

@@ -995,6 +995,46 @@ async fn cli_rollouts() {
     );
     let o = peon(&d, &["rollouts", "abort", &id]).await;
     assert_eq!(o.code, 1, "an ended rollout cannot be aborted: {o:?}");
+
+    // To a plan version: one this host does not have is refused; the one it has is re-applied.
+    let o = peon(
+        &d,
+        &["rollouts", "start", "--plan-version", "9.9", "--uid", &uid],
+    )
+    .await;
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stderr.contains("HTTP 409") && o.stderr.contains("1.0.0"),
+        "{o:?}"
+    );
+    let o = peon(
+        &d,
+        &[
+            "rollouts",
+            "start",
+            "--plan-version",
+            "1.0.0",
+            "--uid",
+            &uid,
+            "--watch",
+            "0",
+            "--json",
+        ],
+    )
+    .await
+    .ok();
+    let id = o.json()["id"].as_str().expect("id").to_owned();
+    let r = wait_for(Duration::from_secs(60), "the rollout to end", || async {
+        let r = peon(&d, &["rollouts", "get", &id, "--json"])
+            .await
+            .ok()
+            .json();
+        (r["state"] != "running").then_some(r)
+    })
+    .await;
+    assert_eq!(r["state"], "succeeded", "{r}");
+    let o = peon(&d, &["rollouts"]).await.ok();
+    assert!(o.stdout.contains("plan 1.0.0"), "{o:?}");
     d.cleanup().await;
 }
 
