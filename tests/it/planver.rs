@@ -332,3 +332,105 @@ async fn a_bad_plan_version_rolls_every_server_back_to_its_old_plan_byte_for_byt
     }
     d.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_plan_update_cut_short_by_a_daemon_kill_is_rolled_back_to_the_old_plan() {
+    use crate::resilience::{Cleanup, spawn_daemon};
+    crate::support::ensure_image().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().to_owned();
+    let instance = unique("pk");
+    let _guard = Cleanup(instance.clone());
+    let key = "plan-kill-key";
+    let game = unique("pk");
+    let plan = game_plan(&game, &[&[free_port()]]);
+    let plans = data.join("plans");
+    crate::support::write_plan(&plans, &game, &plan);
+    std::fs::write(plans.join("plans.json"), "[]").unwrap();
+    let uid = format!("{game}.cut");
+    // The rollback pins the server with a known-good tag: it goes at the end.
+    let mut images = Images::new();
+    images.keep(format!("peon-known-good/{game}:cut"));
+    let http = peon::http::client_builder().build().unwrap();
+    let get = |base: String, path: String| {
+        let req = http.get(format!("{base}{path}")).header("X-Api-Key", key);
+        async move {
+            let r = req.send().await.ok()?;
+            r.json::<Value>().await.ok()
+        }
+    };
+
+    let (first, base) = spawn_daemon(&data, &instance, key).await;
+    let r = http
+        .put(format!("{base}/server/create/{uid}"))
+        .header("X-Api-Key", key)
+        .json(&json!({"SERVER_NAME": "cut"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let dir = data.join("servers").join(&game).join("cut");
+    std::fs::write(dir.join("user/treasure"), "gold").unwrap();
+    let files = ["config.json", "plan.json", "actions/server_start"];
+    let before: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+        .collect();
+    // This host already holds version 2.0.0: no plan source is asked.
+    let mut v2 = plan.clone();
+    v2["metadata"]["version"] = json!("2.0.0");
+    v2["environment"]["NEW_SETTING"] = json!("fresh");
+    crate::support::write_plan(&plans, &game, &v2);
+    std::fs::write(
+        plans.join(&game).join("actions/server_start"),
+        format!("{GAME_SCRIPT}\n# plan 2.0.0\n"),
+    )
+    .unwrap();
+    let update = {
+        let req = http
+            .put(format!("{base}/server/update/{uid}"))
+            .header("X-Api-Key", key)
+            .json(&json!({"mode": "image", "plan_version": "2.0.0", "watch": "5m"}));
+        tokio::spawn(async move {
+            let _ = req.send().await;
+        })
+    };
+    wait_for(LONG, "the plan update to watch the new version", || {
+        let f = get(base.clone(), format!("/jobs?uid={uid}&kind=update"));
+        async move {
+            let jobs = f.await?;
+            let steps = jobs.get(0)?.get("steps")?.as_array()?.clone();
+            steps
+                .iter()
+                .any(|s| s["name"] == "watch" && s["state"] == "running")
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        read_json(&dir.join("config.json"))["environment"]["NEW_SETTING"],
+        "fresh"
+    );
+    drop(first); // SIGKILL
+    update.abort();
+
+    let (_second, base) = spawn_daemon(&data, &instance, key).await;
+    let v = wait_for(LONG, "the interrupted update to be rolled back", || {
+        let f = get(base.clone(), format!("/server/get/{uid}"));
+        async move {
+            let v = f.await?;
+            (v["last_update"]["result"] == "rolled_back" && v["server_state"] == "running")
+                .then_some(v)
+        }
+    })
+    .await;
+    assert_eq!(v["last_update"]["to_plan_version"], "2.0.0", "{v}");
+    for (f, b) in files.iter().zip(&before) {
+        assert_eq!(&std::fs::read(dir.join(f)).unwrap(), b, "{f} is not back");
+    }
+    assert_eq!(read_json(&dir.join(".peon.json"))["plan_version"], "1.0.0");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("user/treasure")).unwrap(),
+        "gold"
+    );
+}
