@@ -1,10 +1,10 @@
-//! Rollouts: many servers updated to a target image, or to a plan version, in batches. Each server's update is an
-//! undoable update (`service/update.rs`) that must get ready within `success_timeout` and stay
-//! up through the watch window. A batch succeeds when at least `success_percent` of its servers
-//! did; otherwise (or when `duration_timeout` runs out, or a host aborts) every server the
-//! rollout updated goes back to its last known good (its image; for a plan version, its plan
-//! files, config and image too) and the target is marked bad. The
-//! rollout is written to `<data>/rollouts.json` at every step and resumed at daemon start.
+//! Rollouts: many servers updated to a target image, or to a plan version, in batches. Each
+//! server's update is an undoable update (`service/update.rs`) that must get ready within
+//! `success_timeout` and stay up through the watch window. A batch succeeds when at least
+//! `success_percent` of its servers did; otherwise (or when `duration_timeout` runs out, or a host
+//! aborts) every server the rollout updated goes back to its last known good (its image; for a
+//! plan version, its plan files, config and image too) and the target is marked bad. The rollout
+//! is written to `<data>/rollouts.json` at every step and resumed at daemon start.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
