@@ -38,10 +38,28 @@ pub fn unique(prefix: &str) -> String {
 /// A TCP port that was free a moment ago, never handed out twice in one test process (two
 /// tests picking ports before either binds would otherwise get the same one).
 pub fn free_port() -> u16 {
+    // Ports below the kernel's ephemeral range (32768-60999 here): a port taken from that range
+    // (bind to :0) can be handed to some other process's outgoing connection before the test's
+    // game binds it. Picked at random per process, checked free for TCP and UDP.
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
     loop {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = l.local_addr().expect("local addr").port();
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut x = seed ^ n.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x ^= x >> 31;
+        x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 29;
+        let port = 20_000 + (x % 12_000) as u16;
+        let free = std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+            && std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok();
+        if !free {
+            continue;
+        }
         let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
         if !given.contains(&port) {
             given.push(port);
