@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::fsio::atomic;
 
 mod serverdir;
+mod transfer;
 mod undo;
 use crate::model::exit::ExitRecord;
 use crate::model::lifecycle::{PlanLimits, RestartPolicy};

@@ -1,0 +1,218 @@
+//! The cluster secret and the signature of agent requests. Every request to an agent carries
+//! the Unix time it was made and an HMAC-SHA256, keyed with the cluster secret, of
+//! `peon-agent-v1\n<METHOD>\n<path and query>\n<time>`; the agent recomputes it, compares in
+//! constant time and refuses a time more than [`MAX_SKEW_S`] away from its own clock. The secret
+//! itself never travels, and is never printed (`Debug` redacts it).
+//!
+//! Bodies are not signed: a directory transfer carries its own sha256 trailer, and a transfer
+//! whose content does not match it is refused (see [`super::framing`]).
+
+use std::path::Path;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Header with the request's Unix time (seconds).
+pub const TIME_HEADER: &str = "x-peon-agent-time";
+/// Header with the request's signature (lowercase hex).
+pub const SIGNATURE_HEADER: &str = "x-peon-agent-signature";
+/// How far a request's time may be from the agent's clock.
+pub const MAX_SKEW_S: i64 = 60;
+/// The shortest secret accepted.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Why a secret or a signature was refused. The message never contains the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AuthError(pub String);
+
+/// The cluster secret.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Secret {
+    /// A secret from its text (surrounding whitespace ignored, at least
+    /// [`MIN_SECRET_LEN`] bytes).
+    pub fn new(text: &str) -> Result<Secret, AuthError> {
+        let t = text.trim();
+        if t.len() < MIN_SECRET_LEN {
+            return Err(AuthError(format!(
+                "the cluster secret is too short: it needs at least {MIN_SECRET_LEN} characters"
+            )));
+        }
+        Ok(Secret(t.as_bytes().to_vec()))
+    }
+
+    /// Reads the secret from a file (`<data>/cluster.secret`, a Docker secret).
+    pub fn from_file(path: &Path) -> Result<Secret, AuthError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            AuthError(format!(
+                "cannot read the cluster secret from {}: {e}",
+                path.display()
+            ))
+        })?;
+        Secret::new(&text)
+    }
+
+    /// A new random secret (64 hex characters), as the manager makes at first cluster start.
+    pub fn generate() -> Result<String, AuthError> {
+        let mut b = [0u8; 32];
+        getrandom::fill(&mut b)
+            .map_err(|e| AuthError(format!("no randomness for a cluster secret: {e}")))?;
+        Ok(crate::backup::archive::hex(&b))
+    }
+
+    fn mac(&self, method: &str, path_and_query: &str, time: i64) -> Hmac<Sha256> {
+        // HMAC takes a key of any length; `new_from_slice` cannot fail for it.
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        m.update(format!("peon-agent-v1\n{method}\n{path_and_query}\n{time}").as_bytes());
+        m
+    }
+
+    /// The signature of a request made at `time`.
+    pub fn sign(&self, method: &str, path_and_query: &str, time: i64) -> String {
+        crate::backup::archive::hex(
+            &self
+                .mac(method, path_and_query, time)
+                .finalize()
+                .into_bytes(),
+        )
+    }
+
+    /// Checks a request's time and signature headers against the agent's clock `now`.
+    pub fn verify(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        time: Option<&str>,
+        signature: Option<&str>,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let (Some(time), Some(signature)) = (time, signature) else {
+            return Err(AuthError(format!(
+                "a signed request is required ({TIME_HEADER} and {SIGNATURE_HEADER} headers)"
+            )));
+        };
+        let t: i64 = time
+            .trim()
+            .parse()
+            .map_err(|_| AuthError(format!("{TIME_HEADER} is not a Unix time")))?;
+        if (now - t).abs() > MAX_SKEW_S {
+            return Err(AuthError(format!(
+                "the request's time is {}s away from the agent's clock (at most {MAX_SKEW_S}s): check the clocks",
+                now - t
+            )));
+        }
+        let sig = unhex(signature.trim())
+            .ok_or_else(|| AuthError(format!("{SIGNATURE_HEADER} is not hex")))?;
+        self.mac(method, path_and_query, t)
+            .verify_slice(&sig)
+            .map_err(|_| {
+                AuthError("the request's signature does not match the cluster secret".into())
+            })
+    }
+}
+
+/// The current Unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 128 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_bind_method_path_time_and_secret() {
+        let s = Secret::new("  a-cluster-secret-of-some-length\n").unwrap();
+        let other = Secret::new("another-secret-of-some-length").unwrap();
+        let sig = s.sign("GET", "/agent/v1/server/g.a/logs?tail=5", 1000);
+        let ok = |m: &str, p: &str, t: &str, sig: &str, now: i64| {
+            s.verify(m, p, Some(t), Some(sig), now)
+        };
+        assert!(
+            ok(
+                "GET",
+                "/agent/v1/server/g.a/logs?tail=5",
+                "1000",
+                &sig,
+                1030
+            )
+            .is_ok()
+        );
+        assert!(
+            ok(
+                "PUT",
+                "/agent/v1/server/g.a/logs?tail=5",
+                "1000",
+                &sig,
+                1000
+            )
+            .is_err()
+        );
+        assert!(
+            ok(
+                "GET",
+                "/agent/v1/server/g.b/logs?tail=5",
+                "1000",
+                &sig,
+                1000
+            )
+            .is_err()
+        );
+        assert!(
+            ok(
+                "GET",
+                "/agent/v1/server/g.a/logs?tail=5",
+                "1001",
+                &sig,
+                1000
+            )
+            .is_err()
+        );
+        let e = ok(
+            "GET",
+            "/agent/v1/server/g.a/logs?tail=5",
+            "1000",
+            &sig,
+            1100,
+        )
+        .unwrap_err();
+        assert!(e.0.contains("clock"), "{e}");
+        let forged = other.sign("GET", "/agent/v1/server/g.a/logs?tail=5", 1000);
+        assert!(
+            ok(
+                "GET",
+                "/agent/v1/server/g.a/logs?tail=5",
+                "1000",
+                &forged,
+                1000
+            )
+            .is_err()
+        );
+        assert!(s.verify("GET", "/", None, None, 0).is_err());
+        assert!(ok("GET", "/", "x", "zz", 0).is_err());
+        assert!(Secret::new("short").is_err());
+        assert!(!format!("{s:?}").contains("secret-of"));
+        assert_eq!(Secret::generate().unwrap().len(), 64);
+    }
+}
