@@ -26,6 +26,7 @@ mod plans;
 mod players;
 mod ports;
 mod readiness;
+pub mod relocate;
 mod rollout;
 mod schedules;
 mod supervise;

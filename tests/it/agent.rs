@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use peon::agent::auth::Secret;
 use peon::agent::client::{AgentClient, AgentClientError, copy_dir};
 use peon::agent::framing;
 use peon::docker::{ContainerSpec, Engine, labels};
 use peon::names::Uid;
 use peon::runtime::{Limits, NodeContainers};
+use peon::service::relocate::{MoveOps, Side, move_server};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -457,4 +459,111 @@ async fn a_directory_moves_between_two_agents_with_its_checksum() {
     let stranger = AgentClient::new(&to.addr, Secret::new(&from.secret).unwrap()).unwrap();
     assert!(copy_dir(&from.client(), &stranger, &uid).await.is_err());
     assert_eq!(tree_digest(&to.server_dir(&uid)), src_digest);
+}
+
+/// The cluster side of a move, recorded; `fail` names the operation that fails.
+struct FakeCluster {
+    calls: std::sync::Mutex<Vec<String>>,
+    fail: &'static str,
+}
+
+impl FakeCluster {
+    fn run(&self, call: String) -> Result<(), peon::service::ServiceError> {
+        let failed = call.starts_with(self.fail);
+        self.calls.lock().unwrap().push(call.clone());
+        if failed {
+            Err(peon::service::ServiceError::Failed(format!(
+                "{call} refused"
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl MoveOps for FakeCluster {
+    fn stop<'a>(&'a self, uid: &'a Uid) -> BoxFuture<'a, Result<(), peon::service::ServiceError>> {
+        Box::pin(async move { self.run(format!("stop {uid}")) })
+    }
+    fn pin<'a>(
+        &'a self,
+        uid: &'a Uid,
+        node: &'a str,
+    ) -> BoxFuture<'a, Result<(), peon::service::ServiceError>> {
+        Box::pin(async move { self.run(format!("pin {uid} {node}")) })
+    }
+    fn start<'a>(&'a self, uid: &'a Uid) -> BoxFuture<'a, Result<(), peon::service::ServiceError>> {
+        Box::pin(async move { self.run(format!("start {uid}")) })
+    }
+}
+
+#[tokio::test]
+async fn a_move_copies_the_world_and_a_failed_one_leaves_it_on_the_old_node() {
+    let (a, b) = (AgentProc::start().await, AgentProc::start().await);
+    let (ca, cb) = (a.client(), b.client());
+    let from = Side {
+        node: "node-a",
+        agent: &ca,
+    };
+    let to = Side {
+        node: "node-b",
+        agent: &cb,
+    };
+
+    // The start on the new node fails: back on the old node, its world untouched, no copy left.
+    let uid = Uid::new(&support::unique("mv"), "one").unwrap();
+    let (_src, framed) = framed_dir("a world to move");
+    ca.push_dir(&uid, chunks(framed)).await.unwrap();
+    let digest = tree_digest(&a.server_dir(&uid));
+    let cluster = FakeCluster {
+        calls: Default::default(),
+        fail: "start",
+    };
+    let e = move_server(&cluster, &uid, from, to, true)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("and on the way back"), "{e}");
+    assert_eq!(
+        *cluster.calls.lock().unwrap(),
+        [
+            format!("stop {uid}"),
+            format!("pin {uid} node-b"),
+            format!("start {uid}"),
+            format!("stop {uid}"),
+            format!("pin {uid} node-a"),
+            format!("start {uid}"),
+        ]
+    );
+    assert_eq!(tree_digest(&a.server_dir(&uid)), digest);
+    assert!(
+        !b.server_dir(&uid).exists(),
+        "the copy on the new node is removed"
+    );
+
+    // A move of a directory the old node does not have: refused before any re-pin.
+    let ghost = Uid::new(&support::unique("mv"), "ghost").unwrap();
+    let cluster = FakeCluster {
+        calls: Default::default(),
+        fail: "none",
+    };
+    assert!(
+        move_server(&cluster, &ghost, from, to, false)
+            .await
+            .is_err()
+    );
+    assert!(cluster.calls.lock().unwrap().is_empty());
+
+    // A move that works: the world on the new node, the same tree, the old copy gone.
+    let moved = move_server(&cluster, &uid, from, to, true).await.unwrap();
+    assert_eq!(moved.sha256.len(), 64);
+    assert_eq!(tree_digest(&b.server_dir(&uid)), digest);
+    assert!(!a.server_dir(&uid).exists());
+    assert_eq!(
+        *cluster.calls.lock().unwrap(),
+        [
+            format!("stop {uid}"),
+            format!("pin {uid} node-b"),
+            format!("start {uid}"),
+        ]
+    );
 }
