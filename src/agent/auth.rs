@@ -18,6 +18,12 @@ pub const TIME_HEADER: &str = "x-peon-agent-time";
 pub const SIGNATURE_HEADER: &str = "x-peon-agent-signature";
 /// How far a request's time may be from the agent's clock.
 pub const MAX_SKEW_S: i64 = 60;
+/// The secret's file in the manager's data dir.
+pub const SECRET_FILE: &str = "cluster.secret";
+/// The variable naming a file with the secret (agents, and a manager given a Docker secret).
+pub const SECRET_FILE_ENV: &str = "PEON_CLUSTER_SECRET_FILE";
+/// The variable holding the secret itself (agents).
+pub const SECRET_ENV: &str = "PEON_CLUSTER_SECRET";
 /// The shortest secret accepted.
 pub const MIN_SECRET_LEN: usize = 16;
 
@@ -58,6 +64,27 @@ impl Secret {
             ))
         })?;
         Secret::new(&text)
+    }
+
+    /// The manager's secret: the file `PEON_CLUSTER_SECRET_FILE` names when it is set (a Docker
+    /// secret), else `<data>/cluster.secret`, made at the first cluster start (random, 0600).
+    pub fn load_or_create(data_dir: &Path) -> Result<Secret, AuthError> {
+        if let Some(p) = std::env::var_os(SECRET_FILE_ENV).filter(|p| !p.is_empty()) {
+            return Secret::from_file(Path::new(&p));
+        }
+        let path = data_dir.join(SECRET_FILE);
+        if !path.exists() {
+            let text = Secret::generate()?;
+            crate::fsio::atomic::write_atomic_mode(&path, format!("{text}\n").as_bytes(), 0o600)
+                .map_err(|e| {
+                    AuthError(format!(
+                        "cannot write the cluster secret {}: {e}",
+                        path.display()
+                    ))
+                })?;
+            tracing::info!(path = %path.display(), "cluster secret created");
+        }
+        Secret::from_file(&path)
     }
 
     /// A new random secret (64 hex characters), as the manager makes at first cluster start.
@@ -214,5 +241,23 @@ mod tests {
         assert!(Secret::new("short").is_err());
         assert!(!format!("{s:?}").contains("secret-of"));
         assert_eq!(Secret::generate().unwrap().len(), 64);
+    }
+
+    #[test]
+    fn the_manager_makes_its_secret_once_and_keeps_it_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        // Only when the variable is not set in this process (tests do not set it).
+        if std::env::var_os(SECRET_FILE_ENV).is_some() {
+            return;
+        }
+        let a = Secret::load_or_create(d.path()).unwrap();
+        let b = Secret::load_or_create(d.path()).unwrap();
+        assert_eq!(a.sign("GET", "/", 1), b.sign("GET", "/", 1));
+        let mode = std::fs::metadata(d.path().join(SECRET_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -19,5 +19,9 @@ pub mod client;
 pub mod framing;
 pub mod server;
 
+/// The port an agent listens on by default (`peon agent --listen 0.0.0.0:8470`, the stack
+/// file's host-mode port): the manager reaches a node's agent at `<node address>:8470`.
+pub const DEFAULT_PORT: u16 = 8470;
+
 /// The prefix of every agent route.
 pub const PREFIX: &str = "/agent/v1";

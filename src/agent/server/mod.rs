@@ -36,13 +36,10 @@ use tokio::net::TcpListener;
 
 pub use error::AgentError;
 
-use super::auth::{self, SIGNATURE_HEADER, Secret, TIME_HEADER};
+use super::auth::{self, SECRET_ENV, SIGNATURE_HEADER, Secret, TIME_HEADER};
 use crate::names::Uid;
 use crate::runtime::Runtime;
 use crate::store::DataDir;
-
-/// Where the secret comes from when neither `--secret-file` nor the variable names one.
-pub const SECRET_ENV: &str = "PEON_CLUSTER_SECRET";
 
 /// `peon agent`'s options (flags, then environment).
 #[derive(Debug, Clone, clap::Args)]
@@ -57,8 +54,9 @@ pub struct AgentArgs {
         default_value = "unix:///var/run/docker.sock"
     )]
     pub docker_host: String,
-    /// The node's data dir (servers in `servers/<game>/<name>`, as on a single host).
-    #[arg(long, env = "PEON_DATA_DIR", default_value = "/var/lib/peon")]
+    /// The node's data dir (servers in `servers/<game>/<name>`, as on a single host). Game
+    /// containers bind-mount from it, so in a container it must be mounted at its host path.
+    #[arg(long, env = "PEON_DATA_DIR", default_value = "/home/peon")]
     pub data_dir: PathBuf,
     /// File holding the cluster secret (`<manager data>/cluster.secret`, or a Docker secret
     /// such as `/run/secrets/peon_cluster_secret`). Without it, `PEON_CLUSTER_SECRET` holds the
