@@ -432,6 +432,35 @@ async fn a_damaged_or_cut_push_leaves_the_old_directory_intact() {
     );
     unchanged("a cut transfer").await;
 
+    // A large archive damaged at its start: the agent refuses it while the rest still arrives,
+    // and the sender gets the refusal, not a broken connection.
+    let big = {
+        let d = tempfile::tempdir().unwrap();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..(24 << 20))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(d.path().join("noise"), noise).unwrap();
+        let (out, _) = peon::backup::pack(
+            d.path(),
+            &peon::backup::glob::Globs::new::<&str>(&[]),
+            Vec::new(),
+        )
+        .unwrap();
+        out
+    };
+    let mut bad = big.clone();
+    bad[1] ^= 0xff;
+    bad.extend(framing::trailer(&"0".repeat(64)));
+    let e = c.push_dir(&uid, chunks(bad)).await.unwrap_err();
+    assert!(matches!(e, AgentClientError::Damaged(_)), "{e:?}");
+    unchanged("a large damaged archive").await;
+
     // A whole one replaces it.
     c.push_dir(&uid, chunks(new)).await.unwrap();
     assert_eq!(
