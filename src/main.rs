@@ -75,6 +75,9 @@ enum Bench {
     /// Backup and restore of a 1 GiB world through the daemon beside `tar | zstd -3` on the
     /// same files, with the daemon's memory while it streams.
     Backup(peon::bench::backup::BackupBench),
+    /// A server directory copied between two agents (a move's copy) beside `tar | zstd -3 |
+    /// zstd -d | tar -x` on the same files.
+    Agent(peon::bench::agent::AgentBench),
     /// The scheduler's firing delay (median, worst) for many timers due at the same second,
     /// with a runner that does nothing (no Docker).
     Schedule {
@@ -212,6 +215,7 @@ fn main() -> ExitCode {
             Command::Bench(Bench::Players(opts)) => peon::bench::players::run(opts).await,
             Command::Bench(Bench::Wake(opts)) => peon::bench::players::run_wake(opts).await,
             Command::Bench(Bench::Backup(opts)) => peon::bench::backup::run(opts).await,
+            Command::Bench(Bench::Agent(opts)) => peon::bench::agent::run(opts).await,
             Command::DemoImage {
                 tag,
                 busybox,

@@ -29,7 +29,9 @@ pub fn trailer(sha256: &str) -> Vec<u8> {
 /// A stream that ends without a well-formed trailer is an error (`InvalidData`), read at its end.
 pub struct Untrailed<R> {
     inner: R,
+    /// Bytes read and not passed on yet: `buf[start..]`.
     buf: Vec<u8>,
+    start: usize,
     scratch: Vec<u8>,
     eof: bool,
     sum: Arc<OnceLock<String>>,
@@ -40,6 +42,7 @@ impl<R: Read> Untrailed<R> {
         Untrailed {
             inner,
             buf: Vec::new(),
+            start: 0,
             scratch: vec![0; 64 << 10],
             eof: false,
             sum: Arc::new(OnceLock::new()),
@@ -55,12 +58,16 @@ impl<R: Read> Untrailed<R> {
 impl<R: Read> Read for Untrailed<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
-            if self.buf.len() > TRAILER_LEN {
-                let n = out.len().min(self.buf.len() - TRAILER_LEN);
-                out[..n].copy_from_slice(&self.buf[..n]);
-                self.buf.drain(..n);
+            let held = self.buf.len() - self.start;
+            if held > TRAILER_LEN {
+                let n = out.len().min(held - TRAILER_LEN);
+                out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+                self.start += n;
                 return Ok(n);
             }
+            // Only the possible trailer is left: keep it at the front and read more.
+            self.buf.drain(..self.start);
+            self.start = 0;
             if self.eof {
                 return Ok(0);
             }
