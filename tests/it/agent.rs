@@ -345,18 +345,30 @@ async fn a_game_on_an_agents_node_console_logs_stats_kill_and_its_world_comes_ba
         Sha256::digest(&got[..got.len() - framing::TRAILER_LEN])
     );
     assert_eq!(r.sha256, expected_sha);
-    assert_eq!(tree_digest(back.path()), tree_digest(&dir));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("user/world.txt")).unwrap(),
+        "the pushed world"
+    );
     assert_eq!(
         std::fs::read_link(back.path().join("user/current")).unwrap(),
         Path::new("world.txt")
     );
 
-    // A directory is not removed under a running game; a stopped one's is.
+    // A directory is not replaced or removed under a running game; a stopped one's is.
     engine.start_container(&name).await.unwrap();
     assert!(matches!(
         c.delete_dir(&uid).await,
         Err(AgentClientError::Busy(_))
     ));
+    let (_other, framed) = framed_dir("not while it runs");
+    match c.push_dir(&uid, chunks(framed)).await {
+        Err(AgentClientError::Busy(m)) => assert!(m.contains("running"), "{m}"),
+        other => panic!("a push under a running game must be refused, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("user/world.txt")).unwrap(),
+        "the pushed world"
+    );
     engine.kill_container(&name, "SIGKILL").await.unwrap();
     wait_for(Duration::from_secs(20), "the game to die again", || async {
         let d = c.inspect(&uid).await.ok()??;

@@ -72,6 +72,25 @@ struct ChunkSender {
     buf: Vec<u8>,
 }
 
+impl Agent {
+    /// A 409 when the server's container runs on this node.
+    async fn refuse_if_running(
+        &self,
+        uid: &crate::names::Uid,
+        what: &str,
+    ) -> Result<(), AgentError> {
+        let Ok(name) = self.container_of(uid).await else {
+            return Ok(());
+        };
+        if self.engine.inspect(&name).await?.is_some_and(|d| d.running) {
+            return Err(AgentError::Busy(format!(
+                "server {uid} is running on this node: stop it before {what}"
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl ChunkSender {
     fn send_now(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
@@ -100,13 +119,18 @@ impl Write for ChunkSender {
 }
 
 /// `PUT .../dir`: a directory streamed in. It is unpacked into staging as it arrives, and
-/// swapped in only when the archive is whole and matches its trailer.
+/// swapped in only when the archive is whole and matches its trailer. Refused while the
+/// server's game runs on this node.
 pub(super) async fn push(
     State(agent): State<Shared>,
     Path(uid): Path<String>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, AgentError> {
     let uid = Agent::uid(&uid)?;
+    // A running game keeps its mounts on the old tree: it would write into a deleted folder.
+    agent
+        .refuse_if_running(&uid, "replacing its directory")
+        .await?;
     let claim = agent.claim(&uid)?;
     let stream = body.into_data_stream().map_err(io::Error::other);
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
@@ -146,17 +170,9 @@ pub(super) async fn delete(
     Path(uid): Path<String>,
 ) -> Result<Json<serde_json::Value>, AgentError> {
     let uid = Agent::uid(&uid)?;
-    if let Ok(name) = agent.container_of(&uid).await
-        && agent
-            .engine
-            .inspect(&name)
-            .await?
-            .is_some_and(|d| d.running)
-    {
-        return Err(AgentError::Busy(format!(
-            "server {uid} is running on this node: stop it before removing its directory"
-        )));
-    }
+    agent
+        .refuse_if_running(&uid, "removing its directory")
+        .await?;
     let claim = agent.claim(&uid)?;
     let (a, u) = (agent.clone(), uid.clone());
     let removed = tokio::task::spawn_blocking(move || {
