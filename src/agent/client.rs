@@ -417,6 +417,60 @@ impl AgentClient {
     }
 }
 
+/// The manager's clients to every node's agent, one per node address, made on first use: the
+/// agent of the node at `address` listens on `address:port` (8470 by default,
+/// [`super::DEFAULT_PORT`]). A node's delegate for container-level work is
+/// `agents.for_address(&node.address)` as an `Arc<dyn NodeContainers>`.
+pub struct Agents {
+    secret: Secret,
+    port: u16,
+    timeout: Duration,
+    clients: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<AgentClient>>>,
+}
+
+impl Agents {
+    pub fn new(secret: Secret, port: u16) -> Agents {
+        Agents {
+            secret,
+            port,
+            timeout: DEFAULT_TIMEOUT,
+            clients: Default::default(),
+        }
+    }
+
+    /// The same with another deadline for small calls.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The client to the agent of the node at `address` (an IP address or a host name).
+    pub fn for_address(&self, address: &str) -> Result<std::sync::Arc<AgentClient>> {
+        if let Some(c) = self
+            .clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(address)
+        {
+            return Ok(c.clone());
+        }
+        let hostport = if address.contains(':') && !address.starts_with('[') {
+            // An IPv6 address.
+            format!("[{address}]:{}", self.port)
+        } else {
+            format!("{address}:{}", self.port)
+        };
+        let c = std::sync::Arc::new(
+            AgentClient::new(&hostport, self.secret.clone())?.with_timeout(self.timeout),
+        );
+        self.clients
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(address.to_owned(), c.clone());
+        Ok(c)
+    }
+}
+
 /// The server uid of a container name peon gives (`peon.warcamp.<game>.<name>`).
 pub fn uid_of_container(name: &str) -> std::result::Result<Uid, RuntimeError> {
     name.trim_start_matches('/')
@@ -505,5 +559,17 @@ mod tests {
         );
         assert!(uid_of_container("other").is_err());
         assert!(uid_of_container("peon.warcamp.a.b.c").is_err());
+        let agents = Agents::new(s, 8470);
+        let a = agents.for_address("10.250.3.2").unwrap();
+        assert_eq!(a.addr(), "10.250.3.2:8470");
+        assert!(std::sync::Arc::ptr_eq(
+            &a,
+            &agents.for_address("10.250.3.2").unwrap()
+        ));
+        assert_eq!(
+            agents.for_address("fd00::2").unwrap().addr(),
+            "[fd00::2]:8470"
+        );
+        assert!(agents.for_address("").is_err());
     }
 }
