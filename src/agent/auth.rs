@@ -1,7 +1,8 @@
 //! The cluster secret and the signature of agent requests. Every request to an agent carries
-//! the Unix time it was made and an HMAC-SHA256, keyed with the cluster secret, of
-//! `peon-agent-v1\n<METHOD>\n<path and query>\n<time>`; the agent recomputes it, compares in
-//! constant time and refuses a time more than [`MAX_SKEW_S`] away from its own clock. The secret
+//! the Unix time it was made, a random nonce, and an HMAC-SHA256, keyed with the cluster secret,
+//! of `peon-agent-v1\n<METHOD>\n<path and query>\n<time>\n<nonce>`; the agent recomputes it,
+//! compares in constant time, refuses a time more than [`MAX_SKEW_S`] away from its own clock,
+//! and a nonce it has seen within that window (a replayed request). The secret
 //! itself never travels, and is never printed (`Debug` redacts it).
 //!
 //! Bodies are not signed: a directory transfer carries its own sha256 trailer, and a transfer
@@ -14,6 +15,8 @@ use sha2::Sha256;
 
 /// Header with the request's Unix time (seconds).
 pub const TIME_HEADER: &str = "x-peon-agent-time";
+/// Header with the request's nonce (16 to 64 lowercase hex digits, new for every request).
+pub const NONCE_HEADER: &str = "x-peon-agent-nonce";
 /// Header with the request's signature (lowercase hex).
 pub const SIGNATURE_HEADER: &str = "x-peon-agent-signature";
 /// How far a request's time may be from the agent's clock.
@@ -95,38 +98,49 @@ impl Secret {
         Ok(crate::backup::archive::hex(&b))
     }
 
-    fn mac(&self, method: &str, path_and_query: &str, time: i64) -> Hmac<Sha256> {
+    fn mac(&self, method: &str, path_and_query: &str, time: i64, nonce: &str) -> Hmac<Sha256> {
         // HMAC takes a key of any length; `new_from_slice` cannot fail for it.
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-        m.update(format!("peon-agent-v1\n{method}\n{path_and_query}\n{time}").as_bytes());
+        m.update(format!("peon-agent-v1\n{method}\n{path_and_query}\n{time}\n{nonce}").as_bytes());
         m
     }
 
-    /// The signature of a request made at `time`.
-    pub fn sign(&self, method: &str, path_and_query: &str, time: i64) -> String {
+    /// The signature of a request made at `time` with `nonce`.
+    pub fn sign(&self, method: &str, path_and_query: &str, time: i64, nonce: &str) -> String {
         crate::backup::archive::hex(
             &self
-                .mac(method, path_and_query, time)
+                .mac(method, path_and_query, time, nonce)
                 .finalize()
                 .into_bytes(),
         )
     }
 
-    /// Checks a request's time and signature headers against the agent's clock `now`.
+    /// Checks a request's time, nonce and signature headers against the agent's clock `now`.
+    /// Returns the request's time (for the caller's replay check of the nonce).
     pub fn verify(
         &self,
         method: &str,
         path_and_query: &str,
-        time: Option<&str>,
-        signature: Option<&str>,
+        headers: Signed<'_>,
         now: i64,
-    ) -> Result<(), AuthError> {
-        let (Some(time), Some(signature)) = (time, signature) else {
+    ) -> Result<i64, AuthError> {
+        let (Some(time), Some(nonce), Some(signature)) =
+            (headers.time, headers.nonce, headers.signature)
+        else {
             return Err(AuthError(format!(
-                "a signed request is required ({TIME_HEADER} and {SIGNATURE_HEADER} headers)"
+                "a signed request is required ({TIME_HEADER}, {NONCE_HEADER} and {SIGNATURE_HEADER} headers)"
             )));
         };
+        if !(16..=64).contains(&nonce.len())
+            || !nonce
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        {
+            return Err(AuthError(format!(
+                "{NONCE_HEADER} must be 16 to 64 lowercase hex digits"
+            )));
+        }
         let t: i64 = time
             .trim()
             .parse()
@@ -139,11 +153,56 @@ impl Secret {
         }
         let sig = unhex(signature.trim())
             .ok_or_else(|| AuthError(format!("{SIGNATURE_HEADER} is not hex")))?;
-        self.mac(method, path_and_query, t)
+        self.mac(method, path_and_query, t, nonce)
             .verify_slice(&sig)
             .map_err(|_| {
                 AuthError("the request's signature does not match the cluster secret".into())
-            })
+            })?;
+        Ok(t)
+    }
+}
+
+/// The signature headers of a request, as received.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Signed<'a> {
+    pub time: Option<&'a str>,
+    pub nonce: Option<&'a str>,
+    pub signature: Option<&'a str>,
+}
+
+/// A new nonce: 16 random bytes in hex.
+pub fn nonce() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // No randomness: the time in nanoseconds still differs between requests.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        b = t.to_le_bytes();
+    }
+    crate::backup::archive::hex(&b)
+}
+
+/// The nonces an agent has accepted within the skew window: a request seen twice is refused.
+#[derive(Debug, Default)]
+pub struct Replays {
+    seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl Replays {
+    /// Records `nonce` of a request made at `time`; an error when it was seen already.
+    pub fn check(&self, nonce: &str, time: i64, now: i64) -> Result<(), AuthError> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= 4096 {
+            // Older than the window: refused by their time anyway.
+            seen.retain(|_, t| (now - *t).abs() <= MAX_SKEW_S);
+        }
+        if seen.insert(nonce.to_owned(), time).is_some() {
+            return Err(AuthError(
+                "a replayed request (its nonce was used already)".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -169,75 +228,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signatures_bind_method_path_time_and_secret() {
+    fn signatures_bind_method_path_time_nonce_and_secret() {
         let s = Secret::new("  a-cluster-secret-of-some-length\n").unwrap();
         let other = Secret::new("another-secret-of-some-length").unwrap();
-        let sig = s.sign("GET", "/agent/v1/server/g.a/logs?tail=5", 1000);
-        let ok = |m: &str, p: &str, t: &str, sig: &str, now: i64| {
-            s.verify(m, p, Some(t), Some(sig), now)
+        let n = "0123456789abcdef";
+        let p = "/agent/v1/server/g.a/logs?tail=5";
+        let sig = s.sign("GET", p, 1000, n);
+        let ok = |m: &str, p: &str, t: &str, n: &str, sig: &str, now: i64| {
+            s.verify(
+                m,
+                p,
+                Signed {
+                    time: Some(t),
+                    nonce: Some(n),
+                    signature: Some(sig),
+                },
+                now,
+            )
         };
-        assert!(
-            ok(
-                "GET",
-                "/agent/v1/server/g.a/logs?tail=5",
-                "1000",
-                &sig,
-                1030
-            )
-            .is_ok()
-        );
-        assert!(
-            ok(
-                "PUT",
-                "/agent/v1/server/g.a/logs?tail=5",
-                "1000",
-                &sig,
-                1000
-            )
-            .is_err()
-        );
+        assert_eq!(ok("GET", p, "1000", n, &sig, 1030), Ok(1000));
+        assert!(ok("PUT", p, "1000", n, &sig, 1000).is_err());
         assert!(
             ok(
                 "GET",
                 "/agent/v1/server/g.b/logs?tail=5",
                 "1000",
+                n,
                 &sig,
                 1000
             )
             .is_err()
         );
-        assert!(
-            ok(
-                "GET",
-                "/agent/v1/server/g.a/logs?tail=5",
-                "1001",
-                &sig,
-                1000
-            )
-            .is_err()
-        );
-        let e = ok(
-            "GET",
-            "/agent/v1/server/g.a/logs?tail=5",
-            "1000",
-            &sig,
-            1100,
-        )
-        .unwrap_err();
+        assert!(ok("GET", p, "1001", n, &sig, 1000).is_err());
+        assert!(ok("GET", p, "1000", "0123456789abcdee", &sig, 1000).is_err());
+        assert!(ok("GET", p, "1000", "short", &sig, 1000).is_err());
+        let e = ok("GET", p, "1000", n, &sig, 1100).unwrap_err();
         assert!(e.0.contains("clock"), "{e}");
-        let forged = other.sign("GET", "/agent/v1/server/g.a/logs?tail=5", 1000);
-        assert!(
-            ok(
-                "GET",
-                "/agent/v1/server/g.a/logs?tail=5",
-                "1000",
-                &forged,
-                1000
-            )
-            .is_err()
-        );
-        assert!(s.verify("GET", "/", None, None, 0).is_err());
-        assert!(ok("GET", "/", "x", "zz", 0).is_err());
+        let forged = other.sign("GET", p, 1000, n);
+        assert!(ok("GET", p, "1000", n, &forged, 1000).is_err());
+        assert!(s.verify("GET", "/", Signed::default(), 0).is_err());
+        assert!(ok("GET", "/", "x", n, "zz", 0).is_err());
+        let r = Replays::default();
+        assert!(r.check(n, 1000, 1000).is_ok());
+        assert!(r.check(n, 1000, 1001).is_err());
+        assert_ne!(nonce(), nonce());
         assert!(Secret::new("short").is_err());
         assert!(!format!("{s:?}").contains("secret-of"));
         assert_eq!(Secret::generate().unwrap().len(), 64);
@@ -253,7 +287,7 @@ mod tests {
         }
         let a = Secret::load_or_create(d.path()).unwrap();
         let b = Secret::load_or_create(d.path()).unwrap();
-        assert_eq!(a.sign("GET", "/", 1), b.sign("GET", "/", 1));
+        assert_eq!(a.sign("GET", "/", 1, "n"), b.sign("GET", "/", 1, "n"));
         let mode = std::fs::metadata(d.path().join(SECRET_FILE))
             .unwrap()
             .permissions()

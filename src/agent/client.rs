@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::PREFIX;
-use super::auth::{self, SIGNATURE_HEADER, Secret, TIME_HEADER};
+use super::auth::{self, NONCE_HEADER, SIGNATURE_HEADER, Secret, TIME_HEADER};
 use crate::names::Uid;
 use crate::runtime::{Attached, ContainerDetails, NodeContainers, RtFuture, RuntimeError, Stats};
 
@@ -142,11 +142,12 @@ impl AgentClient {
     /// A signed request to `PREFIX + path` (path and query).
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         let pq = format!("{PREFIX}{path}");
-        let t = auth::now();
-        let sig = self.secret.sign(method.as_str(), &pq, t);
+        let (t, nonce) = (auth::now(), auth::nonce());
+        let sig = self.secret.sign(method.as_str(), &pq, t, &nonce);
         self.http
             .request(method, format!("{}{pq}", self.base))
             .header(TIME_HEADER, t.to_string())
+            .header(NONCE_HEADER, nonce)
             .header(SIGNATURE_HEADER, sig)
     }
 
@@ -277,8 +278,8 @@ impl AgentClient {
     /// The container's console: its output (stdout and stderr, live) and its stdin.
     pub async fn attach(&self, uid: &Uid) -> Result<Attached> {
         let pq = format!("{PREFIX}/server/{uid}/attach");
-        let t = auth::now();
-        let sig = self.secret.sign("GET", &pq, t);
+        let (t, nonce) = (auth::now(), auth::nonce());
+        let sig = self.secret.sign("GET", &pq, t, &nonce);
         let proto = |reason: String| AgentClientError::Protocol {
             addr: self.addr.clone(),
             reason,
@@ -288,6 +289,10 @@ impl AgentClient {
             .map_err(|e| proto(e.to_string()))?;
         let h = req.headers_mut();
         h.insert(TIME_HEADER, t.into());
+        h.insert(
+            NONCE_HEADER,
+            nonce.parse().map_err(|_| proto("nonce header".into()))?,
+        );
         h.insert(
             SIGNATURE_HEADER,
             sig.parse().map_err(|_| proto("signature header".into()))?,

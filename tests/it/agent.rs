@@ -181,34 +181,53 @@ async fn an_agent_refuses_requests_without_the_cluster_secret() {
         }
         other => panic!("a wrong secret must be refused, got {other:?}"),
     }
-    // The right secret, but a request from ten minutes ago (a replay).
+    // Requests signed by hand: the right secret, `t` seconds ago, with a nonce.
     let secret = Secret::new(&a.secret).unwrap();
-    let t = peon::agent::auth::now() - 600;
-    let r = http
-        .get(&url)
-        .header(peon::agent::auth::TIME_HEADER, t.to_string())
-        .header(
-            peon::agent::auth::SIGNATURE_HEADER,
-            secret.sign("GET", "/agent/v1/ping", t),
-        )
-        .send()
+    let signed = |path: &str, signed_path: &str, ago: i64, nonce: &str| {
+        let t = peon::agent::auth::now() - ago;
+        http.get(format!("http://{}{path}", a.addr))
+            .header(peon::agent::auth::TIME_HEADER, t.to_string())
+            .header(peon::agent::auth::NONCE_HEADER, nonce)
+            .header(
+                peon::agent::auth::SIGNATURE_HEADER,
+                secret.sign("GET", signed_path, t, nonce),
+            )
+            .send()
+    };
+    let ping = "/agent/v1/ping";
+    // Ten minutes old.
+    let r = signed(ping, ping, 600, &peon::agent::auth::nonce())
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.text().await.unwrap().contains("clock"));
     // A signature for another path does not open this one.
-    let t = peon::agent::auth::now();
-    let r = http
-        .get(format!("http://{}/agent/v1/server/g.a/dir", a.addr))
-        .header(peon::agent::auth::TIME_HEADER, t.to_string())
-        .header(
-            peon::agent::auth::SIGNATURE_HEADER,
-            secret.sign("GET", "/agent/v1/ping", t),
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = signed(
+        "/agent/v1/server/g.a/dir",
+        ping,
+        0,
+        &peon::agent::auth::nonce(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 401);
+    // A good request is let in once; the same request again (a replay) is refused.
+    let nonce = peon::agent::auth::nonce();
+    let t = peon::agent::auth::now();
+    let replayable = || {
+        http.get(&url)
+            .header(peon::agent::auth::TIME_HEADER, t.to_string())
+            .header(peon::agent::auth::NONCE_HEADER, nonce.as_str())
+            .header(
+                peon::agent::auth::SIGNATURE_HEADER,
+                secret.sign("GET", ping, t, &nonce),
+            )
+            .send()
+    };
+    assert_eq!(replayable().await.unwrap().status(), 200);
+    let r = replayable().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("replayed"));
     // The console refuses too, before any upgrade.
     let uid = Uid::parse("g.a").unwrap();
     assert!(matches!(

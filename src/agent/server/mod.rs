@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 
 pub use error::AgentError;
 
-use super::auth::{self, SECRET_ENV, SIGNATURE_HEADER, Secret, TIME_HEADER};
+use super::auth::{self, NONCE_HEADER, SECRET_ENV, SIGNATURE_HEADER, Secret, Signed, TIME_HEADER};
 use crate::names::Uid;
 use crate::runtime::Runtime;
 use crate::store::DataDir;
@@ -96,6 +96,8 @@ pub(crate) struct Agent {
     engine: Arc<dyn Runtime>,
     data: DataDir,
     secret: Secret,
+    /// Nonces of the requests accepted within the clock window.
+    replays: auth::Replays,
     instance: Option<String>,
     /// Servers with a directory transfer (in or out of a delete) under way.
     busy: Mutex<HashSet<Uid>>,
@@ -109,6 +111,7 @@ pub fn router(config: AgentConfig) -> Router {
         engine: config.engine,
         data: config.data,
         secret: config.secret,
+        replays: auth::Replays::default(),
         instance: config.instance,
         busy: Mutex::new(HashSet::new()),
     });
@@ -165,7 +168,7 @@ pub async fn launch(
 /// Refuses every request not signed with the cluster secret. The refusal says why (a missing
 /// header, a clock too far off, a wrong signature), never what the secret is.
 async fn check_signature(State(agent): State<Shared>, req: Request, next: Next) -> Response {
-    let verdict = verify(&agent.secret, &req);
+    let verdict = verify(&agent, &req);
     match verdict {
         Ok(()) => next.run(req).await,
         Err(e) => {
@@ -180,19 +183,24 @@ async fn check_signature(State(agent): State<Shared>, req: Request, next: Next) 
     }
 }
 
-fn verify(secret: &Secret, req: &Request) -> Result<(), auth::AuthError> {
+fn verify(agent: &Agent, req: &Request) -> Result<(), auth::AuthError> {
     let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
     let pq = req
         .uri()
         .path_and_query()
         .map_or_else(|| req.uri().path(), |p| p.as_str());
-    secret.verify(
-        req.method().as_str(),
-        pq,
-        header(TIME_HEADER),
-        header(SIGNATURE_HEADER),
-        auth::now(),
-    )
+    let now = auth::now();
+    let signed = Signed {
+        time: header(TIME_HEADER),
+        nonce: header(NONCE_HEADER),
+        signature: header(SIGNATURE_HEADER),
+    };
+    let time = agent
+        .secret
+        .verify(req.method().as_str(), pq, signed, now)?;
+    agent
+        .replays
+        .check(signed.nonce.unwrap_or_default(), time, now)
 }
 
 async fn ping(State(agent): State<Shared>) -> Result<axum::Json<serde_json::Value>, AgentError> {
