@@ -2,6 +2,7 @@
 //! `docs/` for the API, configuration and operations.
 
 pub mod access;
+pub mod agent;
 pub mod api;
 pub mod backup;
 pub mod bench;

@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Run the daemon.
     Serve(Box<ServeArgs>),
+    /// Run a node's agent (cluster mode): node-local work for the manager, signed with the
+    /// cluster secret.
+    Agent(Box<peon::agent::server::AgentArgs>),
     /// Build the busybox stand-in game image used by the bundled demo plan and the tests.
     DemoImage {
         /// Image tag to build.
@@ -72,6 +75,9 @@ enum Bench {
     /// Backup and restore of a 1 GiB world through the daemon beside `tar | zstd -3` on the
     /// same files, with the daemon's memory while it streams.
     Backup(peon::bench::backup::BackupBench),
+    /// A server directory copied between two agents (a move's copy) beside `tar | zstd -3 |
+    /// zstd -d | tar -x` on the same files.
+    Agent(peon::bench::agent::AgentBench),
     /// The scheduler's firing delay (median, worst) for many timers due at the same second,
     /// with a runner that does nothing (no Docker).
     Schedule {
@@ -143,7 +149,7 @@ fn main() -> ExitCode {
     // Client commands and preflight print their own output; benchmarks print numbers and log
     // only warnings; the daemon and demo-image log.
     match cli.command {
-        Command::Serve(_) | Command::DemoImage { .. } => init_logging(false),
+        Command::Serve(_) | Command::Agent(_) | Command::DemoImage { .. } => init_logging(false),
         Command::Bench(_) => init_logging(true),
         _ => {}
     }
@@ -187,6 +193,21 @@ fn main() -> ExitCode {
                     .await
                     .map_err(|e| e.to_string())
             }
+            Command::Agent(args) => {
+                let secret = args.secret()?;
+                let listener = tokio::net::TcpListener::bind(args.listen)
+                    .await
+                    .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+                let config = peon::agent::server::AgentConfig {
+                    engine: std::sync::Arc::new(peon::docker::Engine::new(&args.docker_host)),
+                    data: peon::store::DataDir::new(&args.data_dir),
+                    secret,
+                    instance: args.instance.clone(),
+                };
+                peon::agent::server::launch(config, listener, peon::daemon::shutdown_signal())
+                    .await
+                    .map_err(|e| format!("the agent failed: {e}"))
+            }
             Command::Bench(Bench::Api(opts)) => peon::bench::api::run(opts).await,
             Command::Bench(Bench::Live(opts)) => peon::bench::live::run(opts).await,
             Command::Bench(Bench::Keys(opts)) => peon::bench::keys::run(opts),
@@ -194,6 +215,7 @@ fn main() -> ExitCode {
             Command::Bench(Bench::Players(opts)) => peon::bench::players::run(opts).await,
             Command::Bench(Bench::Wake(opts)) => peon::bench::players::run_wake(opts).await,
             Command::Bench(Bench::Backup(opts)) => peon::bench::backup::run(opts).await,
+            Command::Bench(Bench::Agent(opts)) => peon::bench::agent::run(opts).await,
             Command::DemoImage {
                 tag,
                 busybox,

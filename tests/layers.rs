@@ -105,6 +105,36 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     ("service", &["docker", "api", "daemon", "cli"]),
+    // The agent's client half may be used by the Docker module's cluster runtime.
+    (
+        "agent/client",
+        &[
+            "docker", "store", "plans", "live", "schedule", "service", "api", "daemon", "cli",
+            "config",
+        ],
+    ),
+    (
+        "agent/auth",
+        &[
+            "docker", "store", "plans", "live", "schedule", "service", "api", "daemon", "cli",
+            "config",
+        ],
+    ),
+    (
+        "agent/framing",
+        &[
+            "docker", "store", "plans", "live", "schedule", "service", "api", "daemon", "cli",
+            "config",
+        ],
+    ),
+    // The agent's server sits beside the daemon: it uses the engine, the store and the
+    // archive, never the service or the API.
+    (
+        "agent/server",
+        &[
+            "service", "api", "daemon", "cli", "live", "plans", "schedule",
+        ],
+    ),
     ("api", &["docker", "store", "daemon", "cli"]),
 ];
 

@@ -50,7 +50,7 @@ fn fill(path: &Path, n: u64, seed: &mut u64) -> std::io::Result<()> {
 }
 
 /// Makes the world: returns (files, bytes).
-fn make_world(dir: &Path, total: u64) -> std::io::Result<(u64, u64)> {
+pub(super) fn make_world(dir: &Path, total: u64) -> std::io::Result<(u64, u64)> {
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     let quarter = total / 4;
     let (mut files, mut bytes) = (0, 0);
@@ -72,7 +72,7 @@ fn make_world(dir: &Path, total: u64) -> std::io::Result<(u64, u64)> {
     Ok((files, bytes))
 }
 
-fn timed_sh(script: &str) -> Result<Duration, String> {
+pub(super) fn timed_sh(script: &str) -> Result<Duration, String> {
     let t = Instant::now();
     let st = Command::new("sh")
         .args(["-c", script])

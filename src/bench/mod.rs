@@ -1,5 +1,6 @@
 //! Benchmarks that print numbers (`peon bench ...`). Speed goals live here, not in tests.
 
+pub mod agent;
 pub mod api;
 pub mod backup;
 pub mod common;

@@ -13,9 +13,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::plan::Protocol;
+
+pub mod node;
+pub use node::NodeContainers;
 
 /// Label keys peon puts on everything it creates.
 pub mod labels {
@@ -98,7 +101,7 @@ impl ContainerInfo {
 }
 
 /// Details of one container from inspect.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerDetails {
     pub id: String,
     pub name: String,
@@ -132,7 +135,7 @@ pub struct EngineInfo {
 }
 
 /// Resource use of one container.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stats {
     pub cpu_percent: f64,
     pub memory_bytes: u64,
@@ -143,7 +146,7 @@ pub struct Stats {
 }
 
 /// Resource limits of a container; `None` leaves a limit unset.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     pub memory_bytes: Option<i64>,
     /// CPU in billionths of a core (Docker's `NanoCpus`).

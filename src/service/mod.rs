@@ -27,6 +27,7 @@ mod planver;
 mod players;
 mod ports;
 mod readiness;
+pub mod relocate;
 mod rollout;
 mod schedules;
 mod supervise;

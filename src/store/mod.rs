@@ -16,6 +16,7 @@ use crate::fsio::atomic;
 
 mod planfiles;
 mod serverdir;
+mod transfer;
 mod undo;
 use crate::model::exit::ExitRecord;
 use crate::model::lifecycle::{PlanLimits, RestartPolicy};

@@ -3,6 +3,7 @@
 mod support;
 
 mod access;
+mod agent;
 mod api_basics;
 mod backups;
 mod cli;
