@@ -1,11 +1,13 @@
 //! Integration tests against the real Docker engine. One binary, one module per area.
 
+mod cluster_harness;
 mod support;
 
 mod access;
 mod api_basics;
 mod backups;
 mod cli;
+mod cluster;
 mod compose;
 mod create;
 mod hooks;
