@@ -12,6 +12,7 @@ mod images;
 mod networks;
 mod seam;
 mod stats;
+mod swarm;
 
 use bollard::Docker;
 use tokio::sync::RwLock;

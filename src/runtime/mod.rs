@@ -17,6 +17,8 @@ use serde::Serialize;
 
 use crate::model::plan::Protocol;
 
+pub mod cluster;
+
 /// Label keys peon puts on everything it creates.
 pub mod labels {
     /// Marks a container or network as peon's; the value is the daemon instance name.

@@ -21,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod maintenance;
 mod metrics;
+mod nodes;
 mod notify;
 mod plans;
 mod players;
@@ -57,6 +58,7 @@ pub use capacity::{Capacity, ImageUsage, ServerUsage};
 pub use console::{ConsoleStream, EventStream};
 pub use create::CreateRequest;
 pub use lifecycle::{ServerOptions, UpdateMode};
+pub use nodes::{NodeReserved, NodeUpdate, NodeView};
 pub use notify::message_of;
 pub use players::{PLAYERS_INTERVAL, QUERY_TIMEOUT};
 pub use rollout::RolloutRequest;
@@ -146,6 +148,8 @@ pub struct ServerService {
     allocation: tokio::sync::Mutex<()>,
     /// Servers asleep (stopped for being idle) whose ports peon holds to wake them.
     sleepers: std::sync::Mutex<std::collections::HashMap<Uid, wake::Sleeper>>,
+    /// Cluster mode: the Swarm manager (set once by the daemon; unset in single-host mode).
+    cluster: std::sync::OnceLock<Arc<dyn crate::runtime::cluster::Swarm>>,
     me: Weak<ServerService>,
 }
 
@@ -191,6 +195,7 @@ impl ServerService {
             synced: tokio::sync::watch::channel(false).0,
             allocation: tokio::sync::Mutex::new(()),
             sleepers: Default::default(),
+            cluster: std::sync::OnceLock::new(),
             me: me.clone(),
         });
         let me = svc.me.clone();

@@ -109,3 +109,128 @@ async fn swarm_of_three_runs_a_host_mode_service_reachable_at_its_node() {
     assert!(greeting(&cluster.nodes[2].addr, port).await.is_none());
     d.delete_service(&name).await.expect("remove service");
 }
+
+/// A peon daemon in cluster mode on the cluster's manager.
+async fn daemon_on(cluster: &cluster_harness::Cluster) -> support::Daemon {
+    support::Daemon::start_with(support::Opts {
+        docker_host: Some(cluster.manager().socket.clone()),
+        cluster: true,
+        ..Default::default()
+    })
+    .await
+}
+
+/// Runs the `peon` CLI against `d`.
+async fn cli(d: &support::Daemon, args: &[&str]) -> (i32, String) {
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_peon"))
+        .args(args)
+        .env("PEON_URL", &d.root)
+        .env("PEON_API_KEY", &d.key)
+        .env_remove("PEON_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run peon");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_are_listed_with_capacity_and_can_be_drained_and_labelled() {
+    let Some(cluster) = cluster_harness::start(&[2, 3, 1]).await else {
+        return;
+    };
+    let d = daemon_on(&cluster).await;
+    let (s, v) = d.get("/nodes").await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        d.data.join("cluster.secret").is_file(),
+        "cluster secret made"
+    );
+    let nodes = v.as_array().expect("array");
+    assert_eq!(nodes.len(), 3, "{v}");
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let n = nodes
+            .iter()
+            .find(|n| n["id"] == node.id.as_str())
+            .unwrap_or_else(|| panic!("node {i} listed: {v}"));
+        assert_eq!(n["hostname"], node.name.as_str());
+        assert_eq!(n["address"], node.addr.as_str());
+        assert_eq!(n["state"], "ready");
+        assert_eq!(n["availability"], "active");
+        assert_eq!(n["gameslots"], node.gameslots);
+        assert_eq!(n["free_gameslots"], node.gameslots);
+        assert!(n["cpus"].as_f64().unwrap_or(0.0) > 0.0, "{n}");
+        assert!(n["memory_bytes"].as_i64().unwrap_or(0) > 0, "{n}");
+        assert_eq!(n["servers"], serde_json::json!([]));
+    }
+    assert_eq!(nodes.iter().filter(|n| n["role"] == "manager").count(), 1);
+
+    // Drain and label a worker, by hostname; the answer is the node as it is now.
+    let w = &cluster.nodes[2];
+    let (s, v) = d
+        .put(
+            &format!("/node/{}", w.name),
+            serde_json::json!({"availability": "drain", "labels": {"zone": "b"}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["availability"], "drain");
+    assert_eq!(v["labels"]["zone"], "b");
+    // Labels are merged; null removes one.
+    let (s, v) = d
+        .put(
+            &format!("/node/{}", w.id),
+            serde_json::json!({"availability": "active", "labels": {"zone": null, "rack": "3"}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["availability"], "active");
+    assert_eq!(v["labels"], serde_json::json!({"rack": "3"}));
+
+    // Bad input and unknown nodes.
+    let (s, v) = d
+        .put(
+            &format!("/node/{}", w.id),
+            serde_json::json!({"availability": "asleep"}),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, _) = d
+        .put(
+            "/node/nosuchnode",
+            serde_json::json!({"availability": "drain"}),
+        )
+        .await;
+    assert_eq!(s, 404);
+
+    // The CLI: a table, --json, and `nodes set`.
+    let (code, out) = cli(&d, &["nodes"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("HOSTNAME") && out.contains(&w.name), "{out}");
+    let (code, out) = cli(&d, &["nodes", "set", &w.name, "-a", "pause", "-l", "x=y"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("pause") && out.contains("x=y"), "{out}");
+    let (code, out) = cli(&d, &["nodes", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let n = v
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["id"] == w.id.as_str()).cloned())
+        .expect("node in --json");
+    assert_eq!(n["availability"], "pause");
+    assert_eq!(n["labels"]["x"], "y");
+}
+
+#[tokio::test]
+async fn nodes_answer_409_outside_cluster_mode() {
+    let d = support::Daemon::start().await;
+    let (s, v) = d.get("/nodes").await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["info"].as_str().unwrap_or("").contains("cluster mode"),
+        "{v}"
+    );
+}
