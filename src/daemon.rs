@@ -46,8 +46,14 @@ pub fn build_service(settings: Settings) -> Result<Arc<ServerService>, DaemonErr
         tracing::info!(dir = %settings.plans_dir.display(), "plans directory seeded with the bundled plans");
     }
     let docker = Arc::new(Engine::new(&settings.docker_host));
-    let engine: Arc<dyn crate::runtime::Runtime> = docker.clone();
     let cluster = settings.cluster;
+    // Cluster mode: servers are Swarm services. Container-level work goes to each node's
+    // agent through `ClusterEngine::set_delegate` (wired when the agent client is present).
+    let engine: Arc<dyn crate::runtime::Runtime> = if cluster {
+        Arc::new(crate::docker::ClusterEngine::new(docker.clone()))
+    } else {
+        docker.clone()
+    };
     if cluster {
         // The agents on the nodes authenticate with this secret (given to them by file or
         // environment); it is made once and never logged.

@@ -192,6 +192,15 @@ impl Engine {
         }
     }
 
+    /// Every service of the swarm.
+    pub async fn services_labelled_any(&self) -> Result<Vec<ServiceInfo>> {
+        let c = self.client().await?;
+        match c.list_services(None::<ListServicesOptions>).await {
+            Ok(s) => Ok(s.into_iter().map(service_info).collect()),
+            Err(e) => Err(self.fail("list services", e).await),
+        }
+    }
+
     pub async fn list_tasks(&self) -> Result<Vec<TaskInfo>> {
         let c = self.client().await?;
         match c.list_tasks(None).await {

@@ -23,6 +23,7 @@ mod maintenance;
 mod metrics;
 mod nodes;
 mod notify;
+mod placement;
 mod plans;
 mod players;
 mod ports;

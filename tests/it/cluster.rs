@@ -234,3 +234,172 @@ async fn nodes_answer_409_outside_cluster_mode() {
         "{v}"
     );
 }
+
+/// The node id a server's service is pinned to, read from the manager.
+async fn pinned(cluster: &cluster_harness::Cluster, uid: &str) -> Option<String> {
+    let filters =
+        std::collections::HashMap::from([("label".to_owned(), vec![format!("peon.uid={uid}")])]);
+    let list = cluster
+        .docker()
+        .list_services(Some(bollard::query_parameters::ListServicesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .ok()?;
+    let s = list.into_iter().next()?;
+    s.spec?
+        .task_template?
+        .placement?
+        .constraints?
+        .iter()
+        .find_map(|c| c.strip_prefix("node.id==").map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_are_placed_by_slots_and_ports_pinned_refused_with_reasons_and_drained() {
+    let Some(cluster) = cluster_harness::start(&[1, 2, 0]).await else {
+        return;
+    };
+    let d = daemon_on(&cluster).await;
+    let (game, ports) = d.new_game(1);
+    let port = ports[0];
+    let (n1, n2, n3) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
+
+    // The first server goes to a node with a free slot; it answers at that node's address.
+    let a = format!("{game}.a");
+    let v = d.create_running(&a).await;
+    let node_a = v["node"]["id"]
+        .as_str()
+        .expect("node in the object")
+        .to_owned();
+    assert!(node_a == n1.id || node_a == n2.id, "{v}");
+    let addr_a = v["node"]["address"].as_str().expect("address").to_owned();
+    assert_eq!(addr_a, cluster.node_by_id(&node_a).addr);
+    assert_eq!(pinned(&cluster, &a).await.as_deref(), Some(node_a.as_str()));
+    let said = support::wait_for(Duration::from_secs(30), "game A answers", || {
+        let addr = addr_a.clone();
+        async move { greeting(&addr, port).await }
+    })
+    .await;
+    assert!(!said.is_empty());
+
+    // The second (same port) goes to the other slotted node: the port is taken on the first.
+    let b = format!("{game}.b");
+    let v = d.create_running(&b).await;
+    let node_b = v["node"]["id"].as_str().expect("node").to_owned();
+    assert_ne!(node_b, node_a, "same port, other node: {v}");
+    assert!(node_b == n1.id || node_b == n2.id, "{v}");
+
+    // A third with the same port fits nowhere: 409 naming each node's reason.
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{game}.c"),
+            serde_json::json!({"SERVER_NAME": "C"}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    let info = v["info"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        info.contains(&n3.name) && info.contains("no game slots"),
+        "{info}"
+    );
+    assert!(
+        info.contains("in use") || info.contains("no free game slot"),
+        "{info}"
+    );
+
+    // GET /nodes counts the reservations and servers.
+    let (_, nodes) = d.get("/nodes").await;
+    let reserved: i64 = nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n["reserved"]["gameslots"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(reserved, 2, "{nodes}");
+
+    // An explicit node: another game on node 2 (it has 2 slots).
+    let (game2, _) = d.new_game(1);
+    let e = format!("{game2}.e");
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{e}"),
+            serde_json::json!({"SERVER_NAME": "E", "node": n2.name}),
+        )
+        .await;
+    if node_a == n2.id || node_b == n2.id {
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["node"]["id"], n2.id.as_str(), "{v}");
+        assert_eq!(pinned(&cluster, &e).await.as_deref(), Some(n2.id.as_str()));
+    }
+
+    // Drain node 2: peon never places there; its pinned servers are not moved by Swarm.
+    let (s, v) = d
+        .put(
+            &format!("/node/{}", n2.id),
+            serde_json::json!({"availability": "drain"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (game3, _) = d.new_game(1);
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{game3}.f"),
+            serde_json::json!({"SERVER_NAME": "F", "node": n2.name}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["info"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("availability is drain"),
+        "{v}"
+    );
+    let on_n2 = if node_a == n2.id { &a } else { &b };
+    assert_eq!(
+        pinned(&cluster, on_n2).await.as_deref(),
+        Some(n2.id.as_str())
+    );
+    d.wait_server(on_n2, Duration::from_secs(60), |v| {
+        v["container_state"] != "running"
+    })
+    .await;
+    // A start while the node is drained is refused with Swarm's reason (the pin keeps the
+    // task pending): the server is not moved behind the host's back.
+    let (s, v) = d
+        .put(&format!("/server/start/{on_n2}"), serde_json::json!({}))
+        .await;
+    assert_ne!(s, 200, "{v}");
+    // Back to active: the server starts again on its node, with its world.
+    let (s, _) = d
+        .put(
+            &format!("/node/{}", n2.id),
+            serde_json::json!({"availability": "active"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, v) = d
+        .put(&format!("/server/start/{on_n2}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["node"]["id"], n2.id.as_str(), "{v}");
+    let addr2 = n2.addr.clone();
+    support::wait_for(
+        Duration::from_secs(60),
+        "the pinned server back on its node",
+        || {
+            let addr = addr2.clone();
+            async move { greeting(&addr, port).await }
+        },
+    )
+    .await;
+
+    // Destroy removes the service.
+    let (s, v) = d
+        .delete(&format!("/server/destroy/{a}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(pinned(&cluster, &a).await.is_none(), "service removed");
+}
