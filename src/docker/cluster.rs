@@ -165,7 +165,11 @@ impl ClusterEngine {
             exit_code: t.and_then(|t| t.exit_code),
             oom_killed: false,
             restart_count: 0,
-            started_at: t.filter(|_| running).map(|t| t.timestamp.clone()),
+            // One task is one run: its creation time tells runs apart (a task that never got a
+            // container never ran).
+            started_at: t
+                .filter(|t| t.container_id.is_some())
+                .map(|t| t.created.clone()),
             finished_at: t.filter(|_| state == "exited").map(|t| t.timestamp.clone()),
             labels: s.labels.clone(),
             stdin_open: true,
@@ -433,6 +437,7 @@ mod tests {
             exit_code: exit,
             message: String::new(),
             container_id: None,
+            created: "c".into(),
             timestamp: "t".into(),
             ports: vec![],
         }

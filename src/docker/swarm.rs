@@ -132,6 +132,7 @@ pub(super) fn task_info(t: Task) -> TaskInfo {
         exit_code: cs.exit_code,
         message,
         container_id: cs.container_id.filter(|c| !c.is_empty()),
+        created: t.created_at.map(|t| t.to_string()).unwrap_or_default(),
         timestamp: status.timestamp.map(|t| t.to_string()).unwrap_or_default(),
         ports: host_ports(status.port_status.and_then(|p| p.ports).as_ref()),
     }

@@ -91,6 +91,8 @@ pub struct TaskInfo {
     /// The engine's message or error (why a task is pending, rejected or failed).
     pub message: String,
     pub container_id: Option<String>,
+    /// When the task was made (RFC 3339): one task is one run.
+    pub created: String,
     /// When the task's state last changed (RFC 3339).
     pub timestamp: String,
     /// Host ports it publishes while running.

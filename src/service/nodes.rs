@@ -240,6 +240,7 @@ mod tests {
             exit_code: None,
             message: String::new(),
             container_id: None,
+            created: String::new(),
             timestamp: String::new(),
             ports: vec![(80, "tcp".into())],
         };

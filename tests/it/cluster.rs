@@ -403,3 +403,65 @@ async fn servers_are_placed_by_slots_and_ports_pinned_refused_with_reasons_and_d
     assert_eq!(s, 200, "{v}");
     assert!(pinned(&cluster, &a).await.is_none(), "service removed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_on_the_node_reaches_the_live_model_with_its_code_and_stop_start_work() {
+    let Some(cluster) = cluster_harness::start(&[1, 1]).await else {
+        return;
+    };
+    let d = daemon_on(&cluster).await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.x");
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{uid}"),
+            serde_json::json!({"SERVER_NAME": "X", "restart_policy": "never"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let node = cluster.node_by_id(v["node"]["id"].as_str().expect("node"));
+
+    // Stop and start through the API: the service scales to 0 and back on its node.
+    let (s, v) = d
+        .put(&format!("/server/stop/{uid}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_ne!(v["container_state"], "running", "{v}");
+    let (s, v) = d
+        .put(&format!("/server/start/{uid}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["container_state"], "running", "{v}");
+
+    // The game dies on its node (SIGKILL through that node's own engine): the task fails,
+    // and peon's live model records the exit with the task's exit code.
+    let nd = node.docker();
+    let containers = nd
+        .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
+        .await
+        .expect("containers on the node");
+    let id = containers
+        .iter()
+        .find(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get("peon.uid"))
+                .is_some_and(|u| u == &uid)
+        })
+        .and_then(|c| c.id.clone())
+        .expect("the game's container on its node");
+    nd.kill_container(
+        &id,
+        Some(bollard::query_parameters::KillContainerOptions {
+            signal: "SIGKILL".into(),
+        }),
+    )
+    .await
+    .expect("kill");
+    let v = d
+        .wait_server(&uid, Duration::from_secs(30), |v| {
+            v["container_state"] == "exited" && v["last_exit"]["exit_code"] == 137
+        })
+        .await;
+    assert_eq!(v["node"]["id"], node.id.as_str(), "{v}");
+}
