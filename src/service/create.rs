@@ -43,6 +43,9 @@ pub struct CreateRequest {
     pub limits: crate::model::lifecycle::LimitsPatch,
     /// Cluster mode: the node (id or hostname) to place the server on; else peon chooses.
     pub node: Option<String>,
+    /// Cluster mode: the name of the key asking (a private node takes its own key's servers
+    /// only); `None` or the configured admin key: every node.
+    pub placer: Option<String>,
 }
 
 const PREFIXES: [&str; 33] = [
@@ -240,7 +243,12 @@ impl ServerService {
             // Cluster mode: a node and the port group free on it; else a group free here.
             let (node, group) = if self.cluster.get().is_some() {
                 let (n, g) = self
-                    .place(&uid, &loaded.plan.port_groups, req.node.as_deref())
+                    .place(
+                        &uid,
+                        &loaded.plan.port_groups,
+                        req.node.as_deref(),
+                        req.placer.as_deref(),
+                    )
                     .await?;
                 (Some(n), g)
             } else if req.node.is_some() {

@@ -3,6 +3,9 @@
 //! loaded (the smallest share of its game slots reserved) is chosen. A `node` given at create
 //! must qualify itself. When none does, the conflict names why for each node. Once placed, a
 //! server is pinned to its node (`node.id==<id>`): its world lives there.
+//!
+//! Private nodes: a node labelled `peon.private=<key name>` takes the servers of that key only
+//! (and of the configured admin key); every other node is public.
 
 use super::nodes::NodeView;
 use super::{Result, ServerService, ServiceError};
@@ -10,8 +13,29 @@ use crate::model::plan::PortSpec;
 use crate::names::Uid;
 use crate::store::NodePin;
 
+/// The node label that makes a node private to one API key (its value: the key's name).
+pub const PRIVATE_LABEL: &str = "peon.private";
+/// The configured key (admin, every server) may place on every node.
+const ADMIN_KEY: &str = "admin";
+
+/// Whether the key `placer` may place servers on `n`.
+fn may_use(n: &NodeView, placer: Option<&str>) -> bool {
+    match (n.labels.get(PRIVATE_LABEL), placer) {
+        (None, _) => true,
+        (Some(_), None) | (Some(_), Some(ADMIN_KEY)) => true,
+        (Some(owner), Some(key)) => owner == key,
+    }
+}
+
 /// Why a node cannot take a server, or `None` when it can (with the first free port group).
-fn refusal(n: &NodeView, groups: &[Vec<PortSpec>]) -> std::result::Result<usize, String> {
+fn refusal(
+    n: &NodeView,
+    groups: &[Vec<PortSpec>],
+    placer: Option<&str>,
+) -> std::result::Result<usize, String> {
+    if !may_use(n, placer) {
+        return Err("private to another key".into());
+    }
     if n.state != "ready" {
         return Err(format!("node is {}", n.state));
     }
@@ -52,6 +76,7 @@ pub(super) fn choose(
     nodes: &[NodeView],
     groups: &[Vec<PortSpec>],
     wanted: Option<&str>,
+    placer: Option<&str>,
 ) -> std::result::Result<(NodeView, usize), Vec<(String, String)>> {
     let candidates: Vec<&NodeView> = match wanted {
         Some(w) => {
@@ -69,7 +94,7 @@ pub(super) fn choose(
     let mut fits: Vec<(&NodeView, usize)> = Vec::new();
     let mut reasons = Vec::new();
     for n in candidates {
-        match refusal(n, groups) {
+        match refusal(n, groups, placer) {
             Ok(g) => fits.push((n, g)),
             Err(why) => reasons.push((n.hostname.clone(), why)),
         }
@@ -96,10 +121,11 @@ impl ServerService {
         uid: &Uid,
         groups: &[Vec<PortSpec>],
         wanted: Option<&str>,
+        placer: Option<&str>,
     ) -> Result<(NodePin, usize)> {
         let began = std::time::Instant::now();
         let nodes = self.nodes().await?;
-        match choose(&nodes, groups, wanted) {
+        match choose(&nodes, groups, wanted, placer) {
             Ok((n, g)) => {
                 tracing::info!(uid = %uid, node = %n.hostname, group = g, ms = began.elapsed().as_millis() as u64, "placed");
                 Ok((
@@ -167,11 +193,17 @@ mod tests {
         let b = node("b", 2, 1);
         let c = node("c", 2, 0);
         a.ports_in_use = vec!["1000/udp".into()];
-        let (n, g) = choose(&[a.clone(), b.clone(), c.clone()], &[group(1000)], None).unwrap();
+        let (n, g) = choose(
+            &[a.clone(), b.clone(), c.clone()],
+            &[group(1000)],
+            None,
+            None,
+        )
+        .unwrap();
         assert_eq!((n.hostname.as_str(), g), ("c", 0));
         // c full: a has a free second group, b is half full.
         let c = node("c", 2, 2);
-        let (n, g) = choose(&[a, b, c], &[group(1000), group(2000)], None).unwrap();
+        let (n, g) = choose(&[a, b, c], &[group(1000), group(2000)], None, None).unwrap();
         assert_eq!((n.hostname.as_str(), g), ("a", 1));
     }
 
@@ -185,8 +217,13 @@ mod tests {
         let mut ports = node("p", 2, 0);
         ports.ports_in_use = vec!["1000/udp".into()];
         let none = node("z", 0, 0);
-        let reasons =
-            choose(&[drained, down, full, ports, none], &[group(1000)], None).unwrap_err();
+        let reasons = choose(
+            &[drained, down, full, ports, none],
+            &[group(1000)],
+            None,
+            None,
+        )
+        .unwrap_err();
         let text = format!("{reasons:?}");
         for want in [
             "availability is drain",
@@ -203,10 +240,25 @@ mod tests {
     fn an_explicit_node_must_fit_itself() {
         let a = node("a", 2, 0);
         let b = node("b", 2, 1);
-        let (n, _) = choose(&[a.clone(), b.clone()], &[group(1)], Some("b")).unwrap();
+        let (n, _) = choose(&[a.clone(), b.clone()], &[group(1)], Some("b"), None).unwrap();
         assert_eq!(n.hostname, "b");
-        let (n, _) = choose(&[a.clone(), b.clone()], &[group(1)], Some("id-a")).unwrap();
+        let (n, _) = choose(&[a.clone(), b.clone()], &[group(1)], Some("id-a"), None).unwrap();
         assert_eq!(n.hostname, "a");
-        assert!(choose(&[a, b], &[group(1)], Some("nope")).is_err());
+        assert!(choose(&[a, b], &[group(1)], Some("nope"), None).is_err());
+    }
+
+    #[test]
+    fn a_private_node_takes_its_own_key_and_the_admin_only() {
+        let mut p = node("p", 2, 0);
+        p.labels.insert(PRIVATE_LABEL.into(), "team-a".into());
+        let (n, _) = choose(&[p.clone()], &[group(1)], None, Some("team-a")).unwrap();
+        assert_eq!(n.hostname, "p");
+        assert!(choose(&[p.clone()], &[group(1)], None, Some(ADMIN_KEY)).is_ok());
+        let why = choose(&[p.clone()], &[group(1)], None, Some("team-b")).unwrap_err();
+        assert_eq!(why[0].1, "private to another key");
+        // Public nodes stay open to everyone; a private one is preferred by nobody else.
+        let public = node("q", 2, 1);
+        let (n, _) = choose(&[p, public], &[group(1)], None, Some("team-b")).unwrap();
+        assert_eq!(n.hostname, "q");
     }
 }

@@ -465,3 +465,77 @@ async fn an_exit_on_the_node_reaches_the_live_model_with_its_code_and_stop_start
         .await;
     assert_eq!(v["node"]["id"], node.id.as_str(), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_node_takes_its_own_keys_servers_only() {
+    let Some(cluster) = cluster_harness::start(&[1, 2]).await else {
+        return;
+    };
+    let d = daemon_on(&cluster).await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut secrets = Vec::new();
+    for name in ["team-a", "team-b"] {
+        let (s, v) = d
+            .post(
+                "/keys",
+                serde_json::json!({"name": name, "role": "operator"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        secrets.push(v["secret"].as_str().expect("secret").to_owned());
+    }
+    let (s, v) = d
+        .put(
+            &format!("/node/{}", n2.id),
+            serde_json::json!({"labels": {"peon.private": "team-a"}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+
+    let create = |key: String, uid: String, node: Option<String>| {
+        let d = &d;
+        async move {
+            let mut body = serde_json::json!({"SERVER_NAME": "P"});
+            if let Some(n) = node {
+                body["node"] = serde_json::json!(n);
+            }
+            d.call_as(
+                &key,
+                reqwest::Method::PUT,
+                &format!("/server/create/{uid}"),
+                Some(body),
+            )
+            .await
+        }
+    };
+    // Another key: refused on the private node, even by name.
+    let (game, _) = d.new_game(1);
+    let (s, v) = create(
+        secrets[1].clone(),
+        format!("{game}.b"),
+        Some(n2.name.clone()),
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["info"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("private to another key"),
+        "{v}"
+    );
+    // Without a node it goes to the public one.
+    let (s, v) = create(secrets[1].clone(), format!("{game}.b"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["node"]["id"], n1.id.as_str(), "{v}");
+    // The owner places on its private node.
+    let (game2, _) = d.new_game(1);
+    let (s, v) = create(
+        secrets[0].clone(),
+        format!("{game2}.a"),
+        Some(n2.name.clone()),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["node"]["id"], n2.id.as_str(), "{v}");
+}
