@@ -202,8 +202,23 @@ impl Engine {
         Ok(tasks)
     }
 
-    /// Sets a service's replicas.
+    /// Sets a service's replicas. The manager may change a new service meanwhile (its
+    /// endpoint is allocated after the create): an update "out of sequence" is read again and
+    /// retried.
     pub async fn scale_service(&self, container: &str, replicas: i64) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.scale_once(container, replicas).await {
+                Err(RuntimeError::Engine(m)) if m.contains("out of sequence") && attempt < 10 => {
+                    attempt += 1;
+                    tokio::time::sleep(POLL / 4).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn scale_once(&self, container: &str, replicas: i64) -> Result<()> {
         let name = &service_name(container);
         let c = self.client().await?;
         let s = self

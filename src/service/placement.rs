@@ -124,7 +124,29 @@ impl ServerService {
         placer: Option<&str>,
     ) -> Result<(NodePin, usize)> {
         let began = std::time::Instant::now();
-        let nodes = self.nodes().await?;
+        let mut nodes = self.nodes().await?;
+        // Servers placed a moment ago may have no service yet (a create in progress): their
+        // node, slot and ports come from the store.
+        for rec in self.store.list() {
+            let Some(pin) = &rec.state.node else { continue };
+            let Some(n) = nodes.iter_mut().find(|n| n.id == pin.id) else {
+                continue;
+            };
+            let uid = rec.uid.to_string();
+            if !n.servers.contains(&uid) {
+                n.servers.push(uid);
+                n.reserved.gameslots += 1;
+                n.free_gameslots = (n.gameslots - n.reserved.gameslots).max(0);
+            }
+            for p in rec.plan.port_groups.first().into_iter().flatten() {
+                for pr in &p.protocols {
+                    let key = format!("{}/{}", p.port, pr.as_str());
+                    if !n.ports_in_use.contains(&key) {
+                        n.ports_in_use.push(key);
+                    }
+                }
+            }
+        }
         match choose(&nodes, groups, wanted, placer) {
             Ok((n, g)) => {
                 tracing::info!(uid = %uid, node = %n.hostname, group = g, ms = began.elapsed().as_millis() as u64, "placed");
