@@ -118,6 +118,10 @@ pub struct ServeArgs {
     /// `/metrics` behind the key) [default: none].
     #[arg(long, env = "PEON_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Cluster mode: the Docker engine is a Swarm manager's, and every server is a Swarm
+    /// service placed on one of its nodes (see docs/cluster.md) [default: off].
+    #[arg(long, env = "PEON_CLUSTER", num_args = 0..=1, default_missing_value = "true")]
+    pub cluster: Option<bool>,
     /// Seconds between two CPU and memory samples of every running game [default: 15].
     #[arg(long, env = "PEON_STATS_INTERVAL")]
     pub stats_interval: Option<u64>,
@@ -181,6 +185,7 @@ struct FileConfig {
     auth_lock_after: Option<u32>,
     auth_lock_secs: Option<u64>,
     metrics_listen: Option<SocketAddr>,
+    cluster: Option<bool>,
     stats_interval: Option<u64>,
     hook_attempts: Option<u32>,
     hook_backoff_ms: Option<u64>,
@@ -230,6 +235,8 @@ pub struct Settings {
     pub auth_lock: Duration,
     /// Where `GET /metrics` is also served without the key.
     pub metrics_listen: Option<SocketAddr>,
+    /// Cluster mode: servers are Swarm services on the nodes of the manager's swarm.
+    pub cluster: bool,
     /// Between two stats samples of the running games.
     pub stats_interval: Duration,
     /// Delivery attempts of a webhook message.
@@ -265,6 +272,7 @@ impl fmt::Debug for Settings {
             .field("s3", &self.s3)
             .field("network_pool", &self.network_pool)
             .field("metrics_listen", &self.metrics_listen)
+            .field("cluster", &self.cluster)
             .field("stats_interval", &self.stats_interval)
             .field("hooks", &self.hooks.len())
             .finish()
@@ -468,6 +476,7 @@ impl Settings {
                 args.auth_lock_secs.or(file.auth_lock_secs).unwrap_or(300),
             ),
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            cluster: args.cluster.or(file.cluster).unwrap_or(false),
             stats_interval: Duration::from_secs(
                 args.stats_interval
                     .or(file.stats_interval)
@@ -529,9 +538,72 @@ pub fn load_or_generate_key(data_dir: &Path) -> Result<(String, KeySource), Conf
     Ok((key, KeySource::Generated(path)))
 }
 
+/// The name of the cluster secret in the data dir (cluster mode): peon's agents on the nodes
+/// authenticate with it.
+pub const CLUSTER_SECRET_FILE: &str = "cluster.secret";
+
+/// The cluster secret in `<data>/cluster.secret`, generated (32 random bytes in hex, mode
+/// 0600) at the first start in cluster mode. Never logged.
+pub fn load_or_generate_cluster_secret(data_dir: &Path) -> Result<String, ConfigError> {
+    let path = data_dir.join(CLUSTER_SECRET_FILE);
+    let err = |e: std::io::Error| ConfigError::KeyFile {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(k) if !k.trim().is_empty() => return Ok(k.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    std::fs::create_dir_all(data_dir).map_err(err)?;
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| err(std::io::Error::other(e.to_string())))?;
+    let secret: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    atomic::write_atomic_mode(&path, format!("{secret}\n").as_bytes(), 0o600).map_err(err)?;
+    Ok(secret)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cluster_secret_is_generated_private_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let a = load_or_generate_cluster_secret(d.path()).unwrap();
+        assert_eq!(a.len(), 64);
+        let mode = std::fs::metadata(d.path().join(CLUSTER_SECRET_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load_or_generate_cluster_secret(d.path()).unwrap(), a);
+    }
+
+    #[test]
+    fn cluster_mode_is_off_unless_asked() {
+        let d = tempfile::tempdir().unwrap();
+        let base = ServeArgs {
+            data_dir: Some(d.path().to_owned()),
+            api_key: Some("k".into()),
+            ..Default::default()
+        };
+        assert!(!Settings::resolve(&base).unwrap().cluster);
+        let cfg = d.path().join("peon.toml");
+        std::fs::write(&cfg, "cluster = true\n").unwrap();
+        let from_file = ServeArgs {
+            config: Some(cfg),
+            ..base.clone()
+        };
+        assert!(Settings::resolve(&from_file).unwrap().cluster);
+        let flag_off = ServeArgs {
+            cluster: Some(false),
+            ..from_file
+        };
+        assert!(!Settings::resolve(&flag_off).unwrap().cluster);
+    }
 
     #[test]
     fn generated_key_is_stored_private_and_reused() {

@@ -20,6 +20,8 @@ pub enum DaemonError {
     Service(#[from] crate::service::ServiceError),
     #[error("cannot prepare the plans directory {path}: {reason}")]
     Plans { path: String, reason: String },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -43,7 +45,24 @@ pub fn build_service(settings: Settings) -> Result<Arc<ServerService>, DaemonErr
     if seeded {
         tracing::info!(dir = %settings.plans_dir.display(), "plans directory seeded with the bundled plans");
     }
-    let engine: Arc<dyn crate::runtime::Runtime> = Arc::new(Engine::new(&settings.docker_host));
+    let docker = Arc::new(Engine::new(&settings.docker_host));
+    let cluster = settings.cluster;
+    // Cluster mode: servers are Swarm services. Container-level work goes to each node's
+    // agent through `ClusterEngine::set_delegate` (wired when the agent client is present).
+    let engine: Arc<dyn crate::runtime::Runtime> = if cluster {
+        Arc::new(crate::docker::ClusterEngine::new(docker.clone()))
+    } else {
+        docker.clone()
+    };
+    if cluster {
+        // The agents on the nodes authenticate with this secret (given to them by file or
+        // environment); it is made once and never logged.
+        crate::config::load_or_generate_cluster_secret(&settings.data_dir)?;
+        tracing::info!(
+            manager = %settings.docker_host,
+            "cluster mode: servers are Swarm services on the manager's nodes"
+        );
+    }
     let data = crate::store::DataDir::new(&settings.data_dir);
     let scheduler = Scheduler::open(ScheduleConfig {
         file: data.schedules_file(),
@@ -52,12 +71,11 @@ pub fn build_service(settings: Settings) -> Result<Arc<ServerService>, DaemonErr
         start_grace: settings.start_grace,
     })
     .map_err(crate::service::ServiceError::from)?;
-    Ok(ServerService::open(
-        Arc::new(settings),
-        engine,
-        plans,
-        scheduler,
-    )?)
+    let service = ServerService::open(Arc::new(settings), engine, plans, scheduler)?;
+    if cluster {
+        service.set_cluster(docker);
+    }
+    Ok(service)
 }
 
 /// How long the daemon waits for the first sync with the engine before it serves anyway.

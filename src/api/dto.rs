@@ -347,6 +347,8 @@ pub struct CreateBody {
     /// The server's own resource limits over the plan's (see `PUT /server/limits`).
     #[schema(value_type = Option<Object>)]
     pub limits: Option<Value>,
+    /// Cluster mode: the node (id or hostname) to place the server on; peon chooses when absent.
+    pub node: Option<String>,
 }
 
 /// Describes a loose body for the document only: `POST /servers` reads it with [`Body`] and

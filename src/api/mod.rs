@@ -13,6 +13,7 @@ mod keys;
 mod live;
 mod maintenance;
 mod metrics;
+mod nodes;
 pub mod openapi;
 mod plans;
 mod resources;
@@ -56,6 +57,8 @@ fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/orchestrator", get(system::orchestrator))
         .route("/capacity", get(maintenance::capacity))
+        .route("/nodes", get(nodes::list))
+        .route("/node/{id}", get(nodes::get).put(nodes::update))
         .route(
             "/servers",
             get(servers::list)
@@ -132,6 +135,9 @@ fn api_routes() -> Router<AppState> {
 pub const ROUTE_CLASSES: &[(&str, &str, Class, &str)] = &[
     ("GET", "/orchestrator", Class::Read, "read the orchestrator"),
     ("GET", "/capacity", Class::Read, "read the capacity"),
+    ("GET", "/nodes", Class::Read, "list nodes"),
+    ("GET", "/node/{id}", Class::Read, "read nodes"),
+    ("PUT", "/node/{id}", Class::Admin, "change nodes"),
     ("GET", "/servers", Class::Read, "list servers"),
     ("GET", "/jobs", Class::Read, "list jobs"),
     ("GET", "/rollouts", Class::Read, "list rollouts"),

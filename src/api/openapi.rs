@@ -15,8 +15,8 @@ use super::dto::{
 };
 use super::dto::{AuditInfo, KeyBody, KeyInfo, KeyScope, NewKeyInfo};
 use super::{
-    backups, hooks, jobs, keys, live, maintenance, metrics, plans, resources, rollouts, schedules,
-    servers, system,
+    backups, hooks, jobs, keys, live, maintenance, metrics, nodes, plans, resources, rollouts,
+    schedules, servers, system,
 };
 use crate::service::{Capacity, EngineStatus, ImageUsage, ServerObject, ServerUsage, StatsView};
 
@@ -72,6 +72,9 @@ impl Modify for ApiKeyScheme {
         plans::update,
         plans::settings,
         maintenance::capacity,
+        nodes::list,
+        nodes::get,
+        nodes::update,
         schedules::list,
         schedules::add,
         schedules::remove,
@@ -116,7 +119,8 @@ impl Modify for ApiKeyScheme {
         crate::hooks::Source,
         resources::LimitsBody, crate::service::LimitsView,
         crate::service::BackupInfo, crate::service::BackupPolicy, crate::service::BackupReason,
-        super::dto::SaveLinkBody
+        super::dto::SaveLinkBody,
+        nodes::NodeBody, crate::service::NodeView, crate::service::NodeReserved
     )),
     modifiers(&ApiKeyScheme),
     tags(
@@ -133,6 +137,7 @@ impl Modify for ApiKeyScheme {
         (name = "events", description = "What happens to servers, as it happens"),
         (name = "access", description = "API keys, roles and scopes; the audit log"),
         (name = "jobs", description = "Every mutating action, with who asked, its steps and its result"),
+        (name = "cluster", description = "Cluster mode: the swarm's nodes and placement"),
         (name = "backups", description = "Whole-server backups, restores, retention and signed links"),
     )
 )]

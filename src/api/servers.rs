@@ -68,7 +68,8 @@ pub async fn import(State(s): State<AppState>) -> ApiResult<Json<Vec<ServerObjec
 }
 
 /// Body keys of a create request that are not plan settings.
-const CREATE_KEYS: [&str; 16] = [
+const CREATE_KEYS: [&str; 17] = [
+    "node",
     "limits",
     "idle_stop",
     "idle_grace",
@@ -110,6 +111,8 @@ fn create_request(game: &str, name: Option<String>, body: &Body) -> ApiResult<Cr
         idle_grace: body.duration("idle_grace", WEEK)?,
         wake_on_connect: flag_key(body, "wake_on_connect")?.unwrap_or(false),
         backup_before_idle_stop: flag_key(body, "backup_before_idle_stop")?.unwrap_or(false),
+        node: body.str("node")?,
+        placer: None,
         limits: match body.0.get("limits") {
             None | Some(Value::Null) => Default::default(),
             Some(Value::Object(m)) => limits_patch(m)?,
@@ -216,8 +219,10 @@ async fn create(
     uri: &OriginalUri,
     w: &WaitQuery,
     id: &str,
-    req: CreateRequest,
+    mut req: CreateRequest,
 ) -> ApiResult<Response> {
+    // Cluster mode: private nodes are placed on by their own key only.
+    req.placer = Some(super::auth::requester());
     let svc = s.service.clone();
     let work = async move { svc.create(req).await };
     jobs_api::run(s, uri, w, JobKind::Create, id, work).await

@@ -130,6 +130,14 @@ pub enum ClientCommand {
         #[command(subcommand)]
         cmd: Option<RolloutsCmd>,
     },
+    /// Cluster mode: the swarm's nodes (state, availability, game slots, servers); `nodes set`
+    /// drains, pauses or labels one.
+    Nodes {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        cmd: Option<super::nodes::NodesCmd>,
+    },
     /// API keys (admin): list them, create one (its secret is printed once), revoke one.
     Keys {
         #[command(flatten)]

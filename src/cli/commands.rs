@@ -75,6 +75,9 @@ pub async fn dispatch(cmd: ClientCommand) -> Result<ExitCode> {
             events::run(&connect(&common)?, common.json, u.as_deref()).await
         }
         ClientCommand::Keys { common, cmd } => keys(&connect(&common)?, common.json, cmd).await,
+        ClientCommand::Nodes { common, cmd } => {
+            super::nodes::run(&connect(&common)?, common.json, cmd).await
+        }
         ClientCommand::Rollouts { common, cmd } => {
             rollouts(&connect(&common)?, common.json, cmd).await
         }

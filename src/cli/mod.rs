@@ -16,6 +16,7 @@ mod frames;
 mod hooks;
 mod jobs;
 mod logs;
+mod nodes;
 mod output;
 pub mod preflight;
 mod sse;

@@ -6,12 +6,15 @@
 //! with [`RuntimeError::Unavailable`] and the next call tries again, so peon recovers by itself.
 
 mod attach;
+mod cluster;
 mod containers;
 mod events;
 mod images;
 mod networks;
 mod seam;
+mod services;
 mod stats;
+mod swarm;
 
 use bollard::Docker;
 use tokio::sync::RwLock;
@@ -20,6 +23,7 @@ pub use crate::runtime::{
     ContainerDetails, ContainerInfo, ContainerSpec, EngineInfo, PublishedPort, Result,
     RuntimeError, Stats, labels,
 };
+pub use cluster::ClusterEngine;
 pub use images::busybox_game_context;
 
 /// A lazily connected, self-reconnecting handle on the Docker engine.

@@ -19,6 +19,7 @@ use crate::model::plan::Protocol;
 
 pub mod node;
 pub use node::NodeContainers;
+pub mod cluster;
 
 /// Label keys peon puts on everything it creates.
 pub mod labels {
@@ -31,6 +32,10 @@ pub mod labels {
     /// `CONTAINER_TYPE` and `VERSION` of the image, read once at container creation.
     pub const CONTAINER_TYPE: &str = "peon.container_type";
     pub const BUILD_VERSION: &str = "peon.build_version";
+    /// Cluster mode: the node id a server's service is pinned to (`node.id==<id>`).
+    pub const NODE: &str = "peon.node";
+    /// Cluster mode: the service reserves one `gameslot` of its node.
+    pub const GAMESLOT: &str = "peon.gameslot";
 }
 
 /// Errors of the runtime layer (the engine behind the seam).

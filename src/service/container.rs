@@ -98,6 +98,10 @@ impl ServerService {
             }
         }
         let mut labels = self.labels(rec);
+        if let Some(node) = &rec.state.node {
+            labels.insert(labels::NODE.to_owned(), node.id.clone());
+            labels.insert(labels::GAMESLOT.to_owned(), "1".to_owned());
+        }
         for (key, label) in [
             ("CONTAINER_TYPE=", labels::CONTAINER_TYPE),
             ("VERSION=", labels::BUILD_VERSION),

@@ -41,6 +41,11 @@ pub struct CreateRequest {
     pub backup_before_idle_stop: bool,
     /// The server's own limits over the plan's (`limits` in the body).
     pub limits: crate::model::lifecycle::LimitsPatch,
+    /// Cluster mode: the node (id or hostname) to place the server on; else peon chooses.
+    pub node: Option<String>,
+    /// Cluster mode: the name of the key asking (a private node takes its own key's servers
+    /// only); `None` or the configured admin key: every node.
+    pub placer: Option<String>,
 }
 
 const PREFIXES: [&str; 33] = [
@@ -227,7 +232,7 @@ impl ServerService {
                 "There is already a server [{uid}]. Use update on it, or destroy it first."
             )));
         }
-        let (loaded, allocation, config) = step("plan", async {
+        let (loaded, allocation, config, node) = step("plan", async {
             // A newer plan on the source is fetched first (best effort; the local plan
             // otherwise).
             self.plans.refresh_before_create(game).await;
@@ -235,11 +240,29 @@ impl ServerService {
             // Settings are checked before any port or Docker work.
             build_config(&uid, &loaded, req, 0)?;
             let allocation = self.allocation.lock().await;
-            let group = self
-                .choose_port_group(&uid, &loaded.plan.port_groups)
-                .await?;
+            // Cluster mode: a node and the port group free on it; else a group free here.
+            let (node, group) = if self.cluster.get().is_some() {
+                let (n, g) = self
+                    .place(
+                        &uid,
+                        &loaded.plan.port_groups,
+                        req.node.as_deref(),
+                        req.placer.as_deref(),
+                    )
+                    .await?;
+                (Some(n), g)
+            } else if req.node.is_some() {
+                return Err(ServiceError::BadRequest(
+                    "node is for cluster mode; this peon runs on one host.".into(),
+                ));
+            } else {
+                let g = self
+                    .choose_port_group(&uid, &loaded.plan.port_groups)
+                    .await?;
+                (None, g)
+            };
             let config = build_config(&uid, &loaded, req, group)?;
-            Ok::<_, ServiceError>((loaded, allocation, config))
+            Ok::<_, ServiceError>((loaded, allocation, config, node))
         })
         .await?;
         let mut state = ServerState {
@@ -252,6 +275,7 @@ impl ServerService {
             idle_grace_s: req.idle_grace.map(|d| d.as_secs()),
             wake_on_connect: req.wake_on_connect,
             backup_before_idle_stop: req.backup_before_idle_stop,
+            node,
             ..ServerState::default()
         };
         req.limits.apply(&mut state.limits);

@@ -296,7 +296,12 @@ impl ServerService {
         if running {
             return Ok(());
         }
-        step("attach console", self.attach_console(h)).await?;
+        // In cluster mode the task (and its container on a node) exists only once started:
+        // the console is attached after the start, through the node's agent.
+        let cluster = self.cluster.get().is_some();
+        if !cluster {
+            step("attach console", self.attach_console(h)).await?;
+        }
         let sub = Self::ready_subscription(rec, h, 0);
         {
             let mut s = h.state();
@@ -327,6 +332,9 @@ impl ServerService {
             }
         })
         .await?;
+        if cluster && let Err(e) = self.attach_console(h).await {
+            tracing::warn!(uid = %uid, "console not attached (cluster mode needs the node's agent): {e}");
+        }
         if h.state().intent != intent {
             // A kill or stop came while the engine was starting the game: honour it.
             let _ = self.runtime.kill(&name, "KILL").await;

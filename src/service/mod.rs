@@ -21,7 +21,9 @@ mod lifecycle;
 mod limits;
 mod maintenance;
 mod metrics;
+mod nodes;
 mod notify;
+mod placement;
 mod plans;
 mod planver;
 mod players;
@@ -59,6 +61,7 @@ pub use capacity::{Capacity, ImageUsage, ServerUsage};
 pub use console::{ConsoleStream, EventStream};
 pub use create::CreateRequest;
 pub use lifecycle::{ServerOptions, UpdateMode};
+pub use nodes::{NodeReserved, NodeUpdate, NodeView};
 pub use notify::message_of;
 pub use planver::PlanTarget;
 pub use players::{PLAYERS_INTERVAL, QUERY_TIMEOUT};
@@ -149,6 +152,8 @@ pub struct ServerService {
     allocation: tokio::sync::Mutex<()>,
     /// Servers asleep (stopped for being idle) whose ports peon holds to wake them.
     sleepers: std::sync::Mutex<std::collections::HashMap<Uid, wake::Sleeper>>,
+    /// Cluster mode: the Swarm manager (set once by the daemon; unset in single-host mode).
+    cluster: std::sync::OnceLock<Arc<dyn crate::runtime::cluster::Swarm>>,
     me: Weak<ServerService>,
 }
 
@@ -194,6 +199,7 @@ impl ServerService {
             synced: tokio::sync::watch::channel(false).0,
             allocation: tokio::sync::Mutex::new(()),
             sleepers: Default::default(),
+            cluster: std::sync::OnceLock::new(),
             me: me.clone(),
         });
         let me = svc.me.clone();

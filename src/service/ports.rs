@@ -47,11 +47,20 @@ fn proto_of(s: &str) -> Option<Protocol> {
 
 impl ServerService {
     /// Host ports published by running containers on the whole engine, except `skip`'s own.
+    /// In cluster mode only the containers on `skip`'s node count.
     pub(super) async fn running_ports(&self, skip: Option<&Uid>) -> Result<TakenPorts> {
         let own = skip.map(Uid::container_name);
+        let node = skip
+            .and_then(|u| self.store.get(u))
+            .and_then(|r| r.state.node.clone());
         let mut taken = TakenPorts::default();
         for c in self.runtime.list_running().await? {
             if own.as_deref() == Some(c.name.as_str()) {
+                continue;
+            }
+            if let Some(n) = &node
+                && c.label(crate::runtime::labels::NODE) != Some(n.id.as_str())
+            {
                 continue;
             }
             for p in &c.ports {

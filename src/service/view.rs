@@ -80,6 +80,9 @@ pub struct ServerObject {
     /// The last update and how it ended (kept, or rolled back and why).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_update: Option<UpdateRecord>,
+    /// Cluster mode: the node the server is placed on; players reach it at `node.address`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<crate::store::NodePin>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub stats: Option<StatsView>,
 }
@@ -218,6 +221,7 @@ impl ServerService {
             exits: full.then(|| s.exits.clone()),
             image_pin: rec.state.image_pin.clone(),
             last_update: rec.state.last_update.clone(),
+            node: rec.state.node.clone(),
             stats: None,
         }
     }

@@ -174,6 +174,19 @@ pub struct ServerState {
     /// Where this server's new backups go (`local` or `s3`; the daemon's default when `None`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_target: Option<String>,
+    /// Cluster mode: the node the server is placed on (its world lives there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodePin>,
+}
+
+/// The node a server is pinned to (cluster mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodePin {
+    /// The Swarm node id.
+    pub id: String,
+    pub hostname: String,
+    /// Where players reach the server (its host-mode ports are published there).
+    pub address: String,
 }
 
 /// One server as the store knows it.

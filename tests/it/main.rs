@@ -1,5 +1,6 @@
 //! Integration tests against the real Docker engine. One binary, one module per area.
 
+mod cluster_harness;
 mod support;
 
 mod access;
@@ -7,6 +8,7 @@ mod agent;
 mod api_basics;
 mod backups;
 mod cli;
+mod cluster;
 mod compose;
 mod create;
 mod hooks;

@@ -236,6 +236,8 @@ pub struct Opts {
     pub config: Option<PathBuf>,
     /// An S3-compatible backup target: endpoint and bucket (any keys are accepted).
     pub s3: Option<(String, String)>,
+    /// Cluster mode (`docker_host` is then a Swarm manager's engine).
+    pub cluster: bool,
 }
 
 /// A running test daemon.
@@ -310,6 +312,7 @@ impl Daemon {
             s3_bucket: self.opts.s3.as_ref().map(|s| s.1.clone()),
             s3_access_key: self.opts.s3.as_ref().map(|_| "test-access".into()),
             s3_secret_key: self.opts.s3.as_ref().map(|_| "test-secret".into()),
+            cluster: Some(self.opts.cluster),
             ..Default::default()
         };
         Settings::resolve(&args).expect("settings")

@@ -1,0 +1,124 @@
+//! Cluster mode: the swarm's nodes. `GET /nodes`, `GET /node/<id>`, `PUT /node/<id>`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::dto::ErrorBody;
+use super::error::ApiError;
+use super::{AppState, Body};
+use crate::service::{NodeUpdate, NodeView};
+
+/// `{"availability": "drain", "labels": {"peon.private": "team-a", "old": null}}`: each key
+/// given changes the node; a label set to `null` is removed, other labels are kept.
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+pub struct NodeBody {
+    /// `active`, `pause` (no new tasks) or `drain` (Swarm moves tasks off; peon never places
+    /// a server there).
+    pub availability: Option<String>,
+    /// Labels to set or (with `null`) remove.
+    #[schema(value_type = Option<Object>)]
+    pub labels: Option<Value>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/nodes",
+    tag = "cluster",
+    summary = "The nodes of the cluster",
+    description = "Cluster mode only (409 otherwise). Each node of the swarm with its state, availability, labels, capacity (CPU, memory, game slots), what peon's servers reserve there, the host ports in use and the servers pinned to it.",
+    responses(
+        (status = 200, description = "The nodes", body = [NodeView]),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 409, description = "Not in cluster mode", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+/// `GET /nodes`
+pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<NodeView>>, ApiError> {
+    Ok(Json(s.service.nodes().await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/node/{id}",
+    tag = "cluster",
+    summary = "One node of the cluster",
+    params(("id" = String, Path, description = "Node id or hostname")),
+    responses(
+        (status = 200, description = "The node", body = NodeView),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such node", body = ErrorBody),
+        (status = 409, description = "Not in cluster mode", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+/// `GET /node/<id>`
+pub async fn get(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<NodeView>, ApiError> {
+    Ok(Json(s.service.node(&id).await?))
+}
+
+#[utoipa::path(
+    put,
+    path = "/node/{id}",
+    tag = "cluster",
+    summary = "Change a node's availability or labels",
+    description = "Drain: Swarm stops the node's tasks and peon never places a new server there. A server pinned to a drained node (its world lives there) is not moved by Swarm: its task stays pending (`container_state` says so) until the node is active again or the server is moved.",
+    params(("id" = String, Path, description = "Node id or hostname")),
+    request_body(content = NodeBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The node as it is now", body = NodeView),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such node", body = ErrorBody),
+        (status = 409, description = "Not in cluster mode", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+/// `PUT /node/<id>`
+pub async fn update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<NodeView>, ApiError> {
+    let availability = body.str("availability")?;
+    let mut labels = BTreeMap::new();
+    match body.0.get("labels") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                let v = match v {
+                    Value::Null => None,
+                    Value::String(s) => Some(s.clone()),
+                    other => {
+                        return Err(ApiError::BadRequest(format!(
+                            "label {k:?}: {other} is not a string or null."
+                        )));
+                    }
+                };
+                labels.insert(k.clone(), v);
+            }
+        }
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "labels must be an object of strings (or null to remove one).".into(),
+            ));
+        }
+    }
+    if availability.is_none() && labels.is_empty() {
+        return Err(ApiError::BadRequest(
+            "Give availability and/or labels.".into(),
+        ));
+    }
+    let update = NodeUpdate {
+        availability,
+        labels,
+    };
+    Ok(Json(s.service.update_node(&id, update).await?))
+}

@@ -1,0 +1,671 @@
+//! Cluster mode (issue 12) on a real 3-node swarm started by the test (`cluster_harness`).
+//! Skipped with a message where the machine cannot run one.
+
+use std::time::Duration;
+
+use bollard::models::{
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
+    EndpointSpec, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum,
+};
+use tokio::io::AsyncReadExt;
+
+use crate::cluster_harness;
+use crate::support::{self, GAME_IMAGE};
+
+/// What a TCP listener at `addr:port` says, if it answers.
+async fn greeting(addr: &str, port: u16) -> Option<String> {
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::net::TcpStream::connect((addr, port)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&buf).trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swarm_of_three_runs_a_host_mode_service_reachable_at_its_node() {
+    let Some(cluster) = cluster_harness::start(&[2, 2, 2]).await else {
+        return;
+    };
+    eprintln!("cluster up in {:?}", cluster.start_time);
+    let d = cluster.docker();
+    let nodes = d.list_nodes(None).await.expect("nodes");
+    assert_eq!(nodes.len(), 3, "three nodes in the swarm");
+    for n in &nodes {
+        let slots = n
+            .description
+            .as_ref()
+            .and_then(|d| d.resources.as_ref())
+            .and_then(|r| r.generic_resources.as_ref())
+            .map(|g| format!("{g:?}"))
+            .unwrap_or_default();
+        assert!(slots.contains("gameslot"), "node {n:?} has gameslots");
+    }
+
+    // A service pinned to node 2 with a host-mode port answers at node 2's address.
+    let target = &cluster.nodes[1];
+    let port = support::free_port();
+    let name = support::unique("svc");
+    let spec = ServiceSpec {
+        name: Some(name.clone()),
+        labels: Some(cluster_harness::test_labels(&name)),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(GAME_IMAGE.into()),
+                command: Some(vec!["/bin/sh".into(), "-c".into()]),
+                args: Some(vec![
+                    "echo hello-from-node > /tmp/m; exec nc -ll -p 7777 -e cat /tmp/m".into(),
+                ]),
+                ..Default::default()
+            }),
+            placement: Some(TaskSpecPlacement {
+                constraints: Some(vec![format!("node.id=={}", target.id)]),
+                ..Default::default()
+            }),
+            restart_policy: Some(TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
+            ..Default::default()
+        }),
+        endpoint_spec: Some(EndpointSpec {
+            ports: Some(vec![EndpointPortConfig {
+                protocol: Some(EndpointPortConfigProtocolEnum::TCP),
+                target_port: Some(7777),
+                published_port: Some(i64::from(port)),
+                publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    d.create_service(spec, None).await.expect("create service");
+    let addr = target.addr.clone();
+    let said = support::wait_for(
+        Duration::from_secs(60),
+        "the service to answer at its node's address",
+        || {
+            let addr = addr.clone();
+            async move { greeting(&addr, port).await }
+        },
+    )
+    .await;
+    assert_eq!(said, "hello-from-node");
+    // Not on the other nodes.
+    assert!(greeting(&cluster.nodes[2].addr, port).await.is_none());
+    d.delete_service(&name).await.expect("remove service");
+}
+
+/// A peon daemon in cluster mode on the cluster's manager.
+async fn daemon_on(cluster: &cluster_harness::Cluster) -> support::Daemon {
+    support::Daemon::start_with(support::Opts {
+        docker_host: Some(cluster.manager().socket.clone()),
+        cluster: true,
+        ..Default::default()
+    })
+    .await
+}
+
+/// Runs the `peon` CLI against `d`.
+async fn cli(d: &support::Daemon, args: &[&str]) -> (i32, String) {
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_peon"))
+        .args(args)
+        .env("PEON_URL", &d.root)
+        .env("PEON_API_KEY", &d.key)
+        .env_remove("PEON_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run peon");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_are_listed_with_capacity_and_can_be_drained_and_labelled() {
+    let Some(cluster) = cluster_harness::start(&[2, 3, 1]).await else {
+        return;
+    };
+    let d = daemon_on(&cluster).await;
+    let (s, v) = d.get("/nodes").await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        d.data.join("cluster.secret").is_file(),
+        "cluster secret made"
+    );
+    let nodes = v.as_array().expect("array");
+    assert_eq!(nodes.len(), 3, "{v}");
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let n = nodes
+            .iter()
+            .find(|n| n["id"] == node.id.as_str())
+            .unwrap_or_else(|| panic!("node {i} listed: {v}"));
+        assert_eq!(n["hostname"], node.name.as_str());
+        assert_eq!(n["address"], node.addr.as_str());
+        assert_eq!(n["state"], "ready");
+        assert_eq!(n["availability"], "active");
+        assert_eq!(n["gameslots"], node.gameslots);
+        assert_eq!(n["free_gameslots"], node.gameslots);
+        assert!(n["cpus"].as_f64().unwrap_or(0.0) > 0.0, "{n}");
+        assert!(n["memory_bytes"].as_i64().unwrap_or(0) > 0, "{n}");
+        assert_eq!(n["servers"], serde_json::json!([]));
+    }
+    assert_eq!(nodes.iter().filter(|n| n["role"] == "manager").count(), 1);
+
+    // Drain and label a worker, by hostname; the answer is the node as it is now.
+    let w = &cluster.nodes[2];
+    let (s, v) = d
+        .put(
+            &format!("/node/{}", w.name),
+            serde_json::json!({"availability": "drain", "labels": {"zone": "b"}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["availability"], "drain");
+    assert_eq!(v["labels"]["zone"], "b");
+    // Labels are merged; null removes one.
+    let (s, v) = d
+        .put(
+            &format!("/node/{}", w.id),
+            serde_json::json!({"availability": "active", "labels": {"zone": null, "rack": "3"}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["availability"], "active");
+    assert_eq!(v["labels"], serde_json::json!({"rack": "3"}));
+
+    // Bad input and unknown nodes.
+    let (s, v) = d
+        .put(
+            &format!("/node/{}", w.id),
+            serde_json::json!({"availability": "asleep"}),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, _) = d
+        .put(
+            "/node/nosuchnode",
+            serde_json::json!({"availability": "drain"}),
+        )
+        .await;
+    assert_eq!(s, 404);
+
+    // The CLI: a table, --json, and `nodes set`.
+    let (code, out) = cli(&d, &["nodes"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("HOSTNAME") && out.contains(&w.name), "{out}");
+    let (code, out) = cli(&d, &["nodes", "set", &w.name, "-a", "pause", "-l", "x=y"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("pause") && out.contains("x=y"), "{out}");
+    let (code, out) = cli(&d, &["nodes", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let n = v
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["id"] == w.id.as_str()).cloned())
+        .expect("node in --json");
+    assert_eq!(n["availability"], "pause");
+    assert_eq!(n["labels"]["x"], "y");
+}
+
+#[tokio::test]
+async fn nodes_answer_409_outside_cluster_mode() {
+    let d = support::Daemon::start().await;
+    let (s, v) = d.get("/nodes").await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["info"].as_str().unwrap_or("").contains("cluster mode"),
+        "{v}"
+    );
+}
+
+/// The node id a server's service is pinned to, read from the manager.
+async fn pinned(cluster: &cluster_harness::Cluster, uid: &str) -> Option<String> {
+    let filters =
+        std::collections::HashMap::from([("label".to_owned(), vec![format!("peon.uid={uid}")])]);
+    let list = cluster
+        .docker()
+        .list_services(Some(bollard::query_parameters::ListServicesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .ok()?;
+    let s = list.into_iter().next()?;
+    s.spec?
+        .task_template?
+        .placement?
+        .constraints?
+        .iter()
+        .find_map(|c| c.strip_prefix("node.id==").map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_are_placed_by_slots_and_ports_pinned_refused_with_reasons_and_drained() {
+    let Some(cluster) = cluster_harness::start(&[1, 2, 0]).await else {
+        return;
+    };
+    let d = daemon_on(&cluster).await;
+    let (game, ports) = d.new_game(1);
+    let port = ports[0];
+    let (n1, n2, n3) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
+
+    // The first server goes to a node with a free slot; it answers at that node's address.
+    let a = format!("{game}.a");
+    let v = d.create_running(&a).await;
+    let node_a = v["node"]["id"]
+        .as_str()
+        .expect("node in the object")
+        .to_owned();
+    assert!(node_a == n1.id || node_a == n2.id, "{v}");
+    let addr_a = v["node"]["address"].as_str().expect("address").to_owned();
+    assert_eq!(addr_a, cluster.node_by_id(&node_a).addr);
+    assert_eq!(pinned(&cluster, &a).await.as_deref(), Some(node_a.as_str()));
+    let said = support::wait_for(Duration::from_secs(30), "game A answers", || {
+        let addr = addr_a.clone();
+        async move { greeting(&addr, port).await }
+    })
+    .await;
+    assert!(!said.is_empty());
+
+    // The second (same port) goes to the other slotted node: the port is taken on the first.
+    let b = format!("{game}.b");
+    let v = d.create_running(&b).await;
+    let node_b = v["node"]["id"].as_str().expect("node").to_owned();
+    assert_ne!(node_b, node_a, "same port, other node: {v}");
+    assert!(node_b == n1.id || node_b == n2.id, "{v}");
+
+    // A third with the same port fits nowhere: 409 naming each node's reason.
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{game}.c"),
+            serde_json::json!({"SERVER_NAME": "C"}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    let info = v["info"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        info.contains(&n3.name) && info.contains("no game slots"),
+        "{info}"
+    );
+    assert!(
+        info.contains("in use") || info.contains("no free game slot"),
+        "{info}"
+    );
+
+    // GET /nodes counts the reservations and servers.
+    let (_, nodes) = d.get("/nodes").await;
+    let reserved: i64 = nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n["reserved"]["gameslots"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(reserved, 2, "{nodes}");
+
+    // An explicit node: another game on node 2 (it has 2 slots).
+    let (game2, _) = d.new_game(1);
+    let e = format!("{game2}.e");
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{e}"),
+            serde_json::json!({"SERVER_NAME": "E", "node": n2.name}),
+        )
+        .await;
+    if node_a == n2.id || node_b == n2.id {
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["node"]["id"], n2.id.as_str(), "{v}");
+        assert_eq!(pinned(&cluster, &e).await.as_deref(), Some(n2.id.as_str()));
+    }
+
+    // Drain node 2: peon never places there; its pinned servers are not moved by Swarm.
+    let (s, v) = d
+        .put(
+            &format!("/node/{}", n2.id),
+            serde_json::json!({"availability": "drain"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (game3, _) = d.new_game(1);
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{game3}.f"),
+            serde_json::json!({"SERVER_NAME": "F", "node": n2.name}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["info"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("availability is drain"),
+        "{v}"
+    );
+    let on_n2 = if node_a == n2.id { &a } else { &b };
+    assert_eq!(
+        pinned(&cluster, on_n2).await.as_deref(),
+        Some(n2.id.as_str())
+    );
+    d.wait_server(on_n2, Duration::from_secs(60), |v| {
+        v["container_state"] != "running"
+    })
+    .await;
+    // A start while the node is drained is refused with Swarm's reason (the pin keeps the
+    // task pending): the server is not moved behind the host's back.
+    let (s, v) = d
+        .put(&format!("/server/start/{on_n2}"), serde_json::json!({}))
+        .await;
+    assert_ne!(s, 200, "{v}");
+    // Back to active: the server starts again on its node, with its world.
+    let (s, _) = d
+        .put(
+            &format!("/node/{}", n2.id),
+            serde_json::json!({"availability": "active"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, v) = d
+        .put(&format!("/server/start/{on_n2}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["node"]["id"], n2.id.as_str(), "{v}");
+    let addr2 = n2.addr.clone();
+    support::wait_for(
+        Duration::from_secs(60),
+        "the pinned server back on its node",
+        || {
+            let addr = addr2.clone();
+            async move { greeting(&addr, port).await }
+        },
+    )
+    .await;
+
+    // Destroy removes the service.
+    let (s, v) = d
+        .delete(&format!("/server/destroy/{a}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(pinned(&cluster, &a).await.is_none(), "service removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_on_the_node_reaches_the_live_model_with_its_code_and_stop_start_work() {
+    let Some(cluster) = cluster_harness::start(&[1, 1]).await else {
+        return;
+    };
+    let d = daemon_on(&cluster).await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.x");
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{uid}"),
+            serde_json::json!({"SERVER_NAME": "X", "restart_policy": "never"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let node = cluster.node_by_id(v["node"]["id"].as_str().expect("node"));
+
+    // Stop and start through the API: the service scales to 0 and back on its node.
+    let (s, v) = d
+        .put(&format!("/server/stop/{uid}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_ne!(v["container_state"], "running", "{v}");
+    let (s, v) = d
+        .put(&format!("/server/start/{uid}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["container_state"], "running", "{v}");
+
+    // The game dies on its node (SIGKILL through that node's own engine): the task fails,
+    // and peon's live model records the exit with the task's exit code.
+    let nd = node.docker();
+    let containers = nd
+        .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
+        .await
+        .expect("containers on the node");
+    let id = containers
+        .iter()
+        .find(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get("peon.uid"))
+                .is_some_and(|u| u == &uid)
+        })
+        .and_then(|c| c.id.clone())
+        .expect("the game's container on its node");
+    nd.kill_container(
+        &id,
+        Some(bollard::query_parameters::KillContainerOptions {
+            signal: "SIGKILL".into(),
+        }),
+    )
+    .await
+    .expect("kill");
+    let v = d
+        .wait_server(&uid, Duration::from_secs(30), |v| {
+            v["container_state"] == "exited" && v["last_exit"]["exit_code"] == 137
+        })
+        .await;
+    assert_eq!(v["node"]["id"], node.id.as_str(), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_node_takes_its_own_keys_servers_only() {
+    let Some(cluster) = cluster_harness::start(&[1, 2]).await else {
+        return;
+    };
+    let d = daemon_on(&cluster).await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut secrets = Vec::new();
+    for name in ["team-a", "team-b"] {
+        let (s, v) = d
+            .post(
+                "/keys",
+                serde_json::json!({"name": name, "role": "operator"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        secrets.push(v["secret"].as_str().expect("secret").to_owned());
+    }
+    let (s, v) = d
+        .put(
+            &format!("/node/{}", n2.id),
+            serde_json::json!({"labels": {"peon.private": "team-a"}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+
+    let create = |key: String, uid: String, node: Option<String>| {
+        let d = &d;
+        async move {
+            let mut body = serde_json::json!({"SERVER_NAME": "P"});
+            if let Some(n) = node {
+                body["node"] = serde_json::json!(n);
+            }
+            d.call_as(
+                &key,
+                reqwest::Method::PUT,
+                &format!("/server/create/{uid}"),
+                Some(body),
+            )
+            .await
+        }
+    };
+    // Another key: refused on the private node, even by name.
+    let (game, _) = d.new_game(1);
+    let (s, v) = create(
+        secrets[1].clone(),
+        format!("{game}.b"),
+        Some(n2.name.clone()),
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["info"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("private to another key"),
+        "{v}"
+    );
+    // Without a node it goes to the public one.
+    let (s, v) = create(secrets[1].clone(), format!("{game}.b"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["node"]["id"], n1.id.as_str(), "{v}");
+    // The owner places on its private node.
+    let (game2, _) = d.new_game(1);
+    let (s, v) = create(
+        secrets[0].clone(),
+        format!("{game2}.a"),
+        Some(n2.name.clone()),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["node"]["id"], n2.id.as_str(), "{v}");
+}
+
+/// `GET /servers` timed `n` times one after the other.
+async fn time_list(d: &support::Daemon, n: usize) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        let (s, _) = d.get("/servers").await;
+        assert_eq!(s, 200);
+        out.push(t.elapsed());
+    }
+    out
+}
+
+/// Creates `<game>.s0..s<n-1>` (running), `par` at a time; the time of each create.
+async fn create_many(d: &support::Daemon, game: &str, n: usize, par: usize) -> Vec<Duration> {
+    use futures_util::StreamExt;
+    let reqs = (0..n).map(|i| {
+        let uid = format!("{game}.s{i}");
+        async move {
+            let t = std::time::Instant::now();
+            let (s, v) = d
+                .put(
+                    &format!("/server/create/{uid}"),
+                    serde_json::json!({"SERVER_NAME": "B"}),
+                )
+                .await;
+            assert_eq!(s, 200, "create {uid}: {v}");
+            t.elapsed()
+        }
+    });
+    futures_util::stream::iter(reqs)
+        .buffer_unordered(par)
+        .collect()
+        .await
+}
+
+fn p(mut v: Vec<Duration>, q: f64) -> String {
+    format!(
+        "{:.2}",
+        peon::bench::percentile(&mut v, q).as_secs_f64() * 1000.0
+    )
+}
+
+/// The cluster benchmark (issue 12): `GET /servers` across 3 nodes with 60 servers and the
+/// time to place a new server, beside the same on one host. Run it with
+/// `cargo test --test it cluster::bench -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: prints figures"]
+async fn bench_cluster_list_and_placement_beside_single_host() {
+    let Some(cluster) = cluster_harness::start(&[27, 27, 27]).await else {
+        return;
+    };
+    const N: usize = 60;
+    let d = daemon_on(&cluster).await;
+    let (game, _) = d.new_game(N);
+    let creates_c = create_many(&d, &game, N, 6).await;
+    let (_, nodes) = d.get("/nodes").await;
+    let per_node: Vec<i64> = nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n["servers"].as_array().map_or(0, |a| a.len() as i64))
+        .collect();
+    let list_c = time_list(&d, 200).await;
+    // Placement alone (the nodes read from the manager and the choice), one at a time, then
+    // the whole create of a stopped server (placement, files, service).
+    let mut place_c = Vec::new();
+    for i in 0..20 {
+        let t = std::time::Instant::now();
+        let (s, v) = d
+            .put(
+                &format!("/server/create/{game}.p{i}"),
+                serde_json::json!({"SERVER_NAME": "P", "start_later": true}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        place_c.push(t.elapsed());
+    }
+    let t = std::time::Instant::now();
+    let (s, _) = d.get("/nodes").await;
+    assert_eq!(s, 200);
+    let nodes_once = t.elapsed();
+
+    // The same on one host (the main engine).
+    let h = support::Daemon::start().await;
+    let (hgame, _) = h.new_game(N + 20);
+    let creates_h = create_many(&h, &hgame, N, 6).await;
+    let list_h = time_list(&h, 200).await;
+    let mut place_h = Vec::new();
+    for i in 0..20 {
+        let t = std::time::Instant::now();
+        let (s, v) = h
+            .put(
+                &format!("/server/create/{hgame}.p{i}"),
+                serde_json::json!({"SERVER_NAME": "P", "start_later": true}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        place_h.push(t.elapsed());
+    }
+    h.cleanup().await;
+
+    println!("\npeon cluster bench: {N} running servers, 3 nodes (servers per node {per_node:?})");
+    println!(
+        "cluster up (3 engines, swarm, image loaded): {:?}",
+        cluster.start_time
+    );
+    println!(
+        "{:<48} {:>16} {:>16}",
+        "metric (ms, p50 / p95)", "cluster", "single host"
+    );
+    let row = |name: &str, a: &Vec<Duration>, b: &Vec<Duration>| {
+        println!(
+            "{name:<48} {:>16} {:>16}",
+            format!("{} / {}", p(a.clone(), 0.5), p(a.clone(), 0.95)),
+            format!("{} / {}", p(b.clone(), 0.5), p(b.clone(), 0.95))
+        );
+    };
+    row("GET /servers (200 requests)", &list_c, &list_h);
+    row("create + start (6 at a time)", &creates_c, &creates_h);
+    row(
+        "create of a stopped server (placement incl.)",
+        &place_c,
+        &place_h,
+    );
+    println!(
+        "GET /nodes once (3 nodes, 80 servers): {:.2} ms",
+        nodes_once.as_secs_f64() * 1000.0
+    );
+}
