@@ -72,6 +72,9 @@ enum Bench {
     /// Backup and restore of a 1 GiB world through the daemon beside `tar | zstd -3` on the
     /// same files, with the daemon's memory while it streams.
     Backup(peon::bench::backup::BackupBench),
+    /// Cluster mode (root): `GET /servers` across a 3-node swarm started on this machine with
+    /// 60 running servers, and the time to place a new server, beside one host.
+    Cluster(peon::bench::cluster::ClusterBench),
     /// The scheduler's firing delay (median, worst) for many timers due at the same second,
     /// with a runner that does nothing (no Docker).
     Schedule {
@@ -194,6 +197,7 @@ fn main() -> ExitCode {
             Command::Bench(Bench::Players(opts)) => peon::bench::players::run(opts).await,
             Command::Bench(Bench::Wake(opts)) => peon::bench::players::run_wake(opts).await,
             Command::Bench(Bench::Backup(opts)) => peon::bench::backup::run(opts).await,
+            Command::Bench(Bench::Cluster(opts)) => peon::bench::cluster::run(opts).await,
             Command::DemoImage {
                 tag,
                 busybox,
