@@ -105,6 +105,7 @@ pub async fn start(gameslots: &[u32], main: &str, image: &str) -> Result<Cluster
         return Err(why);
     }
     let began = Instant::now();
+    sweep_stale();
     let (k, switch) = claim_subnet()?;
     let root = PathBuf::from(format!("/tmp/peon-swarm-{k}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
@@ -329,6 +330,67 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.teardown();
+    }
+}
+
+/// Removes what a killed run left behind: for each `/tmp/peon-swarm-<k>-<pid>` whose process
+/// is gone, its engines (by their pidfiles), whatever still runs in its namespaces, the
+/// namespaces, its host veth, cgroup folders and the folder.
+fn sweep_stale() {
+    let Ok(rd) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for e in rd.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("peon-swarm-") else {
+            continue;
+        };
+        let Some((k, pid)) = rest.split_once('-') else {
+            continue;
+        };
+        let (Ok(k), Ok(pid)) = (k.parse::<u8>(), pid.parse::<i32>()) else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks that the process exists.
+        if unsafe { libc::kill(pid, 0) } == 0 {
+            continue;
+        }
+        let dir = e.path();
+        let mut nodes = Vec::new();
+        for n in 1..=16 {
+            let ndir = dir.join(format!("n{n}"));
+            if !ndir.is_dir() {
+                break;
+            }
+            // Only a dockerd started with this node's own config file (a pid may be reused).
+            let config = ndir.join("daemon.json").display().to_string();
+            if let Some(p) = std::fs::read_to_string(ndir.join("docker.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+                && std::fs::read(format!("/proc/{p}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains(&config))
+                    .unwrap_or(false)
+            {
+                // SAFETY: a pid from the stale run's pidfile; no memory is touched.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            nodes.push(format!("peonsw{k}n{n}"));
+        }
+        for ns in &nodes {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for p in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(p) = p.parse::<i32>() {
+                        // SAFETY: as above.
+                        unsafe { libc::kill(p, libc::SIGKILL) };
+                    }
+                }
+            }
+            let _ = quiet(&["netns", "del", ns]);
+            remove_cgroups(ns);
+        }
+        let _ = quiet(&["link", "del", &format!("peonsw{k}h")]);
+        let _ = quiet(&["netns", "del", &format!("peonsw{k}s")]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
