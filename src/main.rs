@@ -78,6 +78,9 @@ enum Bench {
     /// A server directory copied between two agents (a move's copy) beside `tar | zstd -3 |
     /// zstd -d | tar -x` on the same files.
     Agent(peon::bench::agent::AgentBench),
+    /// Cluster mode (root): `GET /servers` across a 3-node swarm started on this machine with
+    /// 60 running servers, and the time to place a new server, beside one host.
+    Cluster(peon::bench::cluster::ClusterBench),
     /// The scheduler's firing delay (median, worst) for many timers due at the same second,
     /// with a runner that does nothing (no Docker).
     Schedule {
@@ -216,6 +219,7 @@ fn main() -> ExitCode {
             Command::Bench(Bench::Wake(opts)) => peon::bench::players::run_wake(opts).await,
             Command::Bench(Bench::Backup(opts)) => peon::bench::backup::run(opts).await,
             Command::Bench(Bench::Agent(opts)) => peon::bench::agent::run(opts).await,
+            Command::Bench(Bench::Cluster(opts)) => peon::bench::cluster::run(opts).await,
             Command::DemoImage {
                 tag,
                 busybox,

@@ -147,9 +147,22 @@ impl Fixture {
 
     /// Starts this executable as `peon serve` on a free port and waits until it answers.
     pub async fn start_daemon(&self) -> Result<Daemon, String> {
+        self.start_daemon_on(&self.docker_host, false).await
+    }
+
+    /// [`Fixture::start_daemon`] against another engine, in cluster mode when `cluster`.
+    pub async fn start_daemon_on(
+        &self,
+        docker_host: &str,
+        cluster: bool,
+    ) -> Result<Daemon, String> {
         let port = free_port()?;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let child = Command::new(exe)
+        let mut cmd = Command::new(exe);
+        if cluster {
+            cmd.env("PEON_CLUSTER", "true");
+        }
+        let child = cmd
             .args([
                 "serve",
                 "--listen",
@@ -165,7 +178,7 @@ impl Fixture {
                 "--publish-address",
                 "127.0.0.1",
                 "--docker-host",
-                &self.docker_host,
+                docker_host,
             ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

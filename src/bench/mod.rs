@@ -3,11 +3,13 @@
 pub mod agent;
 pub mod api;
 pub mod backup;
+pub mod cluster;
 pub mod common;
 pub mod keys;
 pub mod live;
 pub mod metrics;
 pub mod players;
+pub mod swarm;
 
 use std::time::Duration;
 

@@ -111,7 +111,7 @@ async fn swarm_of_three_runs_a_host_mode_service_reachable_at_its_node() {
 }
 
 /// A peon daemon in cluster mode on the cluster's manager.
-async fn daemon_on(cluster: &cluster_harness::Cluster) -> support::Daemon {
+async fn daemon_on(cluster: &cluster_harness::TestCluster) -> support::Daemon {
     support::Daemon::start_with(support::Opts {
         docker_host: Some(cluster.manager().socket.clone()),
         cluster: true,
@@ -236,7 +236,7 @@ async fn nodes_answer_409_outside_cluster_mode() {
 }
 
 /// The node id a server's service is pinned to, read from the manager.
-async fn pinned(cluster: &cluster_harness::Cluster, uid: &str) -> Option<String> {
+async fn pinned(cluster: &cluster_harness::TestCluster, uid: &str) -> Option<String> {
     let filters =
         std::collections::HashMap::from([("label".to_owned(), vec![format!("peon.uid={uid}")])]);
     let list = cluster
@@ -435,7 +435,7 @@ async fn an_exit_on_the_node_reaches_the_live_model_with_its_code_and_stop_start
 
     // The game dies on its node (SIGKILL through that node's own engine): the task fails,
     // and peon's live model records the exit with the task's exit code.
-    let nd = node.docker();
+    let nd = node.docker().expect("client on the node");
     let containers = nd
         .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
         .await
@@ -538,134 +538,4 @@ async fn a_private_node_takes_its_own_keys_servers_only() {
     .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["node"]["id"], n2.id.as_str(), "{v}");
-}
-
-/// `GET /servers` timed `n` times one after the other.
-async fn time_list(d: &support::Daemon, n: usize) -> Vec<Duration> {
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = std::time::Instant::now();
-        let (s, _) = d.get("/servers").await;
-        assert_eq!(s, 200);
-        out.push(t.elapsed());
-    }
-    out
-}
-
-/// Creates `<game>.s0..s<n-1>` (running), `par` at a time; the time of each create.
-async fn create_many(d: &support::Daemon, game: &str, n: usize, par: usize) -> Vec<Duration> {
-    use futures_util::StreamExt;
-    let reqs = (0..n).map(|i| {
-        let uid = format!("{game}.s{i}");
-        async move {
-            let t = std::time::Instant::now();
-            let (s, v) = d
-                .put(
-                    &format!("/server/create/{uid}"),
-                    serde_json::json!({"SERVER_NAME": "B"}),
-                )
-                .await;
-            assert_eq!(s, 200, "create {uid}: {v}");
-            t.elapsed()
-        }
-    });
-    futures_util::stream::iter(reqs)
-        .buffer_unordered(par)
-        .collect()
-        .await
-}
-
-fn p(mut v: Vec<Duration>, q: f64) -> String {
-    format!(
-        "{:.2}",
-        peon::bench::percentile(&mut v, q).as_secs_f64() * 1000.0
-    )
-}
-
-/// The cluster benchmark (issue 12): `GET /servers` across 3 nodes with 60 servers and the
-/// time to place a new server, beside the same on one host. Run it with
-/// `cargo test --test it cluster::bench -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a benchmark: prints figures"]
-async fn bench_cluster_list_and_placement_beside_single_host() {
-    let Some(cluster) = cluster_harness::start(&[27, 27, 27]).await else {
-        return;
-    };
-    const N: usize = 60;
-    let d = daemon_on(&cluster).await;
-    let (game, _) = d.new_game(N);
-    let creates_c = create_many(&d, &game, N, 6).await;
-    let (_, nodes) = d.get("/nodes").await;
-    let per_node: Vec<i64> = nodes
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|n| n["servers"].as_array().map_or(0, |a| a.len() as i64))
-        .collect();
-    let list_c = time_list(&d, 200).await;
-    // Placement alone (the nodes read from the manager and the choice), one at a time, then
-    // the whole create of a stopped server (placement, files, service).
-    let mut place_c = Vec::new();
-    for i in 0..20 {
-        let t = std::time::Instant::now();
-        let (s, v) = d
-            .put(
-                &format!("/server/create/{game}.p{i}"),
-                serde_json::json!({"SERVER_NAME": "P", "start_later": true}),
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
-        place_c.push(t.elapsed());
-    }
-    let t = std::time::Instant::now();
-    let (s, _) = d.get("/nodes").await;
-    assert_eq!(s, 200);
-    let nodes_once = t.elapsed();
-
-    // The same on one host (the main engine).
-    let h = support::Daemon::start().await;
-    let (hgame, _) = h.new_game(N + 20);
-    let creates_h = create_many(&h, &hgame, N, 6).await;
-    let list_h = time_list(&h, 200).await;
-    let mut place_h = Vec::new();
-    for i in 0..20 {
-        let t = std::time::Instant::now();
-        let (s, v) = h
-            .put(
-                &format!("/server/create/{hgame}.p{i}"),
-                serde_json::json!({"SERVER_NAME": "P", "start_later": true}),
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
-        place_h.push(t.elapsed());
-    }
-    h.cleanup().await;
-
-    println!("\npeon cluster bench: {N} running servers, 3 nodes (servers per node {per_node:?})");
-    println!(
-        "cluster up (3 engines, swarm, image loaded): {:?}",
-        cluster.start_time
-    );
-    println!(
-        "{:<48} {:>16} {:>16}",
-        "metric (ms, p50 / p95)", "cluster", "single host"
-    );
-    let row = |name: &str, a: &Vec<Duration>, b: &Vec<Duration>| {
-        println!(
-            "{name:<48} {:>16} {:>16}",
-            format!("{} / {}", p(a.clone(), 0.5), p(a.clone(), 0.95)),
-            format!("{} / {}", p(b.clone(), 0.5), p(b.clone(), 0.95))
-        );
-    };
-    row("GET /servers (200 requests)", &list_c, &list_h);
-    row("create + start (6 at a time)", &creates_c, &creates_h);
-    row(
-        "create of a stopped server (placement incl.)",
-        &place_c,
-        &place_h,
-    );
-    println!(
-        "GET /nodes once (3 nodes, 80 servers): {:.2} ms",
-        nodes_once.as_secs_f64() * 1000.0
-    );
 }
