@@ -15,6 +15,13 @@ use super::{
 use crate::fsio::{atomic, fsutil};
 use crate::names::Uid;
 
+/// A restore's files, unpacked and synced in staging, not yet in place (see
+/// [`ServerStore::stage_server`]).
+#[derive(Debug)]
+pub struct Staged {
+    dir: std::path::PathBuf,
+}
+
 /// What a new server directory is made of.
 pub struct NewServer<'a> {
     /// The plan's folder, copied in (actions and the rest).
@@ -90,18 +97,17 @@ impl ServerStore {
         std::fs::remove_dir_all(&trash).map_err(|e| StoreError::io("cannot remove", &trash, e))
     }
 
-    /// Replaces the server's directory with one filled by `fill` (a restore): `fill` writes
-    /// into a fresh folder in staging; on success the current `.peon.json` (peon's facts about
-    /// the server now) is copied in, the two folders are swapped in one rename
-    /// (`RENAME_EXCHANGE`) and the index is reloaded from the new `config.json`. Returns the
-    /// folder in staging now holding the old files, for [`ServerStore::remove_replaced`] (staging
-    /// is also cleared at the next start). On any failure before the swap the server's files are
-    /// untouched and the staged folder is removed.
-    pub fn replace_server<T>(
+    /// The first half of replacing the server's directory (a restore), done while the server
+    /// still runs: `fill` writes into a fresh folder in staging, which is then synced to disk
+    /// (one `syncfs`) and checked to hold a readable `config.json`. Nothing of the server is
+    /// touched; on failure the staged folder is removed. [`ServerStore::swap_staged`] puts it
+    /// in place, [`ServerStore::discard_staged`] drops it (staging is also cleared at the next
+    /// start).
+    pub fn stage_server<T>(
         &self,
         uid: &Uid,
         fill: impl FnOnce(&Path) -> io::Result<T>,
-    ) -> super::Result<(T, Arc<ServerRecord>, std::path::PathBuf)> {
+    ) -> super::Result<(T, Staged)> {
         let dest = self.dir.server_dir(uid);
         let stage = self
             .dir
@@ -110,10 +116,7 @@ impl ServerStore {
         let staged = (|| {
             std::fs::create_dir_all(&stage)?;
             let t = fill(&stage)?;
-            let state = dest.join(STATE_FILE);
-            if state.is_file() {
-                std::fs::copy(&state, stage.join(STATE_FILE))?;
-            }
+            atomic::sync_fs(&stage)?;
             Ok(t)
         })();
         let t = match staged {
@@ -123,6 +126,38 @@ impl ServerStore {
                 return Err(StoreError::io("cannot stage the restore of", &dest, e));
             }
         };
+        if let Err(e) = read_server(uid, &stage) {
+            let _ = std::fs::remove_dir_all(&stage);
+            return Err(e);
+        }
+        Ok((t, Staged { dir: stage }))
+    }
+
+    /// Puts a staged folder in place of the server's: the current `.peon.json` (peon's facts
+    /// about the server now) is copied in, the two folders are swapped in one rename
+    /// (`RENAME_EXCHANGE`) and the index is reloaded from the new `config.json`. Returns the
+    /// folder in staging now holding the old files, for [`ServerStore::remove_replaced`]. On
+    /// failure the server's files are untouched and the staged folder is removed.
+    pub fn swap_staged(
+        &self,
+        uid: &Uid,
+        staged: Staged,
+    ) -> super::Result<(Arc<ServerRecord>, std::path::PathBuf)> {
+        let dest = self.dir.server_dir(uid);
+        let stage = staged.dir;
+        let prepared = (|| {
+            let state = dest.join(STATE_FILE);
+            match std::fs::read(&state) {
+                Ok(b) => atomic::write_atomic(&stage.join(STATE_FILE), &b)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            Ok(())
+        })();
+        if let Err(e) = prepared {
+            let _ = std::fs::remove_dir_all(&stage);
+            return Err(StoreError::io("cannot stage the restore of", &dest, e));
+        }
         let record = match read_server(uid, &stage) {
             Ok(r) => r,
             Err(e) => {
@@ -142,7 +177,23 @@ impl ServerStore {
             dir: dest.clone(),
             ..record
         });
-        Ok((t, rec, stage))
+        Ok((rec, stage))
+    }
+
+    /// Removes a staged folder that will not be swapped in.
+    pub fn discard_staged(&self, staged: Staged) {
+        self.remove_replaced(&staged.dir);
+    }
+
+    /// [`ServerStore::stage_server`] then [`ServerStore::swap_staged`] at once.
+    pub fn replace_server<T>(
+        &self,
+        uid: &Uid,
+        fill: impl FnOnce(&Path) -> io::Result<T>,
+    ) -> super::Result<(T, Arc<ServerRecord>, std::path::PathBuf)> {
+        let (t, staged) = self.stage_server(uid, fill)?;
+        let (rec, old) = self.swap_staged(uid, staged)?;
+        Ok((t, rec, old))
     }
 
     /// Deletes the old files a [`ServerStore::replace_server`] left in staging.
