@@ -129,7 +129,13 @@ impl ServerService {
         let stats = step("archive", async {
             match &s3 {
                 Some(s3) => Ok(s3.write_archive(uid, &id, &rec.dir, &exclude).await?),
-                None => blocking(move || Ok(c.write_archive(&u, &i, &dir, &exclude)?)).await,
+                None => {
+                    blocking(move || {
+                        c.write_archive(&u, &i, &dir, &exclude)
+                            .map_err(|e| disk_error(e, "writing the backup; nothing was kept"))
+                    })
+                    .await
+                }
             }
         })
         .await?;
@@ -347,6 +353,10 @@ impl ServerService {
                     (Err(_), Some(why)) => Err(ServiceError::Failed(format!(
                         "The backup's archive is damaged ({why}); the server was left as it was."
                     ))),
+                    (Err(crate::store::StoreError::Io { source, .. }), None) => Err(disk_error(
+                        source,
+                        "unpacking the backup; the server was left as it was",
+                    )),
                     (Err(e), None) => Err(e.into()),
                 }
             })
@@ -419,6 +429,17 @@ fn enough(need: u64, free: u64, what: &str) -> Result<()> {
             SPACE_MARGIN >> 20,
             free >> 20
         )))
+    }
+}
+
+/// A full disk as 507 (`NoSpace`), any other I/O error as it is.
+fn disk_error(e: std::io::Error, while_: &str) -> ServiceError {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::StorageFull | K::QuotaExceeded => {
+            ServiceError::NoSpace(format!("The disk filled up while {while_}."))
+        }
+        _ => e.into(),
     }
 }
 

@@ -759,8 +759,11 @@ async fn a_full_backup_disk_refuses_before_starting_and_a_disk_filled_midway_lea
     // A small world passes the check; the save then fills the disk while the archive streams.
     std::fs::remove_file(dir.join("user/world/big.dat")).unwrap();
     let (s, v) = d.post(&format!("/server/backup/{uid}"), json!({})).await;
-    assert!(s.is_server_error(), "{s}: {v}");
-    assert_eq!(v["status"], "error", "{v}");
+    assert_eq!(s, StatusCode::INSUFFICIENT_STORAGE, "{v}");
+    assert_eq!(
+        v["info"], "The disk filled up while writing the backup; nothing was kept.",
+        "{v}"
+    );
     let (_, jobs) = d.get(&format!("/jobs?uid={uid}&kind=backup")).await;
     let steps = job_steps(&jobs[0]);
     assert_eq!(
