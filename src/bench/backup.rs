@@ -2,7 +2,8 @@
 //! daemon (a child process with no engine: the server is stopped), beside `tar | zstd -3` on the
 //! same files in the same run, with the daemon's resident memory sampled while it streams.
 //! The restore's figure is its "unpack and verify" step (read, sha256, decompress, write the
-//! files into staging, one `syncfs`); the whole job (with its safety backup) is printed beside.
+//! files into staging), then with its "sync" step (one `syncfs`) beside the pipeline followed by
+//! a `sync`; the whole job (with its safety backup) is printed too.
 //! Goal: at least 0.8x the throughput of the pipeline, and memory that stays flat.
 
 use std::path::{Path, PathBuf};
@@ -164,6 +165,9 @@ async fn run_in(root: &Path, opts: &BackupBench) -> Result<(), String> {
         refa.display(),
         refdir.display()
     ))?;
+    let t = Instant::now();
+    flush();
+    let t_ref_sync = t.elapsed();
     let ref_bytes = std::fs::metadata(&refa).map_err(e)?.len();
     let _ = std::fs::remove_file(&refa);
     // The reference's files stay until the daemon's restore is done: deleting 1 GiB of small
@@ -260,13 +264,17 @@ async fn run_in(root: &Path, opts: &BackupBench) -> Result<(), String> {
             .json()
             .await
             .map_err(|e| e.to_string())?;
-        let step = jobs[0]["steps"]
-            .as_array()
-            .and_then(|a| a.iter().find(|s| s["name"] == "unpack and verify"))
-            .cloned()
-            .unwrap_or_default();
-        let t_unpack =
-            secs(&step["started"], &step["finished"]).ok_or("no unpack step in the restore job")?;
+        let step_secs = |name: &str| {
+            let step = jobs[0]["steps"]
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["name"] == name))
+                .cloned()
+                .unwrap_or_default();
+            secs(&step["started"], &step["finished"])
+                .ok_or(format!("no {name} step in the restore job"))
+        };
+        let t_unpack = step_secs("unpack and verify")?;
+        let t_sync = step_secs("sync")?;
 
         let pack_mbs = mb / t_pack.as_secs_f64();
         let ref_pack_mbs = mb / t_ref_pack.as_secs_f64();
@@ -288,7 +296,16 @@ async fn run_in(root: &Path, opts: &BackupBench) -> Result<(), String> {
             );
         };
         row("backup (POST /server/backup)", pack_mbs, ref_pack_mbs);
-        row("restore (unpack, verify, sync)", unpack_mbs, ref_unpack_mbs);
+        row("restore (unpack, verify)", unpack_mbs, ref_unpack_mbs);
+        row(
+            "restore + sync (vs pipeline + sync)",
+            mb / (t_unpack + t_sync),
+            mb / (t_ref_unpack + t_ref_sync).as_secs_f64(),
+        );
+        println!(
+            "sync of the unpacked files: peon {t_sync:.2} s, after the pipeline {:.2} s",
+            t_ref_sync.as_secs_f64()
+        );
         println!(
             "whole restore job (unpack, verify, sync, safety backup, swap): {:.1} s",
             t_restore.as_secs_f64()

@@ -300,9 +300,9 @@ impl ServerService {
         .await
     }
 
-    /// Stage and verify, then stop, safety backup, swap, start: the archive is unpacked into
-    /// staging and its sha256 checked while the game still runs, so a damaged or missing
-    /// archive (local or S3) is refused before anything is stopped.
+    /// Stage, verify and sync, then stop, safety backup, swap, start: the archive is unpacked
+    /// into staging, its sha256 checked and the files synced while the game still runs, so a
+    /// damaged or missing archive (local or S3) is refused before anything is stopped.
     async fn restore_locked(&self, uid: &Uid, id: &str) -> Result<ServerObject> {
         let info = self.backup_info(uid, id).await?;
         let source = if info.target == "s3" {
@@ -358,6 +358,19 @@ impl ServerService {
                         "unpacking the backup; the server was left as it was",
                     )),
                     (Err(e), None) => Err(e.into()),
+                }
+            })
+            .await
+        })
+        .await?;
+        let (svc, st) = (self.me.upgrade(), staged);
+        let staged = step("sync", async move {
+            let svc = svc.ok_or_else(|| ServiceError::Failed("shutting down".into()))?;
+            blocking(move || match svc.store.sync_staged(&st) {
+                Ok(()) => Ok(st),
+                Err(e) => {
+                    svc.store.discard_staged(st);
+                    Err(e.into())
                 }
             })
             .await

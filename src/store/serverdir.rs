@@ -98,11 +98,11 @@ impl ServerStore {
     }
 
     /// The first half of replacing the server's directory (a restore), done while the server
-    /// still runs: `fill` writes into a fresh folder in staging, which is then synced to disk
-    /// (one `syncfs`) and checked to hold a readable `config.json`. Nothing of the server is
-    /// touched; on failure the staged folder is removed. [`ServerStore::swap_staged`] puts it
-    /// in place, [`ServerStore::discard_staged`] drops it (staging is also cleared at the next
-    /// start).
+    /// still runs: `fill` writes into a fresh folder in staging, which is then checked to hold
+    /// a readable `config.json`. Nothing of the server is touched; on failure the staged folder
+    /// is removed. [`ServerStore::sync_staged`] makes it durable, [`ServerStore::swap_staged`]
+    /// puts it in place, [`ServerStore::discard_staged`] drops it (staging is also cleared at
+    /// the next start).
     pub fn stage_server<T>(
         &self,
         uid: &Uid,
@@ -115,9 +115,7 @@ impl ServerStore {
             .join(format!("restore-{uid}-{}", atomic::random_suffix()));
         let staged = (|| {
             std::fs::create_dir_all(&stage)?;
-            let t = fill(&stage)?;
-            atomic::sync_fs(&stage)?;
-            Ok(t)
+            fill(&stage)
         })();
         let t = match staged {
             Ok(t) => t,
@@ -133,7 +131,14 @@ impl ServerStore {
         Ok((t, Staged { dir: stage }))
     }
 
-    /// Puts a staged folder in place of the server's: the current `.peon.json` (peon's facts
+    /// Flushes a staged folder to disk with one `syncfs` (not an fsync per file), so that the
+    /// swap never puts files in place that a crash could leave empty.
+    pub fn sync_staged(&self, staged: &Staged) -> super::Result<()> {
+        atomic::sync_fs(&staged.dir).map_err(|e| StoreError::io("cannot sync", &staged.dir, e))
+    }
+
+    /// Puts a staged folder in place of the server's (synced first with
+    /// [`ServerStore::sync_staged`]): the current `.peon.json` (peon's facts
     /// about the server now) is copied in, the two folders are swapped in one rename
     /// (`RENAME_EXCHANGE`) and the index is reloaded from the new `config.json`. Returns the
     /// folder in staging now holding the old files, for [`ServerStore::remove_replaced`]. On
@@ -192,6 +197,10 @@ impl ServerStore {
         fill: impl FnOnce(&Path) -> io::Result<T>,
     ) -> super::Result<(T, Arc<ServerRecord>, std::path::PathBuf)> {
         let (t, staged) = self.stage_server(uid, fill)?;
+        if let Err(e) = self.sync_staged(&staged) {
+            self.discard_staged(staged);
+            return Err(e);
+        }
         let (rec, old) = self.swap_staged(uid, staged)?;
         Ok((t, rec, old))
     }

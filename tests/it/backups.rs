@@ -169,6 +169,7 @@ async fn a_live_backup_saves_first_and_a_restore_brings_back_every_file() {
         [
             "check space",
             "unpack and verify",
+            "sync",
             "stop",
             "safety backup",
             "swap",
