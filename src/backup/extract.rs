@@ -62,7 +62,7 @@ fn safe_rel(p: &Path) -> io::Result<PathBuf> {
 
 /// Unpacks the tar stream `src` into `dest` (an existing, empty directory).
 pub fn extract<R: Read>(src: R, dest: &Path) -> io::Result<()> {
-    let root = nix_is_root();
+    let root = running_as_root();
     let mut ar = tar::Archive::new(src);
     let mut dirs: Vec<(PathBuf, Meta)> = Vec::new();
     let mut links: Vec<(PathBuf, PathBuf, Meta)> = Vec::new();
@@ -206,7 +206,7 @@ fn set_link_time(path: &Path, t: SystemTime) -> io::Result<()> {
     Ok(())
 }
 
-fn nix_is_root() -> bool {
+fn running_as_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
