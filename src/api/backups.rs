@@ -133,7 +133,7 @@ pub async fn delete(
     post,
     path = "/server/restore/{uid}/{id}",
     tag = "backups",
-    summary = "Restore a backup: stop, safety backup, unpack and verify, swap, start again",
+    summary = "Restore a backup: unpack, verify and sync, stop, safety backup, swap, start again",
     params(("uid" = String, Path, description = "Server uid `<game>.<name>`"), ("id" = String, Path, description = "The backup's id"), ("wait" = Option<bool>, Query, description = "`false`: answer 202 at once and run the action as a background job")),
     responses(
         (status = 200, description = "The server after the restore", body = ServerObject),

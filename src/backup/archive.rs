@@ -1,6 +1,7 @@
 //! The archive: a tar of a server directory (modes, owners and times kept; symlinks stored as
 //! links), compressed with zstd, hashed (sha256) and counted as it is written. Nothing is held
-//! in memory beyond the coders' buffers. These calls block: run them off the async workers.
+//! in memory beyond the coders' buffers (zstd compresses on its own thread: [`WORKERS`]).
+//! These calls block: run them off the async workers.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -12,6 +13,10 @@ use super::space::walk;
 
 /// The zstd level of backups (the `zstd` tool's default).
 pub const LEVEL: i32 = 3;
+
+/// zstd's compression threads beside the one reading the files: like `tar | zstd`, one core
+/// walks and reads while another compresses, and a live game keeps the rest of the host.
+pub const WORKERS: u32 = 1;
 
 /// What [`pack`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +105,7 @@ pub fn hex(b: &[u8]) -> String {
 pub fn pack<W: Write>(src: &Path, exclude: &Globs, sink: W) -> io::Result<(W, PackStats)> {
     let hashed = HashWriter::new(sink);
     let mut enc = zstd::Encoder::new(hashed, LEVEL)?;
+    enc.multithread(WORKERS)?;
     enc.include_checksum(true)?;
     let mut tar = tar::Builder::new(enc);
     tar.follow_symlinks(false);
@@ -136,28 +142,37 @@ pub fn pack<W: Write>(src: &Path, exclude: &Globs, sink: W) -> io::Result<(W, Pa
 }
 
 /// Unpacks an archive read from `src` into `dest` (an empty directory), keeping modes, owners
-/// and times. Returns the byte count and sha256 of everything read from `src` (the whole
-/// stream, also what follows the tar's end), for the caller to compare before using `dest`.
+/// and times ([`extract`]). Returns the byte count and sha256 of everything read from `src` (the
+/// whole stream, also what follows the tar's end), for the caller to compare before using `dest`.
 ///
 /// Like `zstd -dc | tar -x`, two threads share the work: one reads, hashes and decompresses,
-/// the other writes the files; between them at most [`PIPE_CHUNKS`] chunks of [`PIPE_CHUNK`].
+/// the other writes the files; between them at most [`PIPE_CHUNKS`] chunks of [`PIPE_CHUNK`],
+/// the same buffers going back and forth.
 pub fn unpack<R: Read + Send>(src: R, dest: &Path) -> io::Result<(u64, String)> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPE_CHUNKS);
+    let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPE_CHUNKS + 1);
     std::thread::scope(|scope| {
         let producer = scope.spawn(move || -> io::Result<(u64, String)> {
             let mut dec = zstd::Decoder::new(HashReader::new(src))?;
             let mut stopped = false;
+            let mut spare = vec![0u8; PIPE_CHUNK];
             loop {
-                let mut buf = vec![0u8; PIPE_CHUNK];
-                let n = dec.read(&mut buf)?;
+                let mut buf = back_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| std::mem::take(&mut spare));
+                buf.resize(PIPE_CHUNK, 0);
+                let n = fill(&mut dec, &mut buf)?;
                 if n == 0 {
                     break;
                 }
                 buf.truncate(n);
-                if !stopped && tx.send(buf).is_err() {
+                if stopped {
+                    spare = buf;
+                } else if let Err(e) = tx.send(buf) {
                     // The writer stopped (its error is the one reported); keep reading so the
                     // stream is checked to its end.
                     stopped = true;
+                    spare = e.0;
                 }
             }
             drop(tx);
@@ -165,38 +180,52 @@ pub fn unpack<R: Read + Send>(src: R, dest: &Path) -> io::Result<(u64, String)> 
             io::copy(&mut rest, &mut io::sink())?;
             Ok(rest.into_inner().finish())
         });
-        let written = (|| {
-            let mut ar = tar::Archive::new(ChannelReader {
+        let written = super::extract::extract(
+            ChannelReader {
                 rx,
+                back: back_tx,
                 cur: Vec::new(),
                 pos: 0,
-            });
-            ar.set_preserve_permissions(true);
-            ar.set_preserve_ownerships(true);
-            ar.set_preserve_mtime(true);
-            ar.set_overwrite(true);
-            ar.unpack(dest)?;
-            let mut r = ar.into_inner();
-            io::copy(&mut r, &mut io::sink())?;
-            Ok::<_, io::Error>(())
-        })();
+            },
+            dest,
+        );
         let read = producer
             .join()
             .map_err(|_| io::Error::other("the decompressing thread panicked"))?;
         // A damaged stream usually shows as both; the reader's error says why.
-        let (n, sha) = read?;
+        let (n, sha) = read.map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the archive cannot be read or is damaged: {e}"),
+            )
+        })?;
         written?;
         Ok((n, sha))
     })
+}
+
+/// Reads until `buf` is full or the stream ends; the bytes read.
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// Chunks between the decompressing and the writing thread of [`unpack`].
 const PIPE_CHUNK: usize = 256 << 10;
 const PIPE_CHUNKS: usize = 8;
 
-/// The writing side of [`unpack`]'s pipe.
+/// The writing side of [`unpack`]'s pipe; hands each used chunk back.
 struct ChannelReader {
     rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    back: std::sync::mpsc::SyncSender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
 }
@@ -206,7 +235,11 @@ impl Read for ChannelReader {
         while self.pos >= self.cur.len() {
             match self.rx.recv() {
                 Ok(c) => {
-                    self.cur = c;
+                    let used = std::mem::replace(&mut self.cur, c);
+                    if used.capacity() > 0 {
+                        // Dropped instead when the reader is gone or has enough spares.
+                        let _ = self.back.try_send(used);
+                    }
                     self.pos = 0;
                 }
                 Err(_) => return Ok(0),

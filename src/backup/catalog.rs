@@ -1,7 +1,8 @@
 //! A server's backups in a local directory: `<root>/<game>/<name>/<id>.tar.zst` and beside it
 //! `<id>.json` (its [`BackupInfo`]). The archive is written under a temporary name, synced and
 //! renamed; its info is written after it, so a backup is listed only once complete. A failed
-//! write removes its temporary file.
+//! write removes its temporary file; one a crash left is removed at the next start
+//! ([`Catalog::clear_debris`]).
 
 use std::fs::File;
 use std::io::{self, BufWriter};
@@ -137,6 +138,28 @@ impl Catalog {
         atomic::write_json_atomic(&self.info_path(uid, &info.id), info)
     }
 
+    /// Removes what a crash in the middle of a backup left: temporary files (`.<name>.tmp-*`)
+    /// in every server's folder. Only for the daemon's start, when no backup runs. Returns the
+    /// files removed.
+    pub fn clear_debris(&self) -> io::Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for game in subdirs(&self.root)? {
+            for server in subdirs(&game)? {
+                for e in std::fs::read_dir(&server)?.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name.starts_with('.')
+                        && name.contains(".tmp-")
+                        && e.file_type().is_ok_and(|t| t.is_file())
+                    {
+                        std::fs::remove_file(e.path())?;
+                        removed.push(e.path());
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// The server's complete backups, oldest first.
     pub fn list(&self, uid: &Uid) -> io::Result<Vec<BackupInfo>> {
         let dir = self.dir(uid);
@@ -185,6 +208,19 @@ impl Catalog {
         }
         let _ = atomic::sync_dir(&self.dir(uid));
         Ok(())
+    }
+}
+
+/// The folders directly in `dir` (none when it does not exist).
+fn subdirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => Ok(rd
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
     }
 }
 
@@ -238,5 +274,26 @@ mod tests {
         assert_eq!(c.list(&uid).unwrap(), vec![info]);
         c.delete(&uid, &id).unwrap();
         assert!(c.list(&uid).unwrap().is_empty());
+    }
+
+    #[test]
+    fn debris_of_a_crashed_backup_is_cleared_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Catalog::new(d.path().join("b"));
+        assert!(c.clear_debris().unwrap().is_empty(), "no root yet");
+        let uid = Uid::parse("g.a").unwrap();
+        let src = d.path().join("s");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("f"), "x").unwrap();
+        let id = new_id(chrono::Utc::now());
+        c.write_archive(&uid, &id, &src, &Globs::default()).unwrap();
+        let dir = c.dir(&uid);
+        let junk = dir.join(format!(".{id}.tar.zst.tmp-0a1b2c"));
+        std::fs::write(&junk, "half").unwrap();
+        std::fs::write(dir.join("notes.tmp-keep"), "not ours").unwrap();
+        assert_eq!(c.clear_debris().unwrap(), vec![junk.clone()]);
+        assert!(!junk.exists());
+        assert!(c.archive_path(&uid, &id).is_file());
+        assert!(dir.join("notes.tmp-keep").is_file());
     }
 }

@@ -434,7 +434,7 @@ pub enum ServerCmd {
     },
     /// List a server's backups.
     Backups { uid: String },
-    /// Restore a backup: stop, safety backup, unpack and verify, swap, start again.
+    /// Restore a backup: unpack, verify and sync, stop, safety backup, swap, start again.
     Restore {
         uid: String,
         /// The backup's id (`peon server backups <uid>` lists them).

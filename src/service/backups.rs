@@ -1,9 +1,10 @@
 //! Backups of a whole server directory (world data included) and restores, each a job with
 //! steps. A running game is first asked to save (the plan's `backup.save_command`); the archive
 //! is a streamed `tar.zst` hashed while written ([`crate::backup`]); retention runs after every
-//! backup. A restore stops the game, takes a safety backup, unpacks into staging while checking
-//! the sha256, swaps the folders in one rename and starts the game again if it was running; a
-//! failed restore leaves the files and the running state as they were.
+//! backup. A restore unpacks into staging while checking the sha256 (the game still running),
+//! then stops the game, takes a safety backup, swaps the folders in one rename and starts the
+//! game again if it was running; a failed restore leaves the files and the running state as
+//! they were.
 
 use std::io::BufReader;
 
@@ -128,7 +129,13 @@ impl ServerService {
         let stats = step("archive", async {
             match &s3 {
                 Some(s3) => Ok(s3.write_archive(uid, &id, &rec.dir, &exclude).await?),
-                None => blocking(move || Ok(c.write_archive(&u, &i, &dir, &exclude)?)).await,
+                None => {
+                    blocking(move || {
+                        c.write_archive(&u, &i, &dir, &exclude)
+                            .map_err(|e| disk_error(e, "writing the backup; nothing was kept"))
+                    })
+                    .await
+                }
             }
         })
         .await?;
@@ -293,6 +300,9 @@ impl ServerService {
         .await
     }
 
+    /// Stage, verify and sync, then stop, safety backup, swap, start: the archive is unpacked
+    /// into staging, its sha256 checked and the files synced while the game still runs, so a
+    /// damaged or missing archive (local or S3) is refused before anything is stopped.
     async fn restore_locked(&self, uid: &Uid, id: &str) -> Result<ServerObject> {
         let info = self.backup_info(uid, id).await?;
         let source = if info.target == "s3" {
@@ -309,76 +319,106 @@ impl ServerService {
                 .and_then(|free| enough(need, free, "restore"))
         })
         .await?;
-        // A local archive is checked before anything is stopped: a damaged one leaves the
-        // server untouched. (An S3 archive is checked while it streams into staging.)
-        if source.is_none() {
-            let (a, sha) = (archive.clone(), info.sha256.clone());
-            step("verify", async move {
-                blocking(move || {
-                    let f = std::fs::File::open(&a)?;
-                    let mut r = crate::backup::archive::HashReader::new(f);
-                    std::io::copy(&mut r, &mut std::io::sink())?;
-                    let (_, got) = r.finish();
-                    if got == sha {
-                        Ok(())
-                    } else {
-                        Err(ServiceError::Failed(format!(
-                            "The backup's archive is damaged: its sha256 is {got}, its record says {sha}."
-                        )))
-                    }
-                })
-                .await
+        let (svc, u, sha) = (self.me.upgrade(), uid.clone(), info.sha256.clone());
+        let handle = tokio::runtime::Handle::current();
+        let staged = step("unpack and verify", async move {
+            let svc = svc.ok_or_else(|| ServiceError::Failed("shutting down".into()))?;
+            blocking(move || {
+                // Set when the archive itself is at fault, for an error that says so.
+                let mut damaged = None;
+                let staged = svc.store.stage_server(&u, |stage| {
+                    let unpacked = match source {
+                        Some(stream) => crate::backup::unpack(
+                            tokio_util::io::SyncIoBridge::new_with_handle(
+                                tokio_util::io::StreamReader::new(stream),
+                                handle,
+                            ),
+                            stage,
+                        ),
+                        None => std::fs::File::open(&archive).and_then(|f| {
+                            crate::backup::unpack(BufReader::with_capacity(1 << 20, f), stage)
+                        }),
+                    };
+                    let why = match unpacked {
+                        Ok((_, got)) if got == sha => return Ok(()),
+                        Ok((_, got)) => format!("its sha256 is {got}, its record says {sha}"),
+                        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => e.to_string(),
+                        Err(e) => return Err(e),
+                    };
+                    damaged = Some(why.clone());
+                    Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why))
+                });
+                match (staged, damaged) {
+                    (Ok(((), staged)), _) => Ok(staged),
+                    (Err(_), Some(why)) => Err(ServiceError::Failed(format!(
+                        "The backup's archive is damaged ({why}); the server was left as it was."
+                    ))),
+                    (Err(crate::store::StoreError::Io { source, .. }), None) => Err(disk_error(
+                        source,
+                        "unpacking the backup; the server was left as it was",
+                    )),
+                    (Err(e), None) => Err(e.into()),
+                }
             })
-            .await?;
-        }
+            .await
+        })
+        .await?;
+        let (svc, st) = (self.me.upgrade(), staged);
+        let staged = step("sync", async move {
+            let svc = svc.ok_or_else(|| ServiceError::Failed("shutting down".into()))?;
+            blocking(move || match svc.store.sync_staged(&st) {
+                Ok(()) => Ok(st),
+                Err(e) => {
+                    svc.store.discard_staged(st);
+                    Err(e.into())
+                }
+            })
+            .await
+        })
+        .await?;
         let was_running = self.handle_of(uid).is_running();
-        if was_running {
-            step("stop", self.stop_locked(uid)).await?;
-        }
         let restored = async {
+            if was_running {
+                step("stop", self.stop_locked(uid)).await?;
+            }
             step(
                 "safety backup",
                 self.backup_locked(uid, Reason::Safety, Some(&info.id)),
-            ).await?;
-            let (svc, u, sha) = (self.me.upgrade(), uid.clone(), info.sha256.clone());
-            let handle = tokio::runtime::Handle::current();
-            step("unpack and swap", async move {
-                let svc = svc.ok_or_else(|| ServiceError::Failed("shutting down".into()))?;
-                blocking(move || {
-                    let (_, rec, old) = svc.store.replace_server(&u, |stage| {
-                        let (_, got) = match source {
-                            Some(stream) => crate::backup::unpack(
-                                tokio_util::io::SyncIoBridge::new_with_handle(
-                                    tokio_util::io::StreamReader::new(stream),
-                                    handle,
-                                ),
-                                stage,
-                            )?,
-                            None => {
-                                let f = std::fs::File::open(&archive)?;
-                                crate::backup::unpack(BufReader::with_capacity(1 << 20, f), stage)?
-                            }
-                        };
-                        if got != sha {
-                            return Err(std::io::Error::new(
-                                std::io::ErrorKind::InvalidData,
-                                format!("checksum mismatch: the archive has sha256 {got}, its record says {sha}"),
-                            ));
-                        }
-                        Ok(())
-                    })?;
-                    // The old files go in the background: the restore does not wait for them.
-                    std::thread::spawn(move || svc.store.remove_replaced(&old));
-                    Ok(rec)
-                })
-                .await
-            })
-            .await
+            )
+            .await?;
+            Ok::<_, ServiceError>(())
         }
         .await;
+        let restored = match restored {
+            Ok(()) => {
+                let (svc, u) = (self.me.upgrade(), uid.clone());
+                step("swap", async move {
+                    let svc = svc.ok_or_else(|| ServiceError::Failed("shutting down".into()))?;
+                    blocking(move || {
+                        let (rec, old) = svc.store.swap_staged(&u, staged)?;
+                        // The old files go in the background: the restore does not wait for them.
+                        std::thread::spawn(move || svc.store.remove_replaced(&old));
+                        Ok(rec)
+                    })
+                    .await
+                })
+                .await
+            }
+            Err(e) => {
+                let svc = self.me.upgrade();
+                let _ = blocking(move || {
+                    if let Some(svc) = svc {
+                        svc.store.discard_staged(staged);
+                    }
+                    Ok(())
+                })
+                .await;
+                Err(e)
+            }
+        };
         if let Err(e) = restored {
             tracing::warn!(uid = %uid, id, "restore failed, the server's files are unchanged: {e}");
-            if was_running {
+            if was_running && !self.handle_of(uid).is_running() {
                 step("start again", self.start_locked(uid, None)).await?;
             }
             return Err(e);
@@ -402,6 +442,17 @@ fn enough(need: u64, free: u64, what: &str) -> Result<()> {
             SPACE_MARGIN >> 20,
             free >> 20
         )))
+    }
+}
+
+/// A full disk as 507 (`NoSpace`), any other I/O error as it is.
+fn disk_error(e: std::io::Error, while_: &str) -> ServiceError {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::StorageFull | K::QuotaExceeded => {
+            ServiceError::NoSpace(format!("The disk filled up while {while_}."))
+        }
+        _ => e.into(),
     }
 }
 

@@ -167,6 +167,15 @@ impl ServerService {
     ) -> Result<Arc<ServerService>> {
         let dir = DataDir::new(&settings.data_dir);
         dir.prepare()?;
+        // Half-written archives of backups a crash cut short.
+        match crate::backup::Catalog::new(&settings.backup_dir).clear_debris() {
+            Ok(gone) => {
+                for p in gone {
+                    tracing::info!("removed an unfinished backup: {}", p.display());
+                }
+            }
+            Err(e) => tracing::warn!("cannot clear unfinished backups: {e}"),
+        }
         let store = ServerStore::load(dir)?;
         let access = Arc::new(Access::open(
             &settings.data_dir,

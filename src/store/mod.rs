@@ -23,7 +23,7 @@ use crate::model::lifecycle::{PlanLimits, RestartPolicy};
 use crate::model::plan::{Plan, parse_plan, problems_text};
 use crate::model::update::UpdateRecord;
 use crate::names::Uid;
-pub use serverdir::NewServer;
+pub use serverdir::{NewServer, Staged};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]

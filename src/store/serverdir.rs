@@ -15,6 +15,13 @@ use super::{
 use crate::fsio::{atomic, fsutil};
 use crate::names::Uid;
 
+/// A restore's files, unpacked and synced in staging, not yet in place (see
+/// [`ServerStore::stage_server`]).
+#[derive(Debug)]
+pub struct Staged {
+    dir: std::path::PathBuf,
+}
+
 /// What a new server directory is made of.
 pub struct NewServer<'a> {
     /// The plan's folder, copied in (actions and the rest).
@@ -92,18 +99,17 @@ impl ServerStore {
         std::fs::remove_dir_all(&trash).map_err(|e| StoreError::io("cannot remove", &trash, e))
     }
 
-    /// Replaces the server's directory with one filled by `fill` (a restore): `fill` writes
-    /// into a fresh folder in staging; on success the current `.peon.json` (peon's facts about
-    /// the server now) is copied in, the two folders are swapped in one rename
-    /// (`RENAME_EXCHANGE`) and the index is reloaded from the new `config.json`. Returns the
-    /// folder in staging now holding the old files, for [`ServerStore::remove_replaced`] (staging
-    /// is also cleared at the next start). On any failure before the swap the server's files are
-    /// untouched and the staged folder is removed.
-    pub fn replace_server<T>(
+    /// The first half of replacing the server's directory (a restore), done while the server
+    /// still runs: `fill` writes into a fresh folder in staging, which is then checked to hold
+    /// a readable `config.json`. Nothing of the server is touched; on failure the staged folder
+    /// is removed. [`ServerStore::sync_staged`] makes it durable, [`ServerStore::swap_staged`]
+    /// puts it in place, [`ServerStore::discard_staged`] drops it (staging is also cleared at
+    /// the next start).
+    pub fn stage_server<T>(
         &self,
         uid: &Uid,
         fill: impl FnOnce(&Path) -> io::Result<T>,
-    ) -> super::Result<(T, Arc<ServerRecord>, std::path::PathBuf)> {
+    ) -> super::Result<(T, Staged)> {
         let dest = self.dir.server_dir(uid);
         let stage = self
             .dir
@@ -111,12 +117,7 @@ impl ServerStore {
             .join(format!("restore-{uid}-{}", atomic::random_suffix()));
         let staged = (|| {
             std::fs::create_dir_all(&stage)?;
-            let t = fill(&stage)?;
-            let state = dest.join(STATE_FILE);
-            if state.is_file() {
-                std::fs::copy(&state, stage.join(STATE_FILE))?;
-            }
-            Ok(t)
+            fill(&stage)
         })();
         let t = match staged {
             Ok(t) => t,
@@ -125,6 +126,45 @@ impl ServerStore {
                 return Err(StoreError::io("cannot stage the restore of", &dest, e));
             }
         };
+        if let Err(e) = read_server(uid, &stage) {
+            let _ = std::fs::remove_dir_all(&stage);
+            return Err(e);
+        }
+        Ok((t, Staged { dir: stage }))
+    }
+
+    /// Flushes a staged folder to disk with one `syncfs` (not an fsync per file), so that the
+    /// swap never puts files in place that a crash could leave empty.
+    pub fn sync_staged(&self, staged: &Staged) -> super::Result<()> {
+        atomic::sync_fs(&staged.dir).map_err(|e| StoreError::io("cannot sync", &staged.dir, e))
+    }
+
+    /// Puts a staged folder in place of the server's (synced first with
+    /// [`ServerStore::sync_staged`]): the current `.peon.json` (peon's facts
+    /// about the server now) is copied in, the two folders are swapped in one rename
+    /// (`RENAME_EXCHANGE`) and the index is reloaded from the new `config.json`. Returns the
+    /// folder in staging now holding the old files, for [`ServerStore::remove_replaced`]. On
+    /// failure the server's files are untouched and the staged folder is removed.
+    pub fn swap_staged(
+        &self,
+        uid: &Uid,
+        staged: Staged,
+    ) -> super::Result<(Arc<ServerRecord>, std::path::PathBuf)> {
+        let dest = self.dir.server_dir(uid);
+        let stage = staged.dir;
+        let prepared = (|| {
+            let state = dest.join(STATE_FILE);
+            match std::fs::read(&state) {
+                Ok(b) => atomic::write_atomic(&stage.join(STATE_FILE), &b)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            Ok(())
+        })();
+        if let Err(e) = prepared {
+            let _ = std::fs::remove_dir_all(&stage);
+            return Err(StoreError::io("cannot stage the restore of", &dest, e));
+        }
         let record = match read_server(uid, &stage) {
             Ok(r) => r,
             Err(e) => {
@@ -144,7 +184,27 @@ impl ServerStore {
             dir: dest.clone(),
             ..record
         });
-        Ok((t, rec, stage))
+        Ok((rec, stage))
+    }
+
+    /// Removes a staged folder that will not be swapped in.
+    pub fn discard_staged(&self, staged: Staged) {
+        self.remove_replaced(&staged.dir);
+    }
+
+    /// [`ServerStore::stage_server`] then [`ServerStore::swap_staged`] at once.
+    pub fn replace_server<T>(
+        &self,
+        uid: &Uid,
+        fill: impl FnOnce(&Path) -> io::Result<T>,
+    ) -> super::Result<(T, Arc<ServerRecord>, std::path::PathBuf)> {
+        let (t, staged) = self.stage_server(uid, fill)?;
+        if let Err(e) = self.sync_staged(&staged) {
+            self.discard_staged(staged);
+            return Err(e);
+        }
+        let (rec, old) = self.swap_staged(uid, staged)?;
+        Ok((t, rec, old))
     }
 
     /// Deletes the old files a [`ServerStore::replace_server`] left in staging.

@@ -1,6 +1,7 @@
 //! Backups against the real engine: a live backup asks the game to save, a restore brings back
-//! every file, a corrupted archive leaves the server as it was, retention, a scheduled backup,
-//! signed links, and the job records.
+//! every file, a corrupted archive (local or S3) is refused before the game is stopped,
+//! retention, a scheduled backup, signed links, the job records, a full disk (a real tmpfs)
+//! before and during a backup, and the debris of a crashed backup.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -167,10 +168,11 @@ async fn a_live_backup_saves_first_and_a_restore_brings_back_every_file() {
         steps,
         [
             "check space",
-            "verify",
+            "unpack and verify",
+            "sync",
             "stop",
             "safety backup",
-            "unpack and swap",
+            "swap",
             "start"
         ],
         "{job}"
@@ -216,6 +218,7 @@ async fn a_restore_of_a_corrupted_archive_leaves_the_server_as_it_was() {
         .await;
     assert!(s.is_server_error(), "{s}: {v}");
     assert_eq!(v["status"], "error", "{v}");
+    assert!(v["info"].as_str().unwrap().contains("damaged"), "{v}");
     assert_eq!(
         checksums(&dir.join("user/world")),
         before,
@@ -237,7 +240,10 @@ async fn a_restore_of_a_corrupted_archive_leaves_the_server_as_it_was() {
         .collect();
     assert_eq!(
         steps,
-        [("check space", "succeeded"), ("verify", "failed")],
+        [
+            ("check space", "succeeded"),
+            ("unpack and verify", "failed")
+        ],
         "checked before the game was stopped: {jobs}"
     );
     assert!(v["last_exit"].is_null(), "never stopped: {v}");
@@ -644,4 +650,243 @@ async fn save_answers_the_zip_unless_json_alone_is_asked_for() {
         let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
         assert_eq!(ct == "application/zip", zip, "{accept}: {ct}");
     }
+}
+
+/// A small tmpfs mounted over `path` (we run as root), unmounted on drop.
+struct Tmpfs {
+    path: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(path: &Path, mib: u64) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount a tmpfs (needs root): {st}");
+        Tmpfs {
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// The names of the files in a server's local backup folder (none when it does not exist).
+fn backup_files(d: &Daemon, uid: &str) -> Vec<String> {
+    let (g, n) = uid.split_once('.').unwrap();
+    match std::fs::read_dir(d.data.join("backups").join(g).join(n)) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn job_steps(job: &Value) -> Vec<(String, String)> {
+    job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_backup_disk_refuses_before_starting_and_a_disk_filled_midway_leaves_nothing() {
+    let d = Daemon::start().await;
+    // The game's save writes 32 MiB of noise: past the space check, more than the disk holds.
+    let game = backup_game(&d);
+    let script = crate::support::GAME_SCRIPT.replace(
+        r#"save) date > "$WORLD/last_save"; echo "game: saved" ;;"#,
+        r#"save) head -c 33554432 /dev/urandom > "$WORLD/noise.bin"; echo "game: saved" ;;"#,
+    );
+    assert_ne!(
+        script,
+        crate::support::GAME_SCRIPT,
+        "the save line was found"
+    );
+    std::fs::write(
+        d.plans_dir().join(&game).join("actions/server_start"),
+        script,
+    )
+    .unwrap();
+    let uid = format!("{game}.full");
+    d.create_running(&uid).await;
+    let _disk = Tmpfs::mount(&d.data.join("backups"), 24);
+    let dir = d.server_dir(&uid);
+
+    // 12 MiB of world + the 16 MiB headroom > 24 MiB: refused before anything is written.
+    let noise: Vec<u8> = (0..12u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    write(&dir, "user/world/big.dat", &noise);
+    let (s, v) = d.post(&format!("/server/backup/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::INSUFFICIENT_STORAGE, "{v}");
+    assert_eq!(v["err_code"], "backup.nospace", "{v}");
+    assert!(
+        v["info"]
+            .as_str()
+            .unwrap()
+            .contains("Not enough free space"),
+        "{v}"
+    );
+    let (_, jobs) = d.get(&format!("/jobs?uid={uid}&kind=backup")).await;
+    assert_eq!(
+        job_steps(&jobs[0]),
+        [("check space".to_owned(), "failed".to_owned())],
+        "{jobs}"
+    );
+    assert!(
+        backup_files(&d, &uid).is_empty(),
+        "{:?}",
+        backup_files(&d, &uid)
+    );
+
+    // A small world passes the check; the save then fills the disk while the archive streams.
+    std::fs::remove_file(dir.join("user/world/big.dat")).unwrap();
+    let (s, v) = d.post(&format!("/server/backup/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::INSUFFICIENT_STORAGE, "{v}");
+    assert_eq!(
+        v["info"], "The disk filled up while writing the backup; nothing was kept.",
+        "{v}"
+    );
+    let (_, jobs) = d.get(&format!("/jobs?uid={uid}&kind=backup")).await;
+    let steps = job_steps(&jobs[0]);
+    assert_eq!(
+        steps.last().unwrap(),
+        &("archive".to_owned(), "failed".to_owned()),
+        "{jobs}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|(n, st)| n == "check space" && st == "succeeded")
+    );
+    // No archive, no temporary file, no record: nothing that looks like a backup.
+    assert!(
+        backup_files(&d, &uid).is_empty(),
+        "{:?}",
+        backup_files(&d, &uid)
+    );
+    let (_, list) = d.get(&format!("/server/backups/{uid}")).await;
+    assert_eq!(list, json!([]), "{list}");
+    // The disk is whole again, and the game still runs.
+    let free = peon::backup::space::free_bytes(&d.data.join("backups")).unwrap();
+    assert!(free > 23 << 20, "{free} bytes free");
+    let (_, v) = d.get(&format!("/server/get/{uid}")).await;
+    assert_eq!(v["container_state"], "running", "{v}");
+    d.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_unfinished_backup_left_by_a_crash_is_removed_at_the_next_start() {
+    let mut d = Daemon::start().await;
+    let game = backup_game(&d);
+    let uid = format!("{game}.crash");
+    d.create_running(&uid).await;
+    let (s, info) = d.post(&format!("/server/backup/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{info}");
+    let id = info["id"].as_str().unwrap();
+    let (g, n) = uid.split_once('.').unwrap();
+    let folder = d.data.join("backups").join(g).join(n);
+    // What a crash mid-backup leaves: the archive under its temporary name, and the temporary
+    // file of an atomic write.
+    let half = folder.join(".20260101-000000-000abcd.tar.zst.tmp-1a2b3c");
+    std::fs::write(&half, b"half an archive").unwrap();
+    let half_json = folder.join(".20260101-000000-000abcd.json.tmp-4d5e6f");
+    std::fs::write(&half_json, b"{").unwrap();
+    d.restart().await;
+    d.wait_server(&uid, Duration::from_secs(30), |v| v["uid"] == uid.as_str())
+        .await;
+    let mut left = backup_files(&d, &uid);
+    left.sort();
+    assert_eq!(
+        left,
+        [format!("{id}.json"), format!("{id}.tar.zst")],
+        "only the finished backup is left"
+    );
+    let (_, list) = d.get(&format!("/server/backups/{uid}")).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["id"], id);
+    d.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_damaged_s3_archive_is_refused_before_the_game_is_stopped() {
+    let moto = Moto::start().await;
+    let bucket = unique("b");
+    moto.bucket(&bucket).await;
+    let d = Daemon::start_with(crate::support::Opts {
+        s3: Some((moto.endpoint.clone(), bucket.clone())),
+        ..Default::default()
+    })
+    .await;
+    let game = backup_game(&d);
+    let uid = format!("{game}.s3bad");
+    d.create_running(&uid).await;
+    let dir = d.server_dir(&uid);
+    write(&dir, "user/world/region.dat", &vec![5u8; 500_000]);
+    let (s, v) = d
+        .put(
+            &format!("/server/backup-policy/{uid}"),
+            json!({"target": "s3"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, info) = d.post(&format!("/server/backup/{uid}"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{info}");
+    let id = info["id"].as_str().unwrap();
+
+    // One bit flipped in the middle of the stored object (moto takes unsigned writes).
+    let mut bytes = download(&d, &uid, &info).await;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    let (g, n) = uid.split_once('.').unwrap();
+    let res = reqwest::Client::new()
+        .put(format!("{}/{bucket}/{g}/{n}/{id}.tar.zst", moto.endpoint))
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "overwrite: {}", res.status());
+
+    write(&dir, "user/world/after.dat", b"made after the backup");
+    let before = checksums(&dir.join("user/world"));
+    let (s, v) = d
+        .post(&format!("/server/restore/{uid}/{id}"), json!({}))
+        .await;
+    assert!(s.is_server_error(), "{s}: {v}");
+    let msg = v["info"].as_str().unwrap();
+    assert!(msg.contains("damaged"), "a clear error: {v}");
+    let (_, jobs) = d.get(&format!("/jobs?uid={uid}&kind=restore")).await;
+    assert_eq!(
+        job_steps(&jobs[0]),
+        [
+            ("check space".to_owned(), "succeeded".to_owned()),
+            ("unpack and verify".to_owned(), "failed".to_owned())
+        ],
+        "refused before the stop: {jobs}"
+    );
+    assert_eq!(checksums(&dir.join("user/world")), before);
+    let (_, v) = d.get(&format!("/server/get/{uid}")).await;
+    assert_eq!(v["container_state"], "running", "never stopped: {v}");
+    assert!(v["last_exit"].is_null(), "never stopped: {v}");
+    let staging = d.data.join("servers/.staging");
+    assert_eq!(std::fs::read_dir(staging).unwrap().count(), 0);
+    d.cleanup().await;
 }
