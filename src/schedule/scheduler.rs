@@ -983,12 +983,19 @@ mod tests {
         assert_eq!(s.next_stop(&b), None, "a fired timer is gone");
         assert_eq!(*r.calls.lock().unwrap(), vec![("g.b".into(), Action::Stop)]);
         assert!(s.server(&a).results.is_empty(), "cancelled timer fired");
-        // The file agrees: no schedules left, one result.
-        let f: SchedulesFile =
-            serde_json::from_slice(&std::fs::read(dir.path().join("schedules.json")).unwrap())
-                .unwrap();
-        assert!(f.schedules.is_empty(), "{f:?}");
-        assert_eq!(f.results["g.b"].len(), 1);
+        // The file agrees (it is written just after the firing is recorded in memory): no
+        // schedules left, one result.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let f: SchedulesFile =
+                serde_json::from_slice(&std::fs::read(dir.path().join("schedules.json")).unwrap())
+                    .unwrap();
+            if f.schedules.is_empty() && f.results.get("g.b").is_some_and(|r| r.len() == 1) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the file never agreed: {f:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         s.shutdown().await;
     }
 
