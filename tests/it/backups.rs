@@ -440,6 +440,9 @@ struct Moto {
 
 impl Moto {
     async fn start() -> Moto {
+        // The bucket is made with this process's own reqwest client: its TLS provider first
+        // (a test run alone has no daemon that did it already).
+        peon::http::init_tls();
         let port = free_port();
         let child = std::process::Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -888,5 +891,74 @@ async fn a_damaged_s3_archive_is_refused_before_the_game_is_stopped() {
     assert!(v["last_exit"].is_null(), "never stopped: {v}");
     let staging = d.data.join("servers/.staging");
     assert_eq!(std::fs::read_dir(staging).unwrap().count(), 0);
+    d.cleanup().await;
+}
+
+/// S3 as the daemon's default target (configuration file): a server without its own target
+/// backs up to the bucket; one whose policy says `local` keeps its backups on the host.
+#[tokio::test]
+async fn s3_as_the_default_target_with_a_local_override() {
+    let moto = Moto::start().await;
+    let bucket = unique("b");
+    moto.bucket(&bucket).await;
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("peon.toml");
+    std::fs::write(&cfg, "backup_target = \"s3\"\n").unwrap();
+    let d = Daemon::start_with(crate::support::Opts {
+        s3: Some((moto.endpoint.clone(), bucket.clone())),
+        config: Some(cfg),
+        ..Default::default()
+    })
+    .await;
+    // Two games: each plan has its own port.
+    let (remote, local) = (
+        format!("{}.remote", backup_game(&d)),
+        format!("{}.local", backup_game(&d)),
+    );
+    for uid in [&remote, &local] {
+        d.create_running(uid).await;
+        write(
+            &d.server_dir(uid),
+            "user/world/region.dat",
+            &vec![3u8; 300_000],
+        );
+    }
+    let (s, v) = d
+        .put(
+            &format!("/server/backup-policy/{local}"),
+            json!({"target": "local"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    let (s, info) = d.post(&format!("/server/backup/{remote}"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{info}");
+    assert_eq!(info["target"], "s3", "the daemon's default: {info}");
+    let (g, n) = remote.split_once('.').unwrap();
+    let on_host = d.data.join("backups").join(g).join(n);
+    assert!(
+        !on_host.exists() || std::fs::read_dir(&on_host).unwrap().count() == 0,
+        "no local copy of an S3 backup"
+    );
+    // The archive in the bucket is the server's world.
+    let archive = download(&d, &remote, &info).await;
+    let tmp = tempfile::tempdir().unwrap();
+    peon::backup::unpack(&archive[..], tmp.path()).unwrap();
+    assert_eq!(
+        std::fs::read(tmp.path().join("user/world/region.dat")).unwrap(),
+        vec![3u8; 300_000]
+    );
+
+    let (s, info) = d.post(&format!("/server/backup/{local}"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{info}");
+    assert_eq!(info["target"], "local", "the server's override: {info}");
+    let (g, n) = local.split_once('.').unwrap();
+    let on_host = d.data.join("backups").join(g).join(n);
+    let files: Vec<_> = std::fs::read_dir(&on_host)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tar.zst"))
+        .collect();
+    assert_eq!(files.len(), 1, "one local archive in {}", on_host.display());
     d.cleanup().await;
 }
