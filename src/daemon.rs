@@ -22,6 +22,8 @@ pub enum DaemonError {
     Plans { path: String, reason: String },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("cluster mode: {0}")]
+    Cluster(String),
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -57,7 +59,8 @@ pub fn build_service(settings: Settings) -> Result<Arc<ServerService>, DaemonErr
     if cluster {
         // The agents on the nodes authenticate with this secret (given to them by file or
         // environment); it is made once and never logged.
-        crate::config::load_or_generate_cluster_secret(&settings.data_dir)?;
+        crate::agent::auth::Secret::load_or_create(&settings.data_dir)
+            .map_err(|e| DaemonError::Cluster(e.to_string()))?;
         tracing::info!(
             manager = %settings.docker_host,
             "cluster mode: servers are Swarm services on the manager's nodes"
