@@ -64,6 +64,8 @@ pub struct Cluster {
     host_if: String,
     /// How long starting took (engines up, swarm formed, images loaded).
     pub start_time: Duration,
+    /// `peon agent` processes in the node namespaces, by node index.
+    agents: std::sync::Mutex<HashMap<usize, Child>>,
 }
 
 /// Why this machine cannot run a test swarm, if it cannot.
@@ -114,6 +116,7 @@ pub async fn start(gameslots: &[u32]) -> Option<Cluster> {
         switch: switch.clone(),
         host_if: format!("peonsw{k}h"),
         start_time: Duration::ZERO,
+        agents: Default::default(),
     };
     // The switch: a bridge inside its own namespace; the host's leg is a routed veth.
     ip(&["-n", &switch, "link", "set", "lo", "up"]);
@@ -246,7 +249,82 @@ impl Cluster {
         .await;
     }
 
+    /// Starts a `peon agent` in every node's namespace, listening on the node's address at
+    /// [`peon::agent::DEFAULT_PORT`], talking to the node's engine, with `data_dir` as its data
+    /// dir and the manager's secret file. All nodes share this machine's filesystem, so
+    /// `data_dir` is the manager daemon's data dir: the path its services bind-mount on every
+    /// node (in production each node has its own disk at that same path). Returns once every
+    /// agent answers a signed ping.
+    pub async fn start_agents(&self, data_dir: &Path, secret_file: &Path, instance: &str) {
+        for i in 0..self.nodes.len() {
+            self.start_agent(i, data_dir, secret_file, instance).await;
+        }
+    }
+
+    /// Starts (or starts again) the agent of node `i`.
+    pub async fn start_agent(&self, i: usize, data_dir: &Path, secret_file: &Path, instance: &str) {
+        let node = &self.nodes[i];
+        let listen = format!("{}:{}", node.addr, peon::agent::DEFAULT_PORT);
+        let log = std::fs::File::create(node.dir.join("agent.log")).expect("agent log");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &node.name,
+                env!("CARGO_BIN_EXE_peon"),
+                "agent",
+            ])
+            .args(["--listen", &listen, "--docker-host", &node.socket])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--instance", instance])
+            .env("PEON_CLUSTER_SECRET_FILE", secret_file)
+            .env_remove("PEON_CLUSTER_SECRET")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("agent log"))
+            .stderr(log)
+            .spawn()
+            .expect("start a node's agent");
+        if let Some(mut old) = self.agents().insert(i, child) {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        let secret = peon::agent::auth::Secret::from_file(secret_file).expect("cluster secret");
+        let client = peon::agent::client::AgentClient::new(&listen, secret).expect("agent client");
+        support::wait_for(Duration::from_secs(30), "a node's agent answers", || {
+            let c = client.clone();
+            async move { c.ping().await.ok() }
+        })
+        .await;
+    }
+
+    /// Kills the agent of node `i` (SIGKILL) and waits for it to be gone.
+    pub fn kill_agent(&self, i: usize) {
+        if let Some(mut c) = self.agents().remove(&i) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn agents(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Child>> {
+        self.agents.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn teardown(&mut self) {
+        for (i, mut c) in std::mem::take(&mut *self.agents()) {
+            let _ = c.kill();
+            let _ = c.wait();
+            if std::thread::panicking() {
+                let log = std::fs::read_to_string(self.nodes[i].dir.join("agent.log"))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                eprintln!("--- {} agent.log (last lines) ---", self.nodes[i].name);
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
         if std::thread::panicking() {
             for node in &self.nodes {
                 let log = std::fs::read_to_string(node.dir.join("dockerd.log")).unwrap_or_default();
