@@ -669,3 +669,72 @@ async fn bench_cluster_list_and_placement_beside_single_host() {
         nodes_once.as_secs_f64() * 1000.0
     );
 }
+
+/// A daemon in cluster mode with a `peon agent` in every node's namespace (its data dir the
+/// daemon's: all nodes share this machine's filesystem).
+async fn daemon_with_agents(cluster: &cluster_harness::Cluster) -> support::Daemon {
+    let d = daemon_on(cluster).await;
+    // The daemon makes the secret as it starts (in its own task).
+    let secret = d.data.join("cluster.secret");
+    support::wait_for(Duration::from_secs(30), "the cluster secret", || {
+        let ok = secret.is_file() && std::fs::metadata(&secret).is_ok_and(|m| m.len() > 0);
+        async move { ok.then_some(()) }
+    })
+    .await;
+    cluster
+        .start_agents(&d.data, &d.data.join("cluster.secret"), &d.instance)
+        .await;
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_logs_and_stats_of_a_game_on_a_worker_go_through_its_agent() {
+    let Some(cluster) = cluster_harness::start(&[1, 1]).await else {
+        return;
+    };
+    let d = daemon_with_agents(&cluster).await;
+    let worker = &cluster.nodes[1];
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.w");
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{uid}"),
+            serde_json::json!({"SERVER_NAME": "W", "node": worker.id}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["node"]["id"], worker.id.as_str(), "{v}");
+    let (s, v) = d
+        .put(&format!("/server/start/{uid}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["container_state"], "running", "{v}");
+
+    // The console: attached on the worker through its agent; a line sent to the game's stdin
+    // through the API's console comes back.
+    // (It attaches once the task runs, so the game's first lines may precede it.)
+    let mut c = support::Console::connect(&d, &uid).await;
+    c.send("through-the-agent").await;
+    c.wait_line("console: through-the-agent").await;
+
+    // Logs and stats come from the worker's engine through the agent.
+    let (s, v) = d.get(&format!("/server/logs/{uid}?lines=50")).await;
+    assert_eq!(s, 200, "{v}");
+    let logs = v["logs"].as_array().expect("logs").clone();
+    assert!(
+        logs.iter()
+            .any(|l| l.as_str().is_some_and(|l| l.contains("listening"))),
+        "{v}"
+    );
+    let v = support::wait_for(Duration::from_secs(30), "stats of the game", || async {
+        let (s, v) = d.get(&format!("/server/stats/{uid}")).await;
+        (s == 200 && v["memory_bytes"].as_u64().is_some_and(|m| m > 0)).then_some(v)
+    })
+    .await;
+    assert!(v["cpu_percent"].is_number(), "{v}");
+
+    let (s, v) = d
+        .delete(&format!("/server/destroy/{uid}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+}
