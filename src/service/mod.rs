@@ -21,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod maintenance;
 mod metrics;
+mod moves;
 mod nodes;
 mod notify;
 mod placement;
