@@ -233,6 +233,19 @@ async fn nodes_answer_409_outside_cluster_mode() {
         v["info"].as_str().unwrap_or("").contains("cluster mode"),
         "{v}"
     );
+    // A move is a request that makes no sense on one host: 400.
+    let (game, _) = d.new_game(1);
+    let (s, v) = d
+        .post(
+            &format!("/server/move/{game}.one"),
+            serde_json::json!({"node": "elsewhere"}),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["info"].as_str().unwrap_or("").contains("cluster mode"),
+        "{v}"
+    );
 }
 
 /// The node id a server's service is pinned to, read from the manager.
@@ -876,6 +889,17 @@ async fn a_move_takes_the_world_to_another_node_and_a_refused_one_changes_nothin
     let mut c = support::Console::connect(&d, &uid).await;
     c.send("after-the-move").await;
     c.wait_line("console: after-the-move").await;
+
+    // The CLI: refused to the drained node (an error, nothing changed), then back to n1 (a
+    // table with its node).
+    let (code, _) = cli(&d, &["server", "move", &uid, &n3.name, "--json"]).await;
+    assert_ne!(code, 0);
+    assert_eq!(running_on(&cluster, &uid).await, vec![n2.id.clone()]);
+    let (code, out) = cli(&d, &["server", "move", &uid, &n1.name]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("NODE") && out.contains(&n1.name), "{out}");
+    assert_eq!(running_on(&cluster, &uid).await, vec![n1.id.clone()]);
+    assert_eq!(std::fs::read(&world).expect("world"), content);
 
     let (s, v) = d
         .delete(&format!("/server/destroy/{uid}"), serde_json::json!({}))
