@@ -683,6 +683,21 @@ async fn bench_cluster_list_and_placement_beside_single_host() {
     );
 }
 
+/// Sends a console command through the API once the console is attached (through the node's
+/// agent, after the task runs): until then the API answers that it is not attached.
+async fn command_when_attached(d: &support::Daemon, uid: &str, text: &str) {
+    support::wait_for(Duration::from_secs(30), "the console attached", || async {
+        let (s, _) = d
+            .post(
+                &format!("/server/command/{uid}"),
+                serde_json::json!({ "command": text }),
+            )
+            .await;
+        (s == 200).then_some(())
+    })
+    .await;
+}
+
 /// A daemon in cluster mode with a `peon agent` in every node's namespace (its data dir the
 /// daemon's: all nodes share this machine's filesystem).
 async fn daemon_with_agents(cluster: &cluster_harness::Cluster) -> support::Daemon {
@@ -727,8 +742,10 @@ async fn console_logs_and_stats_of_a_game_on_a_worker_go_through_its_agent() {
     // through the API's console comes back.
     // (It attaches once the task runs, so the game's first lines may precede it.)
     let mut c = support::Console::connect(&d, &uid).await;
-    c.send("through-the-agent").await;
+    command_when_attached(&d, &uid, "through-the-agent").await;
     c.wait_line("console: through-the-agent").await;
+    c.send("typed-in-the-console").await;
+    c.wait_line("console: typed-in-the-console").await;
 
     // Logs and stats come from the worker's engine through the agent.
     let (s, v) = d.get(&format!("/server/logs/{uid}?lines=50")).await;
@@ -887,7 +904,7 @@ async fn a_move_takes_the_world_to_another_node_and_a_refused_one_changes_nothin
     assert!(jobs.iter().any(|j| j["state"] == "succeeded"), "{jobs:?}");
     // The console works on the new node, through its agent.
     let mut c = support::Console::connect(&d, &uid).await;
-    c.send("after-the-move").await;
+    command_when_attached(&d, &uid, "after-the-move").await;
     c.wait_line("console: after-the-move").await;
 
     // The CLI: refused to the drained node (an error, nothing changed), then back to n1 (a
