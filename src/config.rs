@@ -120,8 +120,14 @@ pub struct ServeArgs {
     pub metrics_listen: Option<SocketAddr>,
     /// Cluster mode: the Docker engine is a Swarm manager's, and every server is a Swarm
     /// service placed on one of its nodes (see docs/cluster.md) [default: off].
-    #[arg(long, env = "PEON_CLUSTER", num_args = 0..=1, default_missing_value = "true")]
+    /// `PEON_CLUSTER` accepts true/false, 1/0, yes/no, on/off (the stack file sets "1").
+    #[arg(long, env = "PEON_CLUSTER", num_args = 0..=1, default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new())]
     pub cluster: Option<bool>,
+    /// Cluster mode: the port of the peon agent on every node (`<node address>:<port>`)
+    /// [default: 8470].
+    #[arg(long, env = "PEON_AGENT_PORT")]
+    pub agent_port: Option<u16>,
     /// Seconds between two CPU and memory samples of every running game [default: 15].
     #[arg(long, env = "PEON_STATS_INTERVAL")]
     pub stats_interval: Option<u64>,
@@ -186,6 +192,7 @@ struct FileConfig {
     auth_lock_secs: Option<u64>,
     metrics_listen: Option<SocketAddr>,
     cluster: Option<bool>,
+    agent_port: Option<u16>,
     stats_interval: Option<u64>,
     hook_attempts: Option<u32>,
     hook_backoff_ms: Option<u64>,
@@ -237,6 +244,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Cluster mode: servers are Swarm services on the nodes of the manager's swarm.
     pub cluster: bool,
+    /// Cluster mode: the port of every node's peon agent.
+    pub agent_port: u16,
     /// Between two stats samples of the running games.
     pub stats_interval: Duration,
     /// Delivery attempts of a webhook message.
@@ -273,6 +282,7 @@ impl fmt::Debug for Settings {
             .field("network_pool", &self.network_pool)
             .field("metrics_listen", &self.metrics_listen)
             .field("cluster", &self.cluster)
+            .field("agent_port", &self.agent_port)
             .field("stats_interval", &self.stats_interval)
             .field("hooks", &self.hooks.len())
             .finish()
@@ -477,6 +487,8 @@ impl Settings {
             ),
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
             cluster: args.cluster.or(file.cluster).unwrap_or(false),
+            // The agent's default port (`agent::DEFAULT_PORT`; config sits below `agent`).
+            agent_port: args.agent_port.or(file.agent_port).unwrap_or(8470),
             stats_interval: Duration::from_secs(
                 args.stats_interval
                     .or(file.stats_interval)
@@ -538,49 +550,9 @@ pub fn load_or_generate_key(data_dir: &Path) -> Result<(String, KeySource), Conf
     Ok((key, KeySource::Generated(path)))
 }
 
-/// The name of the cluster secret in the data dir (cluster mode): peon's agents on the nodes
-/// authenticate with it.
-pub const CLUSTER_SECRET_FILE: &str = "cluster.secret";
-
-/// The cluster secret in `<data>/cluster.secret`, generated (32 random bytes in hex, mode
-/// 0600) at the first start in cluster mode. Never logged.
-pub fn load_or_generate_cluster_secret(data_dir: &Path) -> Result<String, ConfigError> {
-    let path = data_dir.join(CLUSTER_SECRET_FILE);
-    let err = |e: std::io::Error| ConfigError::KeyFile {
-        path: path.clone(),
-        reason: e.to_string(),
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(k) if !k.trim().is_empty() => return Ok(k.trim().to_owned()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e)),
-    }
-    std::fs::create_dir_all(data_dir).map_err(err)?;
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| err(std::io::Error::other(e.to_string())))?;
-    let secret: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    atomic::write_atomic_mode(&path, format!("{secret}\n").as_bytes(), 0o600).map_err(err)?;
-    Ok(secret)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_cluster_secret_is_generated_private_once() {
-        use std::os::unix::fs::PermissionsExt;
-        let d = tempfile::tempdir().unwrap();
-        let a = load_or_generate_cluster_secret(d.path()).unwrap();
-        assert_eq!(a.len(), 64);
-        let mode = std::fs::metadata(d.path().join(CLUSTER_SECRET_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(load_or_generate_cluster_secret(d.path()).unwrap(), a);
-    }
 
     #[test]
     fn cluster_mode_is_off_unless_asked() {
@@ -603,6 +575,26 @@ mod tests {
             ..from_file
         };
         assert!(!Settings::resolve(&flag_off).unwrap().cluster);
+        let s = Settings::resolve(&base).unwrap();
+        assert_eq!(s.agent_port, crate::agent::DEFAULT_PORT);
+    }
+
+    #[test]
+    fn peon_cluster_takes_1_as_the_stack_file_sets_it() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        for (v, want) in [("1", true), ("true", true), ("0", false), ("false", false)] {
+            let c = Cli::try_parse_from(["peon", &format!("--cluster={v}")]).unwrap();
+            assert_eq!(c.serve.cluster, Some(want), "{v}");
+        }
+        let c = Cli::try_parse_from(["peon", "--cluster"]).unwrap();
+        assert_eq!(c.serve.cluster, Some(true));
+        let c = Cli::try_parse_from(["peon", "--agent-port", "9000"]).unwrap();
+        assert_eq!(c.serve.agent_port, Some(9000));
     }
 
     #[test]

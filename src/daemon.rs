@@ -22,6 +22,8 @@ pub enum DaemonError {
     Plans { path: String, reason: String },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("cluster mode: {0}")]
+    Cluster(String),
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -48,21 +50,27 @@ pub fn build_service(settings: Settings) -> Result<Arc<ServerService>, DaemonErr
     let docker = Arc::new(Engine::new(&settings.docker_host));
     let cluster = settings.cluster;
     // Cluster mode: servers are Swarm services. Container-level work goes to each node's
-    // agent through `ClusterEngine::set_delegate` (wired when the agent client is present).
-    let engine: Arc<dyn crate::runtime::Runtime> = if cluster {
-        Arc::new(crate::docker::ClusterEngine::new(docker.clone()))
-    } else {
-        docker.clone()
-    };
-    if cluster {
+    // agent (a node id resolves to its address, the address to the agent client there).
+    let (engine, agents): (Arc<dyn crate::runtime::Runtime>, _) = if cluster {
         // The agents on the nodes authenticate with this secret (given to them by file or
         // environment); it is made once and never logged.
-        crate::config::load_or_generate_cluster_secret(&settings.data_dir)?;
+        let secret = crate::agent::auth::Secret::load_or_create(&settings.data_dir)
+            .map_err(|e| DaemonError::Cluster(e.to_string()))?;
+        let agents = crate::agent::delegate::AgentDelegate::new(
+            crate::agent::client::Agents::new(secret, settings.agent_port),
+            docker.clone(),
+        );
+        let ce = crate::docker::ClusterEngine::new(docker.clone());
+        ce.set_delegate(Arc::new(crate::agent::delegate::Delegate(agents.clone())));
         tracing::info!(
             manager = %settings.docker_host,
+            agent_port = settings.agent_port,
             "cluster mode: servers are Swarm services on the manager's nodes"
         );
-    }
+        (Arc::new(ce), Some(agents))
+    } else {
+        (docker.clone(), None)
+    };
     let data = crate::store::DataDir::new(&settings.data_dir);
     let scheduler = Scheduler::open(ScheduleConfig {
         file: data.schedules_file(),
@@ -72,14 +80,18 @@ pub fn build_service(settings: Settings) -> Result<Arc<ServerService>, DaemonErr
     })
     .map_err(crate::service::ServiceError::from)?;
     let service = ServerService::open(Arc::new(settings), engine, plans, scheduler)?;
-    if cluster {
+    if let Some(agents) = agents {
         service.set_cluster(docker);
+        service.set_agents(agents);
     }
     Ok(service)
 }
 
 /// How long the daemon waits for the first sync with the engine before it serves anyway.
 const BOOT_SYNC: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often cluster mode rereads the nodes' addresses (for their agents).
+const NODE_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves the API on `listener` until `shutdown` completes.
 pub async fn launch(
@@ -108,6 +120,8 @@ pub async fn launch(
     let disk = tokio::spawn(service.clone().watch_disk());
     // Who is playing on every game with a query (and the idle stop).
     let players = tokio::spawn(service.clone().watch_players());
+    // Cluster mode: the node id -> agent address cache, kept fresh.
+    let node_cache = service.agents().map(|a| a.spawn_refresher(NODE_REFRESH));
     // Lists answer from the live model: serve once it is filled (or the engine is slow to
     // answer; it fills as soon as the engine does).
     if !service.wait_synced(BOOT_SYNC).await {
@@ -152,6 +166,9 @@ pub async fn launch(
     }
     disk.abort();
     players.abort();
+    if let Some(t) = node_cache {
+        t.abort();
+    }
     scheduler.shutdown().await;
     served
 }

@@ -114,6 +114,13 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "agent/delegate",
+        &[
+            "docker", "store", "plans", "live", "schedule", "service", "api", "daemon", "cli",
+            "config",
+        ],
+    ),
+    (
         "agent/auth",
         &[
             "docker", "store", "plans", "live", "schedule", "service", "api", "daemon", "cli",

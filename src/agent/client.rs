@@ -231,6 +231,16 @@ impl AgentClient {
         Ok(v["version"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// The id of the storage the agent's data dir is on: two agents answering the same id
+    /// share one folder (a filesystem shared between nodes).
+    pub async fn storage(&self) -> Result<String> {
+        let r = self
+            .call("ping", self.request(Method::GET, "/ping"))
+            .await?;
+        let v: serde_json::Value = self.json("ping", r).await?;
+        Ok(v["storage"].as_str().unwrap_or_default().to_owned())
+    }
+
     /// The server's container on the node; `None` when it has none.
     pub async fn inspect(&self, uid: &Uid) -> Result<Option<ContainerDetails>> {
         let req = self.request(Method::GET, &format!("/server/{uid}/container"));

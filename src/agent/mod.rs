@@ -8,6 +8,8 @@
 //! - [`client`]: [`client::AgentClient`], the manager's HTTP and WebSocket client to one agent,
 //!   which also serves the container-level part of the runtime seam
 //!   ([`crate::runtime::NodeContainers`]) for the cluster runtime.
+//! - [`delegate`]: [`delegate::AgentDelegate`], a node id to its agent (the cluster runtime's
+//!   per-node delegate, wired by the daemon).
 //! - [`framing`]: a directory on the wire (`tar.zst` and a sha256 trailer).
 //!
 //! The client half imports only the layers below the runtime seam (`runtime`, `names`,
@@ -16,6 +18,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod delegate;
 pub mod framing;
 pub mod server;
 

@@ -59,6 +59,7 @@ fn api_routes() -> Router<AppState> {
         .route("/capacity", get(maintenance::capacity))
         .route("/nodes", get(nodes::list))
         .route("/node/{id}", get(nodes::get).put(nodes::update))
+        .route("/server/move/{uid}", post(nodes::move_server))
         .route(
             "/servers",
             get(servers::list)
@@ -138,6 +139,7 @@ pub const ROUTE_CLASSES: &[(&str, &str, Class, &str)] = &[
     ("GET", "/nodes", Class::Read, "list nodes"),
     ("GET", "/node/{id}", Class::Read, "read nodes"),
     ("PUT", "/node/{id}", Class::Admin, "change nodes"),
+    ("POST", "/server/move/{uid}", Class::Operate, "move servers"),
     ("GET", "/servers", Class::Read, "list servers"),
     ("GET", "/jobs", Class::Read, "list jobs"),
     ("GET", "/rollouts", Class::Read, "list rollouts"),

@@ -1,16 +1,20 @@
-//! Cluster mode: the swarm's nodes. `GET /nodes`, `GET /node/<id>`, `PUT /node/<id>`.
+//! Cluster mode: the swarm's nodes. `GET /nodes`, `GET /node/<id>`, `PUT /node/<id>`, and
+//! `POST /server/move/<uid>` (a server to another node).
 
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::dto::ErrorBody;
 use super::error::ApiError;
+use super::extract::ServerUid;
+use super::jobs::{self as jobs_api, WaitQuery};
 use super::{AppState, Body};
-use crate::service::{NodeUpdate, NodeView};
+use crate::service::{JobKind, NodeUpdate, NodeView};
 
 /// `{"availability": "drain", "labels": {"peon.private": "team-a", "old": null}}`: each key
 /// given changes the node; a label set to `null` is removed, other labels are kept.
@@ -121,4 +125,50 @@ pub async fn update(
         labels,
     };
     Ok(Json(s.service.update_node(&id, update).await?))
+}
+
+/// `{"node": "<id or hostname>"}`: where a server moves to.
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+pub struct MoveBody {
+    /// The target node's id or hostname.
+    pub node: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/server/move/{uid}",
+    tag = "cluster",
+    summary = "Move a server to another node",
+    description = "Cluster mode only (400 otherwise). A job: stop the server, stream its directory from the old node's agent to the new one's (checksum checked by the receiver), re-pin it (`node.id==<id>`), start it again when it ran, remove the old copy. Any failure leaves it on its old node as it was. 409 when the target cannot take it (each reason named, as placement says it).",
+    params(("uid" = String, Path, description = "Server uid `<game>.<name>`"), ("wait" = Option<bool>, Query, description = "`false`: answer 202 at once and run the move as a background job")),
+    request_body(content = MoveBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The server on its new node", body = crate::service::ServerObject),
+        (status = 202, description = "With `?wait=false`: accepted, running as a job", body = super::dto::Accepted),
+        (status = 400, description = "Not in cluster mode, no node given, or the server is on that node already", body = ErrorBody),
+        (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
+        (status = 404, description = "No such server or node", body = ErrorBody),
+        (status = 409, description = "The node cannot take the server (the reasons), or an agent does not answer", body = ErrorBody),
+        (status = 500, description = "The move failed; the server is on its old node as it was", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+/// `POST /server/move/<uid>`
+pub async fn move_server(
+    State(s): State<AppState>,
+    ServerUid(uid): ServerUid,
+    uri: OriginalUri,
+    Query(w): Query<WaitQuery>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let node = body
+        .str("node")?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("node is required: a node id or hostname".into()))?;
+    let placer = super::auth::requester();
+    // Refused at once (400, 404, 409) before a job is made.
+    s.service.check_move(&uid, &node, Some(&placer)).await?;
+    let (svc, sid) = (s.service.clone(), uid.to_string());
+    let work = async move { svc.move_server(&uid, &node, Some(&placer)).await };
+    jobs_api::run(&s, &uri, &w, JobKind::Move, &sid, work).await
 }

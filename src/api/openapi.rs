@@ -75,6 +75,7 @@ impl Modify for ApiKeyScheme {
         nodes::list,
         nodes::get,
         nodes::update,
+        nodes::move_server,
         schedules::list,
         schedules::add,
         schedules::remove,
@@ -120,7 +121,7 @@ impl Modify for ApiKeyScheme {
         resources::LimitsBody, crate::service::LimitsView,
         crate::service::BackupInfo, crate::service::BackupPolicy, crate::service::BackupReason,
         super::dto::SaveLinkBody,
-        nodes::NodeBody, crate::service::NodeView, crate::service::NodeReserved
+        nodes::NodeBody, nodes::MoveBody, crate::service::NodeView, crate::service::NodeReserved
     )),
     modifiers(&ApiKeyScheme),
     tags(

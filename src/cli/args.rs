@@ -443,6 +443,17 @@ pub enum ServerCmd {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Cluster mode: move a server to another node (stop, copy its folder between the
+    /// nodes' agents with a checksum, re-pin, start again); on a terminal the job's steps are
+    /// shown as they go.
+    Move {
+        uid: String,
+        /// The target node's id or hostname (`peon nodes` lists them).
+        node: String,
+        /// Do not wait: the daemon runs it as a background job; print the job's id.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Delete one backup.
     BackupDelete { uid: String, id: String },
     /// Download one backup's tar.zst (its sha256 is checked).

@@ -931,6 +931,13 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
         } => {
             return backups::run(c, json, &uid(&u)?, BackupCmd::Restore { id, no_wait }).await;
         }
+        ServerCmd::Move {
+            uid: u,
+            node,
+            no_wait,
+        } => {
+            return super::nodes::move_server(c, json, &uid(&u)?, &node, no_wait).await;
+        }
         ServerCmd::BackupDelete { uid: u, id } => {
             return backups::run(c, json, &uid(&u)?, BackupCmd::Delete { id }).await;
         }

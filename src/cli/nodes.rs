@@ -204,6 +204,54 @@ fn detail(n: &Value) -> String {
     )
 }
 
+/// `peon server move <uid> <node>`: the move job, followed step by step on a terminal (or in
+/// the background with `--no-wait`: its job id), else waited for; then the server's node.
+pub async fn move_server(
+    c: &Client,
+    json: bool,
+    uid: &str,
+    node: &str,
+    no_wait: bool,
+) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    let path = format!("/server/move/{uid}");
+    let body = json!({ "node": node });
+    let follow = !json && std::io::stdout().is_terminal();
+    if no_wait || follow {
+        let v = c
+            .call(
+                Method::POST,
+                &format!("{path}?wait=false"),
+                Some(&body),
+                QUICK,
+            )
+            .await?;
+        if no_wait {
+            super::jobs::accepted(&v, json);
+            return Ok(ExitCode::SUCCESS);
+        }
+        return super::jobs::show(c, false, &s(&v, "job_id"), true).await;
+    }
+    let v = c
+        .call(Method::POST, &path, Some(&body), super::client::LONG)
+        .await?;
+    if json {
+        output::json(&v);
+    } else {
+        let row = vec![
+            s(&v, "uid"),
+            s(&v["node"], "hostname"),
+            s(&v["node"], "address"),
+            s(&v, "container_state"),
+        ];
+        print!(
+            "{}",
+            output::table(&["UID", "NODE", "ADDRESS", "STATE"], &[row])
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

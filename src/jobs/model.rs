@@ -25,10 +25,12 @@ pub enum JobKind {
     Backup,
     Limits,
     Restore,
+    /// A move to another node (cluster mode).
+    Move,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 11] = [
+    pub const ALL: [JobKind; 12] = [
         JobKind::Create,
         JobKind::Start,
         JobKind::Stop,
@@ -40,6 +42,7 @@ impl JobKind {
         JobKind::Backup,
         JobKind::Limits,
         JobKind::Restore,
+        JobKind::Move,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +58,7 @@ impl JobKind {
             JobKind::Backup => "backup",
             JobKind::Limits => "limits",
             JobKind::Restore => "restore",
+            JobKind::Move => "move",
         }
     }
 

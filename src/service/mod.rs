@@ -21,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod maintenance;
 mod metrics;
+mod moves;
 mod nodes;
 mod notify;
 mod placement;
@@ -154,6 +155,8 @@ pub struct ServerService {
     sleepers: std::sync::Mutex<std::collections::HashMap<Uid, wake::Sleeper>>,
     /// Cluster mode: the Swarm manager (set once by the daemon; unset in single-host mode).
     cluster: std::sync::OnceLock<Arc<dyn crate::runtime::cluster::Swarm>>,
+    /// Cluster mode: every node's agent (set once by the daemon).
+    agents: std::sync::OnceLock<Arc<crate::agent::delegate::AgentDelegate>>,
     me: Weak<ServerService>,
 }
 
@@ -209,6 +212,7 @@ impl ServerService {
             allocation: tokio::sync::Mutex::new(()),
             sleepers: Default::default(),
             cluster: std::sync::OnceLock::new(),
+            agents: std::sync::OnceLock::new(),
             me: me.clone(),
         });
         let me = svc.me.clone();

@@ -129,6 +129,16 @@ impl ServerService {
         let _ = self.cluster.set(swarm);
     }
 
+    /// Cluster mode: the agents of the nodes (node-local work, moves).
+    pub fn set_agents(&self, agents: Arc<crate::agent::delegate::AgentDelegate>) {
+        let _ = self.agents.set(agents);
+    }
+
+    /// The agents of the nodes; `None` in single-host mode.
+    pub fn agents(&self) -> Option<&Arc<crate::agent::delegate::AgentDelegate>> {
+        self.agents.get()
+    }
+
     /// The swarm, or a conflict saying peon is not in cluster mode.
     pub(super) fn swarm(&self) -> Result<&Arc<dyn Swarm>> {
         self.cluster.get().ok_or_else(|| {

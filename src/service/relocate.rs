@@ -40,6 +40,8 @@ pub struct Moved {
     pub bytes: u64,
     /// Its sha256, computed by the receiving agent and equal to the sending agent's.
     pub sha256: String,
+    /// The two nodes' agents share one data dir (one storage): nothing was copied or removed.
+    pub shared: bool,
 }
 
 fn agent_error(e: AgentClientError) -> ServiceError {
@@ -66,33 +68,52 @@ pub async fn move_server(
             to.node
         )));
     }
+    // Both agents must answer before anything is touched.
+    let shared = step("check agents", async {
+        // Nothing is touched yet: an agent that does not answer is a conflict, not a failure.
+        let (a, b) = tokio::try_join!(from.agent.storage(), to.agent.storage())
+            .map_err(|e| ServiceError::Conflict(format!("no move of {uid}: {e}")))?;
+        Ok::<_, ServiceError>(!a.is_empty() && a == b)
+    })
+    .await?;
     if running {
         step("stop", ops.stop(uid)).await?;
     }
-    let copied = step("copy", async {
-        copy_dir(from.agent, to.agent, uid)
-            .await
-            .map_err(agent_error)
-    })
-    .await;
+    let copied = if shared {
+        // One folder seen by both nodes (a shared filesystem): the world is already there.
+        Ok(crate::agent::client::Pushed {
+            bytes: 0,
+            sha256: String::new(),
+        })
+    } else {
+        step("copy", async {
+            copy_dir(from.agent, to.agent, uid)
+                .await
+                .map_err(agent_error)
+        })
+        .await
+    };
     let moved = match copied {
         Ok(p) => Moved {
             bytes: p.bytes,
             sha256: p.sha256,
+            shared,
         },
         // The target kept what it had (a transfer is swapped in whole or not at all).
-        Err(e) => return Err(back_on_old(ops, uid, from, None, running, e).await),
+        Err(e) => return Err(back_on_old(ops, uid, from, None, shared, running, e).await),
     };
     if let Err(e) = step("re-pin", ops.pin(uid, to.node)).await {
-        return Err(back_on_old(ops, uid, from, Some(to), running, e).await);
+        return Err(back_on_old(ops, uid, from, Some(to), shared, running, e).await);
     }
     if running && let Err(e) = step("start", ops.start(uid)).await {
         // It may have started and failed: stop it before going back.
         let _ = ops.stop(uid).await;
-        return Err(back_on_old(ops, uid, from, Some(to), running, e).await);
+        return Err(back_on_old(ops, uid, from, Some(to), shared, running, e).await);
     }
     // The world lives on the new node now; the old copy goes (a failure here is only noted).
-    if let Err(e) = from.agent.delete_dir(uid).await {
+    if shared {
+        tracing::info!(uid = %uid, "the nodes share one data dir: nothing to copy or remove");
+    } else if let Err(e) = from.agent.delete_dir(uid).await {
         tracing::warn!(uid = %uid, node = %from.node, "moved, but the old directory could not be removed: {e}");
     }
     tracing::info!(uid = %uid, from = %from.node, to = %to.node, bytes = moved.bytes, sha256 = %moved.sha256, "server moved");
@@ -106,6 +127,7 @@ async fn back_on_old(
     uid: &Uid,
     from: Side<'_>,
     copied_to: Option<Side<'_>>,
+    shared: bool,
     running: bool,
     cause: ServiceError,
 ) -> ServiceError {
@@ -115,7 +137,8 @@ async fn back_on_old(
     {
         also.push(format!("pinning it back to node {} failed: {e}", from.node));
     }
-    if let Some(to) = copied_to
+    // (With one shared folder, the "copy" is the original: it stays.)
+    if let Some(to) = copied_to.filter(|_| !shared)
         && let Err(e) = to.agent.delete_dir(uid).await
     {
         also.push(format!("the copy on node {} was not removed: {e}", to.node));

@@ -233,6 +233,19 @@ async fn nodes_answer_409_outside_cluster_mode() {
         v["info"].as_str().unwrap_or("").contains("cluster mode"),
         "{v}"
     );
+    // A move is a request that makes no sense on one host: 400.
+    let (game, _) = d.new_game(1);
+    let (s, v) = d
+        .post(
+            &format!("/server/move/{game}.one"),
+            serde_json::json!({"node": "elsewhere"}),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["info"].as_str().unwrap_or("").contains("cluster mode"),
+        "{v}"
+    );
 }
 
 /// The node id a server's service is pinned to, read from the manager.
@@ -538,4 +551,246 @@ async fn a_private_node_takes_its_own_keys_servers_only() {
     .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["node"]["id"], n2.id.as_str(), "{v}");
+}
+
+/// Sends a console command through the API once the console is attached (through the node's
+/// agent, after the task runs): until then the API answers that it is not attached.
+async fn command_when_attached(d: &support::Daemon, uid: &str, text: &str) {
+    support::wait_for(Duration::from_secs(30), "the console attached", || async {
+        let (s, _) = d
+            .post(
+                &format!("/server/command/{uid}"),
+                serde_json::json!({ "command": text }),
+            )
+            .await;
+        (s == 200).then_some(())
+    })
+    .await;
+}
+
+/// A daemon in cluster mode with a `peon agent` in every node's namespace (its data dir the
+/// daemon's: all nodes share this machine's filesystem).
+async fn daemon_with_agents(cluster: &cluster_harness::TestCluster) -> support::Daemon {
+    let d = daemon_on(cluster).await;
+    // The daemon makes the secret as it starts (in its own task).
+    let secret = d.data.join("cluster.secret");
+    support::wait_for(Duration::from_secs(30), "the cluster secret", || {
+        let ok = secret.is_file() && std::fs::metadata(&secret).is_ok_and(|m| m.len() > 0);
+        async move { ok.then_some(()) }
+    })
+    .await;
+    cluster
+        .start_agents(&d.data, &d.data.join("cluster.secret"), &d.instance)
+        .await;
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_logs_and_stats_of_a_game_on_a_worker_go_through_its_agent() {
+    let Some(cluster) = cluster_harness::start(&[1, 1]).await else {
+        return;
+    };
+    let d = daemon_with_agents(&cluster).await;
+    let worker = &cluster.nodes[1];
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.w");
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{uid}"),
+            serde_json::json!({"SERVER_NAME": "W", "node": worker.id}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["node"]["id"], worker.id.as_str(), "{v}");
+    let (s, v) = d
+        .put(&format!("/server/start/{uid}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["container_state"], "running", "{v}");
+
+    // The console: attached on the worker through its agent; a line sent to the game's stdin
+    // through the API's console comes back.
+    // (It attaches once the task runs, so the game's first lines may precede it.)
+    let mut c = support::Console::connect(&d, &uid).await;
+    command_when_attached(&d, &uid, "through-the-agent").await;
+    c.wait_line("console: through-the-agent").await;
+    c.send("typed-in-the-console").await;
+    c.wait_line("console: typed-in-the-console").await;
+
+    // Logs and stats come from the worker's engine through the agent.
+    let (s, v) = d.get(&format!("/server/logs/{uid}?lines=50")).await;
+    assert_eq!(s, 200, "{v}");
+    let logs = v["logs"].as_array().expect("logs").clone();
+    assert!(
+        logs.iter()
+            .any(|l| l.as_str().is_some_and(|l| l.contains("listening"))),
+        "{v}"
+    );
+    let v = support::wait_for(Duration::from_secs(30), "stats of the game", || async {
+        let (s, v) = d.get(&format!("/server/stats/{uid}")).await;
+        (s == 200 && v["memory_bytes"].as_u64().is_some_and(|m| m > 0)).then_some(v)
+    })
+    .await;
+    assert!(v["cpu_percent"].is_number(), "{v}");
+
+    let (s, v) = d
+        .delete(&format!("/server/destroy/{uid}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+/// The node whose engine runs a container of `uid` (its task), if any.
+async fn running_on(cluster: &cluster_harness::TestCluster, uid: &str) -> Vec<String> {
+    let mut on = Vec::new();
+    for n in &cluster.nodes {
+        let list = n
+            .docker()
+            .expect("client on a node's engine")
+            .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
+            .await
+            .unwrap_or_default();
+        if list.iter().any(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get("peon.uid"))
+                .is_some_and(|u| u == uid)
+        }) {
+            on.push(n.id.clone());
+        }
+    }
+    on
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_takes_the_world_to_another_node_and_a_refused_one_changes_nothing() {
+    let Some(cluster) = cluster_harness::start(&[1, 1, 1]).await else {
+        return;
+    };
+    let d = daemon_with_agents(&cluster).await;
+    let (n1, n2, n3) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.mv");
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{uid}"),
+            serde_json::json!({"SERVER_NAME": "M", "node": n1.id}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = d
+        .put(&format!("/server/start/{uid}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // A world file in the folder the game mounts.
+    let world = d.server_dir(&uid).join("data/world.dat");
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&world, &content).expect("world file");
+    let before = peon::backup::archive::hex(&<sha2::Sha256 as sha2::Digest>::digest(&content));
+    let still_on_n1 = |v: &serde_json::Value| {
+        v["node"]["id"] == n1.id.as_str() && v["container_state"] == "running"
+    };
+
+    // Refused at once: no node given, no such node.
+    let (s, v) = d
+        .post(&format!("/server/move/{uid}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = d
+        .post(
+            &format!("/server/move/{uid}"),
+            serde_json::json!({"node": "nowhere"}),
+        )
+        .await;
+    assert_eq!(s, 404, "{v}");
+
+    // A drained node cannot take it: 409 with the reason; nothing changed.
+    let (s, v) = d
+        .put(
+            &format!("/node/{}", n3.id),
+            serde_json::json!({"availability": "drain"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = d
+        .post(
+            &format!("/server/move/{uid}"),
+            serde_json::json!({"node": n3.name}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["info"]
+            .as_str()
+            .unwrap_or("")
+            .contains("availability is drain"),
+        "{v}"
+    );
+    let (_, v) = d.get(&format!("/server/get/{uid}")).await;
+    assert!(still_on_n1(&v), "{v}");
+
+    // The target's agent is dead: refused before anything is touched.
+    cluster.kill_agent(1);
+    let (s, v) = d
+        .post(
+            &format!("/server/move/{uid}"),
+            serde_json::json!({"node": n2.id}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    let (_, v) = d.get(&format!("/server/get/{uid}")).await;
+    assert!(still_on_n1(&v), "{v}");
+    assert_eq!(
+        pinned(&cluster, &uid).await.as_deref(),
+        Some(n1.id.as_str())
+    );
+    assert_eq!(running_on(&cluster, &uid).await, vec![n1.id.clone()]);
+
+    // With its agent back, the move runs: the game runs on n2 with its world, n1 has no copy
+    // of it running, the service is pinned to n2.
+    let secret = d.data.join("cluster.secret");
+    cluster.start_agent(1, &d.data, &secret, &d.instance).await;
+    let (s, v) = d
+        .post(
+            &format!("/server/move/{uid}"),
+            serde_json::json!({"node": n2.id}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["node"]["id"], n2.id.as_str(), "{v}");
+    assert_eq!(v["node"]["address"], n2.addr.as_str(), "{v}");
+    assert_eq!(v["container_state"], "running", "{v}");
+    assert_eq!(
+        pinned(&cluster, &uid).await.as_deref(),
+        Some(n2.id.as_str())
+    );
+    assert_eq!(running_on(&cluster, &uid).await, vec![n2.id.clone()]);
+    let after = std::fs::read(&world).expect("world after the move");
+    assert_eq!(
+        peon::backup::archive::hex(&<sha2::Sha256 as sha2::Digest>::digest(&after)),
+        before
+    );
+    // The move is a job with its steps.
+    let (_, jobs) = d.get(&format!("/jobs?uid={uid}&kind=move")).await;
+    let jobs = jobs.as_array().expect("jobs").clone();
+    assert!(jobs.iter().any(|j| j["state"] == "succeeded"), "{jobs:?}");
+    // The console works on the new node, through its agent.
+    let mut c = support::Console::connect(&d, &uid).await;
+    command_when_attached(&d, &uid, "after-the-move").await;
+    c.wait_line("console: after-the-move").await;
+
+    // The CLI: refused to the drained node (an error, nothing changed), then back to n1 (a
+    // table with its node).
+    let (code, _) = cli(&d, &["server", "move", &uid, &n3.name, "--json"]).await;
+    assert_ne!(code, 0);
+    assert_eq!(running_on(&cluster, &uid).await, vec![n2.id.clone()]);
+    let (code, out) = cli(&d, &["server", "move", &uid, &n1.name]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("NODE") && out.contains(&n1.name), "{out}");
+    assert_eq!(running_on(&cluster, &uid).await, vec![n1.id.clone()]);
+    assert_eq!(std::fs::read(&world).expect("world"), content);
+
+    let (s, v) = d
+        .delete(&format!("/server/destroy/{uid}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
 }
