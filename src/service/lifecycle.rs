@@ -492,6 +492,7 @@ impl ServerService {
     /// power lock, and is never undone by the restart policy.
     pub async fn kill(&self, uid: &Uid) -> Result<ServerObject> {
         let rec = self.record(uid)?;
+        self.refuse_if_unreachable(uid, "a kill")?;
         self.want_stopped(uid, Expected::Kill).await?;
         self.scheduler.cancel_stop(uid).await?;
         self.action(uid, JobKind::Kill, async {

@@ -21,8 +21,10 @@ mod lifecycle;
 mod limits;
 mod maintenance;
 mod metrics;
+mod nodeloss;
 mod nodes;
 mod notify;
+mod pending;
 mod placement;
 mod plans;
 mod planver;
@@ -63,6 +65,7 @@ pub use create::CreateRequest;
 pub use lifecycle::{ServerOptions, UpdateMode};
 pub use nodes::{NodeReserved, NodeUpdate, NodeView};
 pub use notify::message_of;
+pub use pending::can_wait;
 pub use planver::PlanTarget;
 pub use players::{PLAYERS_INTERVAL, QUERY_TIMEOUT};
 pub use rollout::{RolloutRequest, RolloutTarget};
@@ -104,6 +107,9 @@ pub enum ServiceError {
     /// An update failed and was rolled back (or the rollback failed too).
     #[error("{0}")]
     RolledBack(String),
+    /// The server's node is unreachable and the action cannot wait for it (cluster mode).
+    #[error("{0}")]
+    Unreachable(String),
     /// The server's directory is over its disk quota.
     #[error("{0}")]
     OverQuota(String),
@@ -154,6 +160,10 @@ pub struct ServerService {
     sleepers: std::sync::Mutex<std::collections::HashMap<Uid, wake::Sleeper>>,
     /// Cluster mode: the Swarm manager (set once by the daemon; unset in single-host mode).
     cluster: std::sync::OnceLock<Arc<dyn crate::runtime::cluster::Swarm>>,
+    /// Cluster mode: which nodes are down (the node watcher).
+    node_health: nodeloss::NodeHealth,
+    /// Cluster mode: actions queued while a server's node is unreachable.
+    pending: pending::Pending,
     me: Weak<ServerService>,
 }
 
@@ -181,7 +191,13 @@ impl ServerService {
                 ..AccessConfig::default()
             },
         )?);
-        let jobs = Arc::new(Jobs::load(&store.data_dir().jobs_file())?);
+        // Pending changes (cluster mode) keep their queued jobs over a restart.
+        let queued = store
+            .list()
+            .iter()
+            .flat_map(|r| r.state.pending.iter().map(|p| p.job_id.clone()))
+            .collect();
+        let jobs = Arc::new(Jobs::load_keeping(&store.data_dir().jobs_file(), &queued)?);
         let rollouts = crate::rollout::Rollouts::load(store.data_dir().rollouts_file());
         let hooks = Arc::new(notify::open_hooks(&settings)?);
         let svc = Arc::new_cyclic(|me| ServerService {
@@ -200,6 +216,8 @@ impl ServerService {
             allocation: tokio::sync::Mutex::new(()),
             sleepers: Default::default(),
             cluster: std::sync::OnceLock::new(),
+            node_health: Default::default(),
+            pending: Default::default(),
             me: me.clone(),
         });
         let me = svc.me.clone();

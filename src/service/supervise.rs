@@ -52,6 +52,9 @@ impl ServerService {
         tokio::spawn(refresh_configs(Arc::downgrade(&self)));
         tokio::spawn(super::metrics::sample_stats(Arc::downgrade(&self)));
         tokio::spawn(super::notify::forward(Arc::downgrade(&self)));
+        // Cluster mode: node loss seen within seconds, and the changes queued meanwhile.
+        self.resume_pending();
+        tokio::spawn(self.clone().watch_nodes());
         let mut delay = Duration::from_millis(250);
         let mut first = true;
         loop {

@@ -225,6 +225,41 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no node {id} in this cluster"))
     }
 
+    /// SIGKILLs node `i`'s engine (by the pid this harness started), as a node that dies
+    /// would: its containers' shims survive (the game keeps running until the engine returns).
+    pub fn kill_engine(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if let Some(mut child) = node.child.take() {
+            // SAFETY: kill with a pid we started; no memory is touched.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `i`'s engine again (after [`Cluster::kill_engine`]), with the same config,
+    /// data root and swarm state, and waits until it answers.
+    pub async fn restart_engine(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        assert!(node.child.is_none(), "node {i}'s engine is still running");
+        let _ = std::fs::remove_file(node.socket.trim_start_matches("unix://"));
+        let _ = std::fs::remove_file(node.dir.join("docker.pid"));
+        node.child = Some(spawn_engine(node));
+        let path = node.socket.trim_start_matches("unix://").to_owned();
+        support::wait_for(
+            Duration::from_secs(60),
+            "the restarted engine answers",
+            || {
+                let path = path.clone();
+                async move {
+                    let d =
+                        Docker::connect_with_unix(&path, 10, bollard::API_DEFAULT_VERSION).ok()?;
+                    d.version().await.ok().map(|_| ())
+                }
+            },
+        )
+        .await;
+    }
+
     /// Waits until the manager sees every node `ready`.
     pub async fn wait_ready(&self) {
         let d = self.docker();
@@ -404,7 +439,11 @@ fn spawn_engine(node: &Node) -> Child {
         etc = dir.join("etc").display(),
         config = config_path.display(),
     );
-    let log = std::fs::File::create(dir.join("dockerd.log")).expect("node log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dockerd.log"))
+        .expect("node log");
     let log2 = log.try_clone().expect("node log");
     Command::new("ip")
         .args([
