@@ -101,7 +101,7 @@ pub struct JobsQuery {
     uid: Option<String>,
     /// `queued`, `running`, `succeeded` or `failed`.
     state: Option<String>,
-    /// `create`, `start`, `stop`, `restart`, `kill`, `update`, `destroy`, `eradicate`, `backup`, `restore`.
+    /// `create`, `start`, `stop`, `restart`, `kill`, `update`, `destroy`, `eradicate`, `backup`, `restore`, `failover`.
     kind: Option<String>,
     /// At most this many (the newest).
     limit: Option<String>,

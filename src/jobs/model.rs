@@ -25,10 +25,12 @@ pub enum JobKind {
     Backup,
     Limits,
     Restore,
+    /// Cluster mode: rebuilt on another node from a backup after its node was lost.
+    Failover,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 11] = [
+    pub const ALL: [JobKind; 12] = [
         JobKind::Create,
         JobKind::Start,
         JobKind::Stop,
@@ -40,6 +42,7 @@ impl JobKind {
         JobKind::Backup,
         JobKind::Limits,
         JobKind::Restore,
+        JobKind::Failover,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +58,7 @@ impl JobKind {
             JobKind::Backup => "backup",
             JobKind::Limits => "limits",
             JobKind::Restore => "restore",
+            JobKind::Failover => "failover",
         }
     }
 

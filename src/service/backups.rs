@@ -44,7 +44,7 @@ impl ServerService {
     }
 
     /// Every backup of a server in every configured target, oldest first.
-    async fn all_backups(&self, uid: &Uid) -> Result<Vec<BackupInfo>> {
+    pub(super) async fn all_backups(&self, uid: &Uid) -> Result<Vec<BackupInfo>> {
         let (c, u) = (self.catalog(), uid.clone());
         let mut all = blocking(move || Ok(c.list(&u)?)).await?;
         if self.settings.s3.is_some() {
@@ -293,7 +293,7 @@ impl ServerService {
         .await
     }
 
-    async fn restore_locked(&self, uid: &Uid, id: &str) -> Result<ServerObject> {
+    pub(super) async fn restore_locked(&self, uid: &Uid, id: &str) -> Result<ServerObject> {
         let info = self.backup_info(uid, id).await?;
         let source = if info.target == "s3" {
             Some(self.s3()?.open(uid, &info.id).await?)

@@ -85,6 +85,8 @@ pub struct ServerOptions {
     pub idle_grace: Option<Duration>,
     pub wake_on_connect: Option<bool>,
     pub backup_before_idle_stop: Option<bool>,
+    /// Cluster mode: `Some(None)` turns failover off, `Some(Some(d))` fails over after `d`.
+    pub failover_after: Option<Option<Duration>>,
 }
 
 impl ServerService {
@@ -562,6 +564,9 @@ impl ServerService {
             }
             if let Some(b) = o.backup_before_idle_stop {
                 s.backup_before_idle_stop = b;
+            }
+            if let Some(f) = o.failover_after {
+                s.failover_after_s = f.map(|d| d.as_secs());
             }
         })
         .await?;

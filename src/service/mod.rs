@@ -15,6 +15,7 @@ mod console;
 mod container;
 mod create;
 mod disk;
+mod failover;
 mod gameconfig;
 mod jobs;
 mod lifecycle;
@@ -164,6 +165,8 @@ pub struct ServerService {
     node_health: nodeloss::NodeHealth,
     /// Cluster mode: actions queued while a server's node is unreachable.
     pending: pending::Pending,
+    /// Cluster mode: servers failing over now.
+    failovers: failover::Failovers,
     me: Weak<ServerService>,
 }
 
@@ -218,6 +221,7 @@ impl ServerService {
             cluster: std::sync::OnceLock::new(),
             node_health: Default::default(),
             pending: Default::default(),
+            failovers: Default::default(),
             me: me.clone(),
         });
         let me = svc.me.clone();

@@ -76,6 +76,19 @@ impl NodeHealth {
         self.lock().get(node).is_some_and(|s| s.down.is_some())
     }
 
+    /// How long `node` has been down, when it is.
+    pub(super) fn down_for(&self, node: &str) -> Option<Duration> {
+        self.lock()
+            .get(node)
+            .and_then(|s| s.down)
+            .map(|t| t.elapsed())
+    }
+
+    /// Wakes whoever waits on a change (a server moved off a down node).
+    pub(super) fn bump(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+
     fn is_judged(&self) -> bool {
         self.judged.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -173,8 +186,9 @@ impl ServerService {
             .judged
             .swap(true, std::sync::atomic::Ordering::SeqCst);
         if any || first {
-            self.node_health.changed.send_modify(|v| *v += 1);
+            self.node_health.bump();
         }
+        self.failover_due();
     }
 }
 

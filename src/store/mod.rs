@@ -181,6 +181,14 @@ pub struct ServerState {
     /// applied in order when it returns (kept across a daemon restart).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<PendingChange>,
+    /// Cluster mode: rebuild the server on another node from its latest off-node backup after
+    /// its node was down this many seconds (off when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_after_s: Option<u64>,
+    /// Cluster mode: nodes the server failed over from. Their copy of its directory is stale:
+    /// never copied from, never started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale_on: Vec<String>,
 }
 
 /// An action queued while its server's node is unreachable (cluster mode).

@@ -164,3 +164,123 @@ async fn a_dead_node_is_unreachable_within_seconds_and_a_stop_waits_for_its_retu
     )
     .await;
 }
+
+fn sha(path: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).expect("read the world");
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_fails_over_from_its_backup_and_the_old_copy_never_returns() {
+    let Some(mut cluster) = cluster_harness::start(&[1, 1, 1]).await else {
+        return;
+    };
+    let d = daemon_on(&cluster).await;
+    let (game, _) = d.new_game(1);
+    let uid = format!("{game}.f");
+    let old = cluster.nodes[1].id.clone();
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{uid}"),
+            serde_json::json!({"SERVER_NAME": "F", "restart_policy": "never", "node": cluster.nodes[1].name}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["node"]["id"], old.as_str(), "{v}");
+
+    // The world at backup time (taken stopped), then a newer one written on the node.
+    let (s, v) = d
+        .put(&format!("/server/stop/{uid}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let world = d.server_dir(&uid).join("user/world.dat");
+    std::fs::create_dir_all(world.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&world, b"the world as backed up").expect("write");
+    let backed_up = sha(&world);
+    let (s, info) = d
+        .post(&format!("/server/backup/{uid}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{info}");
+    let backup_id = info["id"].as_str().expect("backup id").to_owned();
+    let (s, v) = d
+        .put(&format!("/server/start/{uid}"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    std::fs::write(&world, b"newer, only on the lost node").expect("write");
+    let (s, v) = d
+        .put(
+            &format!("/server/options/{uid}"),
+            serde_json::json!({"failover": {"after": "3s"}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+
+    // The node dies: after the grace, a failover job rebuilds it elsewhere from the backup.
+    let killed = Instant::now();
+    cluster.kill_engine(1);
+    let j = support::wait_for(Duration::from_secs(120), "a failover job to end", || {
+        let (d, uid) = (&d, uid.clone());
+        async move {
+            let (_, jobs) = d.get(&format!("/jobs?uid={uid}&kind=failover")).await;
+            let j = jobs.as_array()?.first()?.clone();
+            (j["state"] == "succeeded" || j["state"] == "failed").then_some(j)
+        }
+    })
+    .await;
+    eprintln!(
+        "MEASURED: failed over {:.1} s after the engine was SIGKILLed (grace 3 s)",
+        killed.elapsed().as_secs_f64()
+    );
+    assert_eq!(j["state"], "succeeded", "{j}");
+    let steps: Vec<&str> = j["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    let named = steps
+        .iter()
+        .find(|s| s.starts_with(&format!("world from backup {backup_id} (")))
+        .unwrap_or_else(|| panic!("a step naming the backup and its age: {steps:?}"));
+    assert!(named.contains(" old, taken "), "{named}");
+    let v = d
+        .wait_server(&uid, Duration::from_secs(60), |v| {
+            v["container_state"] == "running"
+        })
+        .await;
+    let spare = v["node"]["id"].as_str().expect("node").to_owned();
+    assert_ne!(spare, old, "on another node: {v}");
+    assert_ne!(v["server_state"], "unreachable", "{v}");
+    assert_eq!(sha(&world), backed_up, "the world of the backup");
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(d.server_dir(&uid).join(".peon.json")).expect(".peon.json"),
+    )
+    .expect("json");
+    assert_eq!(state["stale_on"][0], old.as_str(), "{state}");
+
+    // The lost node returns: its old copy is stopped there, the world stays the backup's.
+    cluster.restart_engine(1).await;
+    cluster.wait_ready().await;
+    let node = &cluster.nodes[1];
+    support::wait_for(
+        Duration::from_secs(60),
+        "the old copy gone from the node that came back",
+        || {
+            let uid = uid.clone();
+            async move { (!runs_on(node, &uid).await).then_some(()) }
+        },
+    )
+    .await;
+    let v = d
+        .wait_server(&uid, Duration::from_secs(30), |v| {
+            v["container_state"] == "running"
+        })
+        .await;
+    assert_eq!(v["node"]["id"], spare.as_str(), "{v}");
+    assert_eq!(
+        sha(&world),
+        backed_up,
+        "the old copy never overwrote the world"
+    );
+}
