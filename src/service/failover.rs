@@ -20,6 +20,9 @@ use crate::jobs::{JobKind, step};
 use crate::names::Uid;
 use crate::store::NodePin;
 
+/// How long the old service may take to go once removed.
+const REMOVE_DEADLINE: Duration = Duration::from_secs(30);
+
 /// The servers failing over now.
 #[derive(Default)]
 pub(super) struct Failovers {
@@ -134,13 +137,7 @@ impl ServerService {
             }),
         )
         .await?;
-        step("remove the old service", async {
-            self.runtime
-                .remove(&uid.container_name())
-                .await
-                .map_err(ServiceError::from)
-        })
-        .await?;
+        step("remove the old service", self.remove_and_wait(uid)).await?;
         // The live model still has the old run: the restore must not try to stop it there.
         self.handle_of(uid).set_container(None);
         self.restore_locked(uid, &id).await?;
@@ -149,6 +146,24 @@ impl ServerService {
             step("start", self.start_locked(uid, None)).await?;
         }
         tracing::info!(uid = %uid, from = %old.hostname, to = %to.hostname, backup = %id, age_s = age, "failed over");
+        Ok(())
+    }
+
+    /// Removes `uid`'s service and waits until the manager no longer has it (a service being
+    /// removed is still inspected a moment; its replacement must not be confused with it).
+    async fn remove_and_wait(&self, uid: &Uid) -> Result<()> {
+        let name = uid.container_name();
+        self.runtime.remove(&name).await?;
+        let deadline = std::time::Instant::now() + REMOVE_DEADLINE;
+        while self.runtime.inspect(&name).await?.is_some() {
+            if std::time::Instant::now() > deadline {
+                return Err(ServiceError::Failed(format!(
+                    "the old service of [{uid}] was still there {} s after its removal",
+                    REMOVE_DEADLINE.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         Ok(())
     }
 
