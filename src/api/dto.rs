@@ -563,7 +563,7 @@ pub struct HookBody {
     /// An http:// or https:// URL.
     pub url: String,
     /// Event names: started, stopped, crashed, restarted, gave_up, backup_done, backup_failed,
-    /// update_rolled_back, rollout_done, idle_stop; or `*` for all.
+    /// update_rolled_back, rollout_done, idle_stop, node_down, node_up; or `*` for all.
     pub events: Vec<String>,
     /// The HMAC-SHA256 key of the `X-Peon-Signature` header; never shown again.
     #[serde(default)]

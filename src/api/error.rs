@@ -76,6 +76,7 @@ impl ApiError {
                 ServiceError::Failed(_) => (S::BAD_GATEWAY, "srv.failed"),
                 ServiceError::RolledBack(_) => (S::BAD_GATEWAY, "srv.update.rolledback"),
                 ServiceError::NotRunning(_) => (S::CONFLICT, "srv.notrunning"),
+                ServiceError::Unreachable(_) => (S::CONFLICT, "srv.unreachable"),
                 ServiceError::OverQuota(_) => (S::CONFLICT, "srv.quota"),
                 ServiceError::NoSpace(_) => (S::INSUFFICIENT_STORAGE, "backup.nospace"),
                 ServiceError::Store(_) => (S::INTERNAL_SERVER_ERROR, "store.io"),

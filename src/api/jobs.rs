@@ -51,7 +51,19 @@ where
     T: Serialize + Send + 'static,
     F: Future<Output = crate::service::Result<T>> + Send + 'static,
 {
-    if !wait.background()? {
+    let background = wait.background()?;
+    // Cluster mode: an action on a server whose node is unreachable waits for it, queued.
+    if let Ok(u) = crate::names::Uid::parse(uid)
+        && s.service.is_unreachable(&u)
+    {
+        let work = async move { work.await.map(|_| ()) };
+        let job = s
+            .service
+            .queue_pending(&super::auth::requester(), kind, &u, work)
+            .await?;
+        return accepted(uri, job);
+    }
+    if !background {
         let v = s.service.acting(&super::auth::requester(), work).await?;
         return Ok(Json(v).into_response());
     }
@@ -59,6 +71,11 @@ where
         .service
         .detach(&super::auth::requester(), kind, uid, work)
         .await;
+    accepted(uri, job)
+}
+
+/// `202` with the job: `{"status":"accepted","job_id":...}`, `Location: <base>/job/<id>`.
+fn accepted(uri: &OriginalUri, job: Job) -> ApiResult<Response> {
     let base = BASES
         .iter()
         .find(|b| uri.path().starts_with(*b))
@@ -84,7 +101,7 @@ pub struct JobsQuery {
     uid: Option<String>,
     /// `queued`, `running`, `succeeded` or `failed`.
     state: Option<String>,
-    /// `create`, `start`, `stop`, `restart`, `kill`, `update`, `destroy`, `eradicate`, `backup`, `restore`, `move`.
+    /// `create`, `start`, `stop`, `restart`, `kill`, `update`, `destroy`, `eradicate`, `backup`, `restore`, `move`, `failover`.
     kind: Option<String>,
     /// At most this many (the newest).
     limit: Option<String>,

@@ -251,6 +251,10 @@ pub struct OptionsBody {
     pub wake_on_connect: Option<bool>,
     /// Take a backup (`save`) before an idle stop.
     pub backup_before_idle_stop: Option<bool>,
+    /// Cluster mode: `{"after": "60s"}` rebuilds the server on another node from its latest
+    /// off-node backup once its node was down that long; `null` or `false`: off (the default).
+    #[schema(value_type = Option<Object>)]
+    pub failover: Option<serde_json::Value>,
 }
 
 #[utoipa::path(
@@ -281,8 +285,31 @@ pub async fn options(
         idle_grace: body.duration("idle_grace", super::servers::WEEK)?,
         wake_on_connect: super::servers::flag_key(&body, "wake_on_connect")?,
         backup_before_idle_stop: super::servers::flag_key(&body, "backup_before_idle_stop")?,
+        failover_after: failover(&body)?,
     };
     Ok(Json(s.service.set_options(&u, o).await?))
+}
+
+/// `failover`: `{"after": "60s"}`, or `null` / `false` / `"off"` for off.
+fn failover(body: &Body) -> ApiResult<Option<Option<std::time::Duration>>> {
+    use serde_json::Value;
+    match body.0.get("failover") {
+        None => Ok(None),
+        Some(Value::Null | Value::Bool(false)) => Ok(Some(None)),
+        Some(Value::String(s)) if s == "off" => Ok(Some(None)),
+        Some(Value::Object(o)) => {
+            let inner = super::body::Body(o.clone());
+            match inner.duration("after", super::servers::WEEK)? {
+                Some(d) if d.as_secs() > 0 => Ok(Some(Some(d))),
+                _ => Err(ApiError::BadRequest(
+                    "failover needs {\"after\": <duration>}, e.g. {\"after\": \"60s\"}.".into(),
+                )),
+            }
+        }
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "failover [{other}] must be {{\"after\": \"60s\"}} or null."
+        ))),
+    }
 }
 
 #[derive(Debug, Deserialize)]

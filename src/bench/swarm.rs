@@ -224,6 +224,42 @@ impl Cluster {
         self.nodes.iter().find(|n| n.id == id)
     }
 
+    /// SIGKILLs node `i`'s engine (by the pid this harness started), as a node that dies
+    /// would: its containers' shims survive (the game keeps running until the engine returns).
+    pub fn kill_engine(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if let Some(mut child) = node.child.take() {
+            // SAFETY: kill with a pid we started; no memory is touched.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `i`'s engine again (after [`Cluster::kill_engine`]), with the same config,
+    /// data root and swarm state, and waits until it answers.
+    pub async fn restart_engine(&mut self, i: usize) -> Result<()> {
+        let node = &mut self.nodes[i];
+        if node.child.is_some() {
+            return Err(format!("node {i}'s engine is still running"));
+        }
+        let _ = std::fs::remove_file(node.socket.trim_start_matches("unix://"));
+        let _ = std::fs::remove_file(node.dir.join("docker.pid"));
+        node.child = Some(spawn_engine(node)?);
+        let socket = node.socket.clone();
+        wait(
+            Duration::from_secs(60),
+            "the restarted engine answers",
+            || {
+                let socket = socket.clone();
+                async move {
+                    let d = connect(&socket).ok()?;
+                    d.version().await.ok().map(|_| ())
+                }
+            },
+        )
+        .await
+    }
+
     /// Waits until the manager sees every node `ready`.
     pub async fn wait_ready(&self) -> Result<()> {
         let d = self.docker()?;
@@ -501,7 +537,12 @@ fn spawn_engine(node: &Node) -> Result<Child> {
         cgroups = cgroup_mounts(),
         config = config_path.display(),
     );
-    let log = std::fs::File::create(dir.join("dockerd.log")).map_err(io)?;
+    // Appended to: an engine started again after a kill keeps its earlier log.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dockerd.log"))
+        .map_err(io)?;
     let log2 = log.try_clone().map_err(io)?;
     Command::new("ip")
         .args([

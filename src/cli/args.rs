@@ -323,6 +323,10 @@ pub enum ServerCmd {
         /// Take a backup before an idle stop.
         #[arg(long, value_name = "BOOL")]
         backup_before_idle_stop: Option<bool>,
+        /// Cluster mode: rebuild the server on another node from its latest backup after its
+        /// node was down this long (60s); `off` turns it off.
+        #[arg(long, value_name = "DURATION")]
+        failover_after: Option<String>,
     },
     /// Show a server's resource limits and disk quota, or change them (in place, no restart).
     /// `none` puts a limit back to the plan's.

@@ -663,9 +663,18 @@ async fn server(c: &Client, json: bool, cmd: ServerCmd) -> Result<ExitCode> {
             idle_grace,
             wake_on_connect,
             backup_before_idle_stop,
+            failover_after,
         } => {
             let u = uid(&u)?;
             let mut body = Map::new();
+            if let Some(f) = failover_after {
+                let v = if f == "off" {
+                    Value::Null
+                } else {
+                    serde_json::json!({ "after": f })
+                };
+                body.insert("failover".into(), v);
+            }
             if let Some(p) = restart_policy {
                 body.insert("restart_policy".into(), Value::String(p));
             }

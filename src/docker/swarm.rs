@@ -228,6 +228,27 @@ impl Swarm for Engine {
     fn tasks(&self) -> RtFuture<'_, Vec<TaskInfo>> {
         Box::pin(self.list_tasks())
     }
+    fn probe<'a>(&'a self, address: &'a str) -> RtFuture<'a, bool> {
+        Box::pin(probe_node(address))
+    }
+}
+
+/// Connects to a node's Swarm gossip port with a short timeout (see [`Swarm::probe`]).
+async fn probe_node(address: &str) -> Result<bool> {
+    use crate::runtime::cluster::{GOSSIP_PORT, PROBE_TIMEOUT};
+    // An address the manager does not know (a manager may report 0.0.0.0) cannot be probed:
+    // the manager's own view of the node decides alone.
+    let Ok(ip) = address.parse::<std::net::IpAddr>() else {
+        return Ok(true);
+    };
+    if ip.is_unspecified() {
+        return Ok(true);
+    }
+    let connect = tokio::net::TcpStream::connect((ip, GOSSIP_PORT));
+    Ok(matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, connect).await,
+        Ok(Ok(_))
+    ))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 /// The event names a hook may ask for.
-pub const EVENTS: [&str; 11] = [
+pub const EVENTS: [&str; 13] = [
     "started",
     "stopped",
     "crashed",
@@ -18,6 +18,8 @@ pub const EVENTS: [&str; 11] = [
     "update_rolled_back",
     "rollout_done",
     "idle_stop",
+    "node_down",
+    "node_up",
     "test",
 ];
 
@@ -79,8 +81,8 @@ impl Format {
 /// Discord's embed colours by event: red for trouble, green for good news, grey otherwise.
 fn colour(event: &str) -> u32 {
     match event {
-        "crashed" | "gave_up" | "backup_failed" | "update_rolled_back" => 0x00E7_4C3C,
-        "started" | "restarted" | "backup_done" | "rollout_done" => 0x002E_CC71,
+        "crashed" | "gave_up" | "backup_failed" | "update_rolled_back" | "node_down" => 0x00E7_4C3C,
+        "started" | "restarted" | "backup_done" | "rollout_done" | "node_up" => 0x002E_CC71,
         _ => 0x0095_A5A6,
     }
 }

@@ -27,10 +27,12 @@ pub enum JobKind {
     Restore,
     /// A move to another node (cluster mode).
     Move,
+    /// Cluster mode: rebuilt on another node from a backup after its node was lost.
+    Failover,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 12] = [
+    pub const ALL: [JobKind; 13] = [
         JobKind::Create,
         JobKind::Start,
         JobKind::Stop,
@@ -43,6 +45,7 @@ impl JobKind {
         JobKind::Limits,
         JobKind::Restore,
         JobKind::Move,
+        JobKind::Failover,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +62,7 @@ impl JobKind {
             JobKind::Limits => "limits",
             JobKind::Restore => "restore",
             JobKind::Move => "move",
+            JobKind::Failover => "failover",
         }
     }
 

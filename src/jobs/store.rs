@@ -62,6 +62,15 @@ impl Jobs {
     /// Reads the history (a missing file is an empty one; an unreadable one is set aside).
     /// Jobs that were queued or running are marked failed: the daemon stopped while they ran.
     pub fn load(path: &Path) -> Result<Jobs, JobError> {
+        Jobs::load_keeping(path, &std::collections::HashSet::new())
+    }
+
+    /// As [`Jobs::load`], but the queued jobs named in `queued` stay queued: pending changes
+    /// that wait for their server's node (cluster mode) survive a daemon restart.
+    pub fn load_keeping(
+        path: &Path,
+        queued: &std::collections::HashSet<String>,
+    ) -> Result<Jobs, JobError> {
         let mut file: File = match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 let aside = path.with_extension(format!("json.bad-{}", atomic::random_suffix()));
@@ -79,7 +88,12 @@ impl Jobs {
         };
         let t = now();
         let mut changed = false;
-        for j in file.jobs.iter_mut().filter(|j| !j.state.is_done()) {
+        for j in file
+            .jobs
+            .iter_mut()
+            .filter(|j| !j.state.is_done())
+            .filter(|j| !(j.state == JobState::Queued && queued.contains(&j.id)))
+        {
             j.end(Err(INTERRUPTED.to_owned()), &t);
             changed = true;
         }
@@ -169,6 +183,14 @@ impl Jobs {
         self.persist_soon();
         super::scope::note(&id);
         Running::new(self.clone(), id)
+    }
+
+    /// A queued job of the history, to carry it out (a pending change kept over a restart).
+    pub fn resume(self: &Arc<Self>, id: &str) -> Option<Running> {
+        self.get(id)
+            .ok()
+            .filter(|j| j.state == JobState::Queued)
+            .map(|j| Running::new(self.clone(), j.id))
     }
 
     /// Changes a job; with `tell`, publishes its new state. `None` when it is gone.

@@ -66,6 +66,14 @@ pub enum EventKind {
     /// Holding a sleeping server's ports, or starting it on a connection, failed (the ports are
     /// held again when the start failed).
     WakeFailed { error: String },
+    /// Cluster mode: the server's node stopped answering (`server_state` is `unreachable`).
+    NodeDown { node: String, hostname: String },
+    /// Cluster mode: the server's node answers again, after `down_s` seconds.
+    NodeUp {
+        node: String,
+        hostname: String,
+        down_s: f64,
+    },
     /// The server directory reached 90 % of its disk quota (or went over it).
     Quota {
         used_bytes: u64,

@@ -131,7 +131,17 @@ pub trait Swarm: Send + Sync + 'static {
     ) -> RtFuture<'a, Vec<ServiceInfo>>;
     /// Every task of the swarm (all services, any state the manager still keeps).
     fn tasks(&self) -> RtFuture<'_, Vec<TaskInfo>>;
+    /// Whether the node at `address` answers now: its engine's Swarm gossip port
+    /// ([`GOSSIP_PORT`], TCP, open between the nodes of every swarm) accepts a connection within
+    /// [`PROBE_TIMEOUT`]. A node whose engine died refuses at once, long before its manager
+    /// marks it down (its heartbeat timeout, 13-15 s here).
+    fn probe<'a>(&'a self, address: &'a str) -> RtFuture<'a, bool>;
 }
+
+/// The TCP port of a Swarm node's gossip (memberlist), open on every node of a swarm.
+pub const GOSSIP_PORT: u16 = 7946;
+/// How long a node probe waits for a connection.
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
 
 /// Container-level work on the node that runs a server's task (peon's agent there): the
 /// cluster runtime asks it for the engine of a node. `None` when the node has no agent wired.

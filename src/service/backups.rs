@@ -45,7 +45,7 @@ impl ServerService {
     }
 
     /// Every backup of a server in every configured target, oldest first.
-    async fn all_backups(&self, uid: &Uid) -> Result<Vec<BackupInfo>> {
+    pub(super) async fn all_backups(&self, uid: &Uid) -> Result<Vec<BackupInfo>> {
         let (c, u) = (self.catalog(), uid.clone());
         let mut all = blocking(move || Ok(c.list(&u)?)).await?;
         if self.settings.s3.is_some() {
@@ -303,7 +303,7 @@ impl ServerService {
     /// Stage, verify and sync, then stop, safety backup, swap, start: the archive is unpacked
     /// into staging, its sha256 checked and the files synced while the game still runs, so a
     /// damaged or missing archive (local or S3) is refused before anything is stopped.
-    async fn restore_locked(&self, uid: &Uid, id: &str) -> Result<ServerObject> {
+    pub(super) async fn restore_locked(&self, uid: &Uid, id: &str) -> Result<ServerObject> {
         let info = self.backup_info(uid, id).await?;
         let source = if info.target == "s3" {
             Some(self.s3()?.open(uid, &info.id).await?)

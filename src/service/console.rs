@@ -29,6 +29,7 @@ impl ServerService {
     /// Follows a server's console, starting with its last `replay` lines.
     pub fn console(&self, uid: &Uid, replay: usize) -> Result<ConsoleStream> {
         self.record(uid)?;
+        self.refuse_if_unreachable(uid, "the console")?;
         let h = self.handle_of(uid);
         Ok(ConsoleStream {
             uid: uid.clone(),
@@ -40,6 +41,7 @@ impl ServerService {
     /// Writes one console command to the game's stdin.
     pub async fn command(&self, uid: &Uid, command: &str) -> Result<()> {
         self.record(uid)?;
+        self.refuse_if_unreachable(uid, "a console command")?;
         let h = self.handle_of(uid);
         if !h.is_running() {
             return Err(ServiceError::NotRunning(format!(

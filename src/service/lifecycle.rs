@@ -85,6 +85,8 @@ pub struct ServerOptions {
     pub idle_grace: Option<Duration>,
     pub wake_on_connect: Option<bool>,
     pub backup_before_idle_stop: Option<bool>,
+    /// Cluster mode: `Some(None)` turns failover off, `Some(Some(d))` fails over after `d`.
+    pub failover_after: Option<Option<Duration>>,
 }
 
 impl ServerService {
@@ -492,6 +494,7 @@ impl ServerService {
     /// power lock, and is never undone by the restart policy.
     pub async fn kill(&self, uid: &Uid) -> Result<ServerObject> {
         let rec = self.record(uid)?;
+        self.refuse_if_unreachable(uid, "a kill")?;
         self.want_stopped(uid, Expected::Kill).await?;
         self.scheduler.cancel_stop(uid).await?;
         self.action(uid, JobKind::Kill, async {
@@ -561,6 +564,9 @@ impl ServerService {
             }
             if let Some(b) = o.backup_before_idle_stop {
                 s.backup_before_idle_stop = b;
+            }
+            if let Some(f) = o.failover_after {
+                s.failover_after_s = f.map(|d| d.as_secs());
             }
         })
         .await?;

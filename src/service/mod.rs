@@ -15,6 +15,7 @@ mod console;
 mod container;
 mod create;
 mod disk;
+mod failover;
 mod gameconfig;
 mod jobs;
 mod lifecycle;
@@ -22,8 +23,10 @@ mod limits;
 mod maintenance;
 mod metrics;
 mod moves;
+mod nodeloss;
 mod nodes;
 mod notify;
+mod pending;
 mod placement;
 mod plans;
 mod planver;
@@ -64,6 +67,7 @@ pub use create::CreateRequest;
 pub use lifecycle::{ServerOptions, UpdateMode};
 pub use nodes::{NodeReserved, NodeUpdate, NodeView};
 pub use notify::message_of;
+pub use pending::can_wait;
 pub use planver::PlanTarget;
 pub use players::{PLAYERS_INTERVAL, QUERY_TIMEOUT};
 pub use rollout::{RolloutRequest, RolloutTarget};
@@ -105,6 +109,9 @@ pub enum ServiceError {
     /// An update failed and was rolled back (or the rollback failed too).
     #[error("{0}")]
     RolledBack(String),
+    /// The server's node is unreachable and the action cannot wait for it (cluster mode).
+    #[error("{0}")]
+    Unreachable(String),
     /// The server's directory is over its disk quota.
     #[error("{0}")]
     OverQuota(String),
@@ -157,6 +164,12 @@ pub struct ServerService {
     cluster: std::sync::OnceLock<Arc<dyn crate::runtime::cluster::Swarm>>,
     /// Cluster mode: every node's agent (set once by the daemon).
     agents: std::sync::OnceLock<Arc<crate::agent::delegate::AgentDelegate>>,
+    /// Cluster mode: which nodes are down (the node watcher).
+    node_health: nodeloss::NodeHealth,
+    /// Cluster mode: actions queued while a server's node is unreachable.
+    pending: pending::Pending,
+    /// Cluster mode: servers failing over now.
+    failovers: failover::Failovers,
     me: Weak<ServerService>,
 }
 
@@ -193,7 +206,13 @@ impl ServerService {
                 ..AccessConfig::default()
             },
         )?);
-        let jobs = Arc::new(Jobs::load(&store.data_dir().jobs_file())?);
+        // Pending changes (cluster mode) keep their queued jobs over a restart.
+        let queued = store
+            .list()
+            .iter()
+            .flat_map(|r| r.state.pending.iter().map(|p| p.job_id.clone()))
+            .collect();
+        let jobs = Arc::new(Jobs::load_keeping(&store.data_dir().jobs_file(), &queued)?);
         let rollouts = crate::rollout::Rollouts::load(store.data_dir().rollouts_file());
         let hooks = Arc::new(notify::open_hooks(&settings)?);
         let svc = Arc::new_cyclic(|me| ServerService {
@@ -213,6 +232,9 @@ impl ServerService {
             sleepers: Default::default(),
             cluster: std::sync::OnceLock::new(),
             agents: std::sync::OnceLock::new(),
+            node_health: Default::default(),
+            pending: Default::default(),
+            failovers: Default::default(),
             me: me.clone(),
         });
         let me = svc.me.clone();

@@ -146,6 +146,18 @@ pub fn message_of(e: &Event) -> Option<Message> {
                 Vec::new(),
             )
         }
+        EventKind::NodeDown { hostname, .. } => (
+            "node_down",
+            format!("{uid}: its node {hostname} is unreachable"),
+            Vec::new(),
+        ),
+        EventKind::NodeUp {
+            hostname, down_s, ..
+        } => (
+            "node_up",
+            format!("{uid}: its node {hostname} answers again (after {down_s:.1} s)"),
+            Vec::new(),
+        ),
         EventKind::Job { job } if job.kind == JobKind::Backup && job.state.is_done() => {
             if job.state == JobState::Succeeded {
                 ("backup_done", format!("{uid}: backup done"), Vec::new())

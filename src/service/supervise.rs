@@ -52,6 +52,9 @@ impl ServerService {
         tokio::spawn(refresh_configs(Arc::downgrade(&self)));
         tokio::spawn(super::metrics::sample_stats(Arc::downgrade(&self)));
         tokio::spawn(super::notify::forward(Arc::downgrade(&self)));
+        // Cluster mode: node loss seen within seconds, and the changes queued meanwhile.
+        self.resume_pending();
+        tokio::spawn(self.clone().watch_nodes());
         let mut delay = Duration::from_millis(250);
         let mut first = true;
         loop {
@@ -323,6 +326,12 @@ impl ServerService {
 
     /// The restart policy after an exit of class `class`.
     pub(super) async fn apply_policy(&self, h: &Arc<ServerHandle>, class: ExitClass) {
+        // Cluster mode: a game on a node that does not answer is not restarted there (its
+        // queued changes and failover decide); the host's wish is kept.
+        if self.is_unreachable(&h.uid) {
+            tracing::info!(uid = %h.uid, "exit seen while its node is unreachable: no restart");
+            return;
+        }
         let Some((intent, delay)) = self.decide_restart(h, class).await else {
             return;
         };

@@ -26,7 +26,8 @@ pub struct ServerObject {
     /// answered after peon started.
     pub container_state: String,
     /// `starting` (running, not yet ready), `running` (ready), `unhealthy` (not ready in time),
-    /// `stopping`; otherwise the container state.
+    /// `stopping`; `unreachable` in cluster mode while its node does not answer; otherwise the
+    /// container state.
     pub server_state: String,
     /// Why the server is stopped or unhealthy, when peon knows (e.g. the restart policy gave up).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,6 +81,10 @@ pub struct ServerObject {
     /// The last update and how it ended (kept, or rolled back and why).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_update: Option<UpdateRecord>,
+    /// Cluster mode: actions asked for while the server's node was unreachable, queued (their
+    /// jobs are `queued`) and applied in order when it answers again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<crate::store::PendingChange>,
     /// Cluster mode: the node the server is placed on; players reach it at `node.address`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<crate::store::NodePin>,
@@ -139,6 +144,8 @@ pub struct StatsView {
 
 const MISSING: &str = "missing";
 const UNKNOWN: &str = "unknown";
+/// Cluster mode: the server's node does not answer.
+const UNREACHABLE: &str = "unreachable";
 
 impl ServerService {
     /// Builds the ServerObject of `rec` from its live handle.
@@ -185,7 +192,9 @@ impl ServerService {
             uid: rec.uid.to_string(),
             container_type: label(s.container.as_ref().map(|c| c.container_type.as_str())),
             build_version: label(s.container.as_ref().map(|c| c.build_version.as_str())),
-            server_state: if synced {
+            server_state: if self.is_unreachable(&rec.uid) {
+                UNREACHABLE.to_owned()
+            } else if synced {
                 crate::live::handle::server_state(&s)
             } else {
                 UNKNOWN.to_owned()
@@ -221,6 +230,7 @@ impl ServerService {
             exits: full.then(|| s.exits.clone()),
             image_pin: rec.state.image_pin.clone(),
             last_update: rec.state.last_update.clone(),
+            pending: rec.state.pending.clone(),
             node: rec.state.node.clone(),
             stats: None,
         }

@@ -177,6 +177,31 @@ pub struct ServerState {
     /// Cluster mode: the node the server is placed on (its world lives there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<NodePin>,
+    /// Cluster mode: actions asked for while the server's node was unreachable, oldest first,
+    /// applied in order when it returns (kept across a daemon restart).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingChange>,
+    /// Cluster mode: rebuild the server on another node from its latest off-node backup after
+    /// its node was down this many seconds (off when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_after_s: Option<u64>,
+    /// Cluster mode: nodes the server failed over from. Their copy of its directory is stale:
+    /// never copied from, never started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale_on: Vec<String>,
+}
+
+/// An action queued while its server's node is unreachable (cluster mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PendingChange {
+    /// The job that carries it out (state `queued` until the node returns).
+    pub job_id: String,
+    /// `start`, `stop`, `restart`, `update`, `destroy` or `eradicate`.
+    pub action: String,
+    /// When it was asked for (RFC 3339).
+    pub requested: String,
+    /// Who asked.
+    pub requester: String,
 }
 
 /// The node a server is pinned to (cluster mode).

@@ -26,6 +26,12 @@ impl Deref for TestCluster {
     }
 }
 
+impl std::ops::DerefMut for TestCluster {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        &mut self.0
+    }
+}
+
 impl Drop for TestCluster {
     fn drop(&mut self) {
         for (i, mut c) in std::mem::take(&mut *self.agents()) {
@@ -114,6 +120,18 @@ impl TestCluster {
         if let Some(mut c) = self.agents().remove(&i) {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// SIGKILLs node `i`'s engine, as a node that dies would.
+    pub fn kill_engine(&mut self, i: usize) {
+        self.0.kill_engine(i);
+    }
+
+    /// Starts node `i`'s engine again (same config, data and swarm state) and waits for it.
+    pub async fn restart_engine(&mut self, i: usize) {
+        if let Err(e) = self.0.restart_engine(i).await {
+            panic!("node {i}'s engine did not come back: {e}");
         }
     }
 

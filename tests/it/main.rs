@@ -9,6 +9,7 @@ mod api_basics;
 mod backups;
 mod cli;
 mod cluster;
+mod cluster_nodeloss;
 mod compose;
 mod create;
 mod hooks;
