@@ -246,13 +246,20 @@ impl Cluster {
         let _ = std::fs::remove_file(node.dir.join("docker.pid"));
         node.child = Some(spawn_engine(node)?);
         let socket = node.socket.clone();
+        // A short timeout per try: an engine that restores its swarm state may accept the
+        // connection long before it answers. Generous overall: other swarms may be starting.
         wait(
-            Duration::from_secs(60),
+            Duration::from_secs(120),
             "the restarted engine answers",
             || {
                 let socket = socket.clone();
                 async move {
-                    let d = connect(&socket).ok()?;
+                    let d = Docker::connect_with_unix(
+                        socket.trim_start_matches("unix://"),
+                        5,
+                        bollard::API_DEFAULT_VERSION,
+                    )
+                    .ok()?;
                     d.version().await.ok().map(|_| ())
                 }
             },
