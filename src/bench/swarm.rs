@@ -634,17 +634,51 @@ async fn load_image(c: &Cluster, main: &str, image: &str) -> Result<()> {
     Ok(())
 }
 
-/// Removes a cgroup folder (and its children) from every hierarchy.
+/// Removes a cgroup folder (and its children) from every hierarchy, after killing whatever
+/// still runs in it: a game whose engine was killed keeps running under its shim, in its own
+/// network namespace (not the node's), so only its cgroup still names it.
 fn remove_cgroups(name: &str) {
     let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
         return;
     };
     let mut roots: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     roots.push(PathBuf::from("/sys/fs/cgroup"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut pids = Vec::new();
+        for root in &roots {
+            procs_in(&root.join(name), &mut pids);
+        }
+        if pids.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        for pid in pids {
+            // SAFETY: kill has no memory preconditions; these pids are in the test's cgroups.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for root in roots {
         let p = root.join(name);
         if p.is_dir() {
             rmdir_tree(&p);
+        }
+    }
+}
+
+/// Every pid in a cgroup folder and its children.
+fn procs_in(p: &Path, out: &mut Vec<i32>) {
+    if let Ok(text) = std::fs::read_to_string(p.join("cgroup.procs")) {
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|t| t.parse::<i32>().ok()),
+        );
+    }
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.filter_map(|e| e.ok()) {
+            if e.path().is_dir() {
+                procs_in(&e.path(), out);
+            }
         }
     }
 }
