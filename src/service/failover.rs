@@ -167,33 +167,19 @@ impl ServerService {
         Ok(())
     }
 
-    /// A node for `uid` other than `old` and every down node.
+    /// A node for `uid` other than `old` and every down node: placement's own choice (with
+    /// the servers placed a moment ago), skipping those nodes.
     async fn place_away(
         &self,
         uid: &Uid,
         rec: &crate::store::ServerRecord,
         old: &str,
     ) -> Result<NodePin> {
-        let nodes: Vec<_> = self
-            .nodes()
-            .await?
-            .into_iter()
-            .filter(|n| n.id != old && !self.node_health.is_down(&n.id))
-            .collect();
-        match super::placement::choose(&nodes, &rec.plan.port_groups, None, None) {
-            Ok((n, _)) => Ok(NodePin {
-                id: n.id,
-                hostname: n.hostname,
-                address: n.address,
-            }),
-            Err(reasons) => {
-                let why: Vec<String> = reasons.iter().map(|(n, r)| format!("{n}: {r}")).collect();
-                Err(ServiceError::Conflict(format!(
-                    "No other node can take [{uid}]: {}.",
-                    why.join("; ")
-                )))
-            }
-        }
+        let skip = |n: &super::NodeView| n.id == old || self.node_health.is_down(&n.id);
+        let (pin, _) = self
+            .place_among(uid, &rec.plan.port_groups, None, None, &skip)
+            .await?;
+        Ok(pin)
     }
 }
 

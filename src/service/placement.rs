@@ -123,8 +123,23 @@ impl ServerService {
         wanted: Option<&str>,
         placer: Option<&str>,
     ) -> Result<(NodePin, usize)> {
+        self.place_among(uid, groups, wanted, placer, &|_| false)
+            .await
+    }
+
+    /// The same, never on a node `skip` names (a failover avoids the lost node and every
+    /// node that is down).
+    pub(super) async fn place_among(
+        &self,
+        uid: &Uid,
+        groups: &[Vec<PortSpec>],
+        wanted: Option<&str>,
+        placer: Option<&str>,
+        skip: &(dyn Fn(&NodeView) -> bool + Sync),
+    ) -> Result<(NodePin, usize)> {
         let began = std::time::Instant::now();
         let mut nodes = self.nodes().await?;
+        nodes.retain(|n| !skip(n));
         // Servers placed a moment ago may have no service yet (a create in progress): their
         // node, slot and ports come from the store.
         for rec in self.store.list() {

@@ -111,7 +111,7 @@ async fn swarm_of_three_runs_a_host_mode_service_reachable_at_its_node() {
 }
 
 /// A peon daemon in cluster mode on the cluster's manager.
-async fn daemon_on(cluster: &cluster_harness::TestCluster) -> support::Daemon {
+pub(crate) async fn daemon_on(cluster: &cluster_harness::TestCluster) -> support::Daemon {
     support::Daemon::start_with(support::Opts {
         docker_host: Some(cluster.manager().socket.clone()),
         cluster: true,

@@ -9,15 +9,7 @@ use serde_json::Value;
 use crate::cluster_harness;
 use crate::support::{self, Events};
 
-/// A peon daemon in cluster mode on the cluster's manager.
-async fn daemon_on(cluster: &cluster_harness::TestCluster) -> support::Daemon {
-    support::Daemon::start_with(support::Opts {
-        docker_host: Some(cluster.manager().socket.clone()),
-        cluster: true,
-        ..Default::default()
-    })
-    .await
-}
+use crate::cluster::daemon_on;
 
 /// Whether the game's container runs on `node`'s own engine.
 async fn runs_on(node: &peon::bench::swarm::Node, uid: &str) -> bool {
