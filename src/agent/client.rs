@@ -234,11 +234,15 @@ impl AgentClient {
     /// The id of the storage the agent's data dir is on: two agents answering the same id
     /// share one folder (a filesystem shared between nodes).
     pub async fn storage(&self) -> Result<String> {
+        Ok(self.info().await?.storage)
+    }
+
+    /// What the agent says of itself: its version, its storage id and its data dir.
+    pub async fn info(&self) -> Result<AgentInfo> {
         let r = self
             .call("ping", self.request(Method::GET, "/ping"))
             .await?;
-        let v: serde_json::Value = self.json("ping", r).await?;
-        Ok(v["storage"].as_str().unwrap_or_default().to_owned())
+        self.json("ping", r).await
     }
 
     /// The server's container on the node; `None` when it has none.
@@ -430,6 +434,19 @@ impl AgentClient {
             e => RuntimeError::Engine(e.to_string()),
         }
     }
+}
+
+/// An agent's answer to a ping.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct AgentInfo {
+    #[serde(default)]
+    pub version: String,
+    /// The id of the storage its data dir is on (the store's `DataDir::storage_id`).
+    #[serde(default)]
+    pub storage: String,
+    /// Its data dir, as the node's engine sees it (the bind sources of its games).
+    #[serde(default)]
+    pub data_dir: String,
 }
 
 /// The manager's clients to every node's agent, one per node address, made on first use: the

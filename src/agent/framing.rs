@@ -9,6 +9,10 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
+
+use crate::backup::glob::Globs;
+
 /// The trailer's first bytes.
 pub const MAGIC: &[u8; 8] = b"PEONSUM1";
 /// The trailer's length: the magic and 64 hex digits.
@@ -23,6 +27,65 @@ pub fn trailer(sha256: &str) -> Vec<u8> {
     let mut t = MAGIC.to_vec();
     t.extend_from_slice(sha256.as_bytes());
     t
+}
+
+/// Bytes per chunk of an outgoing stream.
+const CHUNK: usize = 256 << 10;
+
+/// The framed stream of `dir`: packed on the blocking pool as it is read, in chunks, then the
+/// trailer. A failure while packing cuts the stream before its trailer (an error item), so the
+/// receiver refuses it; a receiver that goes away stops the packing. `done` is called on the
+/// blocking pool with the archive's stats, or the failure, once the packing ended.
+pub fn pack_stream(
+    dir: std::path::PathBuf,
+    done: impl FnOnce(&io::Result<crate::backup::archive::PackStats>) + Send + 'static,
+) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
+    tokio::task::spawn_blocking(move || {
+        let sink = ChunkSender {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let packed = crate::backup::pack(&dir, &Globs::new::<&str>(&[]), sink)
+            .and_then(|(mut sink, st)| sink.send_now().map(|()| st));
+        done(&packed);
+        let _ = tx.blocking_send(packed.map(|st| Bytes::from(trailer(&st.sha256))));
+    });
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A writer that sends what it gets in chunks through a channel; it fails once the receiver is
+/// gone (the client left), which stops the packing.
+struct ChunkSender {
+    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSender {
+    fn send_now(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(Ok(Bytes::from(chunk)))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the receiver went away"))
+    }
+}
+
+impl io::Write for ChunkSender {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let n = b.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&b[..n]);
+        if self.buf.len() >= CHUNK {
+            self.send_now()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A reader that passes on everything but the trailer, and reads the trailer's sum at the end.
@@ -125,7 +188,6 @@ pub fn unpack_framed<R: Read + Send>(src: R, dest: &Path) -> io::Result<Received
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::glob::Globs;
 
     fn framed() -> (tempfile::TempDir, Vec<u8>, String) {
         let d = tempfile::tempdir().unwrap();

@@ -53,7 +53,7 @@ pub async fn run(opts: ClusterBench) -> Result<(), String> {
         "peon bench cluster: 3 nodes of {slots} game slots up in {:.1} s",
         swarm.start_time.as_secs_f64()
     );
-    let c = side(&opts, &cluster_fix, Some(&swarm.manager().socket)).await;
+    let c = side(&opts, &cluster_fix, Some(&swarm)).await;
     drop(swarm);
     cluster_fix.cleanup().await;
     let host_fix = Fixture::prepare(&opts.engine, total).await?;
@@ -82,9 +82,28 @@ pub async fn run(opts: ClusterBench) -> Result<(), String> {
 }
 
 /// One side: `servers` running, `GET /servers` timed, then `placements` stopped creates timed.
-async fn side(opts: &ClusterBench, fix: &Fixture, manager: Option<&str>) -> Result<Side, String> {
-    let mut d = match manager {
-        Some(m) => fix.start_daemon_on(m, true).await?,
+async fn side(
+    opts: &ClusterBench,
+    fix: &Fixture,
+    swarm: Option<&super::swarm::Cluster>,
+) -> Result<Side, String> {
+    let mut d = match swarm {
+        Some(c) => {
+            let d = fix.start_daemon_on(&c.manager().socket, true).await?;
+            // Every node's agent (each with its own data dir, where the servers' directories
+            // go), with the secret the daemon made at its start.
+            let secret = fix.data_dir().join("cluster.secret");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !secret.is_file() {
+                if Instant::now() > deadline {
+                    return Err("the daemon made no cluster secret".into());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            c.start_agents(&exe, &secret, &fix.instance).await?;
+            d
+        }
         None => fix.start_daemon().await?,
     };
     d.grow_to(opts.servers).await?;

@@ -68,6 +68,8 @@ pub struct Cluster {
     host_if: String,
     /// How long starting took (engines up, swarm formed, image loaded).
     pub start_time: Duration,
+    /// The `peon agent` of each node started by [`Cluster::start_agent`], by node index.
+    agents: std::sync::Mutex<std::collections::HashMap<usize, Child>>,
 }
 
 /// Why this machine cannot run a swarm of namespaced engines, if it cannot.
@@ -116,6 +118,7 @@ pub async fn start(gameslots: &[u32], main: &str, image: &str) -> Result<Cluster
         switch: switch.clone(),
         host_if: format!("peonsw{k}h"),
         start_time: Duration::ZERO,
+        agents: Default::default(),
     };
     std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
     // The switch: a bridge inside its own namespace; the host's leg is a routed veth.
@@ -224,6 +227,79 @@ impl Cluster {
         self.nodes.iter().find(|n| n.id == id)
     }
 
+    /// Node `i`'s own data dir, where its agent keeps server directories (each node has its
+    /// own, as each machine of a real cluster has its own disk).
+    pub fn node_data(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.join("data")
+    }
+
+    /// Starts a `peon agent` (the binary `exe`) in every node's namespace: see
+    /// [`Cluster::start_agent`].
+    pub async fn start_agents(&self, exe: &Path, secret_file: &Path, instance: &str) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            self.start_agent(i, exe, secret_file, instance).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts (or starts again) node `i`'s agent: in the node's namespace, listening on the
+    /// node's address at [`crate::agent::DEFAULT_PORT`], on the node's engine, with
+    /// [`Cluster::node_data`] as its data dir and the cluster secret from `secret_file`; its
+    /// output goes to `agent.log` in the node's folder. Returns once it answers a signed ping.
+    pub async fn start_agent(
+        &self,
+        i: usize,
+        exe: &Path,
+        secret_file: &Path,
+        instance: &str,
+    ) -> Result<()> {
+        let node = &self.nodes[i];
+        let listen = format!("{}:{}", node.addr, crate::agent::DEFAULT_PORT);
+        let log = std::fs::File::create(node.dir.join("agent.log"))
+            .map_err(|e| format!("agent log: {e}"))?;
+        let log2 = log.try_clone().map_err(|e| format!("agent log: {e}"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &node.name])
+            .arg(exe)
+            .args(["agent", "--listen", &listen, "--docker-host", &node.socket])
+            .arg("--data-dir")
+            .arg(self.node_data(i))
+            .args(["--instance", instance])
+            .env("PEON_CLUSTER_SECRET_FILE", secret_file)
+            .env_remove("PEON_CLUSTER_SECRET")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| format!("start {}'s agent: {e}", node.name))?;
+        if let Some(mut old) = self.agents().insert(i, child) {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        let secret = crate::agent::auth::Secret::from_file(secret_file)
+            .map_err(|e| format!("the cluster secret: {e}"))?;
+        let client = crate::agent::client::AgentClient::new(&listen, secret)
+            .map_err(|e| format!("agent client: {e}"))?;
+        wait(Duration::from_secs(30), "a node's agent answers", || {
+            let c = client.clone();
+            async move { c.ping().await.ok().map(|_| ()) }
+        })
+        .await
+    }
+
+    /// Kills node `i`'s agent (SIGKILL) and waits for it to be gone.
+    pub fn kill_agent(&self, i: usize) {
+        if let Some(mut c) = self.agents().remove(&i) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn agents(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<usize, Child>> {
+        self.agents.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// SIGKILLs node `i`'s engine (by the pid this harness started), as a node that dies
     /// would: its containers' shims survive (the game keeps running until the engine returns).
     pub fn kill_engine(&mut self, i: usize) {
@@ -301,6 +377,10 @@ impl Cluster {
     }
 
     fn teardown(&mut self) {
+        for (_, mut c) in std::mem::take(&mut *self.agents()) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         let sockets: Vec<String> = self.nodes.iter().rev().map(|n| n.socket.clone()).collect();
         // Swarm leave on each engine (workers first), in a runtime of its own: Drop may run on
         // a runtime's thread.

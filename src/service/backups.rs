@@ -103,6 +103,19 @@ impl ServerService {
         } else {
             None
         };
+        let h = self.handle_of(uid);
+        let live = h.is_running();
+        if live && !rec.plan.backup.save_command.is_empty() {
+            step("save", self.ask_to_save(uid, &rec.plan.backup)).await?;
+        }
+        // Cluster mode: the world is on the node; the manager's copy is brought up to date
+        // first (after the save). A safety backup (before a restore, also onto a node that has
+        // no copy yet: a failover) takes the manager's copy when the node has none.
+        if !self.fetch_from_node(uid).await? && reason != Reason::Safety {
+            return Err(ServiceError::Conflict(format!(
+                "The node of [{uid}] holds no directory for it; nothing was backed up."
+            )));
+        }
         let (dir, root, ex) = (rec.dir.clone(), catalog.root().to_owned(), exclude.clone());
         // An S3 backup is streamed: nothing is written locally.
         if s3.is_none() {
@@ -117,11 +130,6 @@ impl ServerService {
                 .and_then(|(need, free)| enough(need, free, "back up"))
             })
             .await?;
-        }
-        let h = self.handle_of(uid);
-        let live = h.is_running();
-        if live && !rec.plan.backup.save_command.is_empty() {
-            step("save", self.ask_to_save(uid, &rec.plan.backup)).await?;
         }
         let now = chrono::Utc::now();
         let id = catalog::new_id(now);
@@ -415,6 +423,16 @@ impl ServerService {
                 .await;
                 Err(e)
             }
+        };
+        // Cluster mode: the restored files go to the node (which keeps its own until they
+        // arrived whole).
+        let restored = match restored {
+            Ok(_) => self.send_to_node(uid).await.map_err(|e| {
+                ServiceError::Failed(format!(
+                    "The backup was unpacked on the manager but not sent to the server's node, whose files are unchanged: {e}"
+                ))
+            }),
+            Err(e) => Err(e),
         };
         if let Err(e) = restored {
             tracing::warn!(uid = %uid, id, "restore failed, the server's files are unchanged: {e}");

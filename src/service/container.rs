@@ -15,9 +15,11 @@ pub(super) const GAME_USER: u32 = 1000;
 
 impl ServerService {
     /// The server directory as the Docker host sees it (differs when peon runs in a container).
+    /// In cluster mode: the directory the node's agent holds, under its data dir.
     fn host_server_dir(&self, rec: &ServerRecord) -> PathBuf {
-        self.settings
-            .host_dir
+        let node_dir = rec.state.node.as_ref().and_then(|n| n.data_dir.as_deref());
+        node_dir
+            .map_or(self.settings.host_dir.as_path(), std::path::Path::new)
             .join("servers")
             .join(rec.uid.game())
             .join(rec.uid.name())

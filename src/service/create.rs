@@ -262,6 +262,11 @@ impl ServerService {
                 (None, g)
             };
             let config = build_config(&uid, &loaded, req, group)?;
+            // The node's agent will hold the directory: it must answer, and say where.
+            let node = match node {
+                Some(n) => Some(self.with_home(n).await?),
+                None => None,
+            };
             Ok::<_, ServiceError>((loaded, allocation, config, node))
         })
         .await?;
@@ -306,6 +311,10 @@ impl ServerService {
         .await?;
         drop(allocation);
         tracing::info!(uid = %uid, "server files created");
+        if let Err(e) = self.send_to_node(&uid).await {
+            self.rollback_create(&rec).await;
+            return Err(e);
+        }
         if let Err(e) = step("container", self.ensure_container(&rec)).await {
             self.rollback_create(&rec).await;
             return Err(e);
@@ -334,7 +343,10 @@ impl ServerService {
             tracing::warn!(uid = %rec.uid, "rollback: cannot remove container: {e}");
         }
         let _ = self.scheduler.forget_server(&rec.uid).await;
-        if let Err(e) = self.remove_files(&rec.uid).await {
+        if let Err(e) = self.remove_on_node(&rec.uid).await {
+            tracing::warn!(uid = %rec.uid, "rollback: cannot remove the files on the node: {e}");
+        }
+        if let Err(e) = self.remove_local_files(&rec.uid).await {
             tracing::warn!(uid = %rec.uid, "rollback: cannot remove files: {e}");
         }
         tracing::info!(uid = %rec.uid, "create rolled back");

@@ -179,7 +179,8 @@ impl ServerService {
         let (pin, _) = self
             .place_among(uid, &rec.plan.port_groups, None, None, &skip)
             .await?;
-        Ok(pin)
+        // The new node's agent will hold the restored directory.
+        self.with_home(pin).await
     }
 }
 

@@ -631,8 +631,15 @@ impl ServerService {
         }
     }
 
-    /// Forgets the server and deletes its files.
+    /// Forgets the server and deletes its files (in cluster mode, on its node first: a node
+    /// whose agent does not answer fails it, and nothing is forgotten).
     pub(super) async fn remove_files(&self, uid: &Uid) -> Result<()> {
+        self.remove_on_node(uid).await?;
+        self.remove_local_files(uid).await
+    }
+
+    /// Forgets the server and deletes the files in the manager's data dir.
+    pub(super) async fn remove_local_files(&self, uid: &Uid) -> Result<()> {
         self.registry.remove(uid);
         self.blocking_store(uid, |store, u| store.remove_server(u))
             .await?;

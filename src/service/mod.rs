@@ -23,6 +23,7 @@ mod limits;
 mod maintenance;
 mod metrics;
 mod moves;
+mod nodedir;
 mod nodeloss;
 mod nodes;
 mod notify;

@@ -55,6 +55,7 @@ impl ServerService {
                     id: n.id,
                     hostname: n.hostname,
                     address: n.address,
+                    data_dir: None,
                 },
             )),
             Err(reasons) => {
@@ -81,6 +82,7 @@ impl ServerService {
             let _g = self.lock(uid).await;
             // Checked again under the lock: the cluster may have changed since.
             let (from, to) = self.check_move(uid, node, placer).await?;
+            let to = self.with_home(to).await?;
             let agents = self
                 .agents()
                 .ok_or_else(|| ServiceError::BadRequest("not in cluster mode".into()))?;
@@ -146,8 +148,13 @@ impl MoveOps for Ops<'_> {
                 .cloned()
                 .ok_or_else(|| ServiceError::Failed(format!("no node {node} in this move")))?;
             let hostname = pin.hostname.clone();
+            // A node that held a stale copy (a failover went away from it) holds the current
+            // one once the move copied it there.
             self.svc
-                .save_state(uid, move |s| s.node = Some(pin))
+                .save_state(uid, move |s| {
+                    s.stale_on.retain(|n| *n != pin.id);
+                    s.node = Some(pin);
+                })
                 .await?;
             // The service is made again with the new node's constraint (a stopped service has
             // no task: nothing runs while it is replaced).

@@ -170,6 +170,7 @@ impl ServerService {
                         id: n.id,
                         hostname: n.hostname,
                         address: n.address,
+                        data_dir: None,
                     },
                     g,
                 ))

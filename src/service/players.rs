@@ -39,11 +39,21 @@ impl ServerService {
             QueryProtocol::A2s => Protocol::A2s,
             QueryProtocol::Minecraft => Protocol::Minecraft,
         };
-        Some((proto, SocketAddr::new(self.local_ip(), port)))
+        Some((proto, SocketAddr::new(self.game_ip(rec), port)))
     }
 
-    /// Where peon reaches the ports it publishes: the publish address, or loopback for "all".
-    pub(super) fn local_ip(&self) -> IpAddr {
+    /// Where peon reaches a server's published ports: in cluster mode its node's address,
+    /// else the publish address, or loopback for "all".
+    pub(super) fn game_ip(&self, rec: &ServerRecord) -> IpAddr {
+        if let Some(ip) = rec
+            .state
+            .node
+            .as_ref()
+            .and_then(|n| n.address.parse::<IpAddr>().ok())
+            .filter(|ip| !ip.is_unspecified())
+        {
+            return ip;
+        }
         match self.settings.publish_address.parse::<IpAddr>() {
             Ok(ip) if ip.is_unspecified() && ip.is_ipv6() => Ipv6Addr::LOCALHOST.into(),
             Ok(ip) if !ip.is_unspecified() => ip,

@@ -2,7 +2,7 @@
 //! or PEON's state file says `STARTED`, or one of its TCP game ports accepts; then `running`.
 //! A start that does not get ready within the deadline becomes `unhealthy`, with the reason.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -53,10 +53,7 @@ impl ServerService {
             .ready_timeout
             .unwrap_or(DEFAULT_READY_TIMEOUT);
         let pattern = rec.plan.lifecycle.ready_pattern.clone();
-        let ip: IpAddr = match self.settings.publish_address.parse::<IpAddr>() {
-            Ok(ip) if !ip.is_unspecified() => ip,
-            _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        };
+        let ip = self.game_ip(rec);
         let tcp: Vec<SocketAddr> = rec
             .plan
             .port_groups

@@ -76,6 +76,8 @@ impl ServerService {
                 Some(c) if !c.image_id.is_empty() => Some(c.image_id),
                 _ => self.runtime.image_id(run_image(&rec)).await?,
             };
+            // Cluster mode: the undo point is of the node's files.
+            self.fetch_from_node(uid).await?;
             self.blocking_store(uid, |store, u| store.save_undo_point(u))
                 .await?;
             Ok::<_, ServiceError>(from)
@@ -171,8 +173,14 @@ impl ServerService {
         plan: Option<&PlanStep>,
         watch: Duration,
     ) -> std::result::Result<Option<String>, String> {
+        // Whether the update changes files (in cluster mode, made on the manager's copy,
+        // fetched from the node once the game stopped and sent back before the start).
+        let files = mode == UpdateMode::Reinit || plan.is_some() || mode.reinstalls();
         let steps = async {
             step("stop", self.stop_locked(uid)).await?;
+            if files {
+                self.fetch_from_node(uid).await?;
+            }
             if mode == UpdateMode::Reinit {
                 step(
                     "wipe data",
@@ -218,6 +226,9 @@ impl ServerService {
                 return Err(ServiceError::Conflict(format!(
                     "The image {target} is not on the engine and could not be pulled."
                 )));
+            }
+            if files {
+                self.send_to_node(uid).await?;
             }
             // PEON's update ends with the server started.
             let before = h.state().recorded_run.clone();
@@ -359,6 +370,8 @@ impl ServerService {
         self.remove_container(&rec).await?;
         self.blocking_store(uid, |store, u| store.restore_undo_point(u).map(|_| ()))
             .await?;
+        // Cluster mode: the undo point's files go back to the node.
+        self.send_to_node(uid).await?;
         // `.peon.json` is the current one: its plan version goes back with the files.
         self.save_state(uid, move |s| s.plan_version = from_plan)
             .await?;

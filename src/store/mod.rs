@@ -212,6 +212,10 @@ pub struct NodePin {
     pub hostname: String,
     /// Where players reach the server (its host-mode ports are published there).
     pub address: String,
+    /// Where the node's peon agent keeps server directories (its data dir): the server's
+    /// directory there is what its game mounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
 }
 
 /// One server as the store knows it.

@@ -11,7 +11,31 @@ use super::{DataDir, Result, StoreError};
 use crate::fsio::{atomic, fsutil};
 use crate::names::Uid;
 
+/// The file in the data dir naming its storage (see [`DataDir::storage_id`]).
+const STORAGE_FILE: &str = ".peon-storage";
+
 impl DataDir {
+    /// The id of the storage holding the data dir: random, made by the first process that asks
+    /// and read by every one that sees the same folder (a filesystem shared between nodes, as
+    /// in tests on one machine). Two data dirs with the same id are one copy of every server's
+    /// directory: nothing is copied between them.
+    pub fn storage_id(&self) -> io::Result<String> {
+        let path = self.root().join(STORAGE_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_owned()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        std::fs::create_dir_all(self.root())?;
+        let mut b = [0u8; 16];
+        getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+        let id = crate::backup::archive::hex(&b);
+        atomic::write_atomic(&path, format!("{id}\n").as_bytes())?;
+        // Two processes may race here: the file that stayed is the id.
+        Ok(std::fs::read_to_string(&path)?.trim().to_owned())
+    }
+
     /// Replaces (or creates) the server's directory with one filled by `fill`, which writes into
     /// a fresh folder in staging and fails to refuse it (a damaged or interrupted transfer). The
     /// received tree is taken as it is, `.peon.json` included. On failure the old directory is
@@ -81,6 +105,30 @@ impl DataDir {
         }
         std::fs::remove_dir_all(&trash).map_err(|e| StoreError::io("cannot remove", &trash, e))?;
         Ok(true)
+    }
+}
+
+impl super::ServerStore {
+    /// Replaces the manager's copy of a server's directory with its node's (cluster mode), as
+    /// `fill` unpacks it into staging: the files peon writes itself (`config.json`, `.peon.json`)
+    /// stay the manager's. On failure the copy is unchanged. Returns `fill`'s result.
+    pub fn refresh_from_node<T>(
+        &self,
+        uid: &Uid,
+        fill: impl FnOnce(&Path) -> io::Result<T>,
+    ) -> Result<T> {
+        let ours = self.dir.server_dir(uid).join(super::CONFIG_FILE);
+        let (t, _rec, old) = self.replace_server(uid, |stage| {
+            let t = fill(stage)?;
+            match std::fs::read(&ours) {
+                Ok(b) => atomic::write_atomic(&stage.join(super::CONFIG_FILE), &b)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            Ok(t)
+        })?;
+        self.remove_replaced(&old);
+        Ok(t)
     }
 }
 

@@ -110,14 +110,32 @@ async fn swarm_of_three_runs_a_host_mode_service_reachable_at_its_node() {
     d.delete_service(&name).await.expect("remove service");
 }
 
-/// A peon daemon in cluster mode on the cluster's manager.
+/// A peon daemon in cluster mode on the cluster's manager, with a `peon agent` on every node
+/// (each with a data dir of its own: the server directories live there).
 pub(crate) async fn daemon_on(cluster: &cluster_harness::TestCluster) -> support::Daemon {
-    support::Daemon::start_with(support::Opts {
+    daemon_on_with(cluster, support::Opts::default()).await
+}
+
+/// [`daemon_on`] with more options.
+pub(crate) async fn daemon_on_with(
+    cluster: &cluster_harness::TestCluster,
+    opts: support::Opts,
+) -> support::Daemon {
+    let d = support::Daemon::start_with(support::Opts {
         docker_host: Some(cluster.manager().socket.clone()),
         cluster: true,
-        ..Default::default()
+        ..opts
     })
-    .await
+    .await;
+    // The daemon makes the secret as it starts (in its own task).
+    let secret = d.data.join("cluster.secret");
+    support::wait_for(Duration::from_secs(30), "the cluster secret", || {
+        let ok = secret.is_file() && std::fs::metadata(&secret).is_ok_and(|m| m.len() > 0);
+        async move { ok.then_some(()) }
+    })
+    .await;
+    cluster.start_agents(&secret, &d.instance).await;
+    d
 }
 
 /// Runs the `peon` CLI against `d`.
@@ -568,29 +586,12 @@ async fn command_when_attached(d: &support::Daemon, uid: &str, text: &str) {
     .await;
 }
 
-/// A daemon in cluster mode with a `peon agent` in every node's namespace (its data dir the
-/// daemon's: all nodes share this machine's filesystem).
-async fn daemon_with_agents(cluster: &cluster_harness::TestCluster) -> support::Daemon {
-    let d = daemon_on(cluster).await;
-    // The daemon makes the secret as it starts (in its own task).
-    let secret = d.data.join("cluster.secret");
-    support::wait_for(Duration::from_secs(30), "the cluster secret", || {
-        let ok = secret.is_file() && std::fs::metadata(&secret).is_ok_and(|m| m.len() > 0);
-        async move { ok.then_some(()) }
-    })
-    .await;
-    cluster
-        .start_agents(&d.data, &d.data.join("cluster.secret"), &d.instance)
-        .await;
-    d
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_logs_and_stats_of_a_game_on_a_worker_go_through_its_agent() {
     let Some(cluster) = cluster_harness::start(&[1, 1]).await else {
         return;
     };
-    let d = daemon_with_agents(&cluster).await;
+    let d = daemon_on(&cluster).await;
     let worker = &cluster.nodes[1];
     let (game, _) = d.new_game(1);
     let uid = format!("{game}.w");
@@ -666,7 +667,7 @@ async fn a_move_takes_the_world_to_another_node_and_a_refused_one_changes_nothin
     let Some(cluster) = cluster_harness::start(&[1, 1, 1]).await else {
         return;
     };
-    let d = daemon_with_agents(&cluster).await;
+    let d = daemon_on(&cluster).await;
     let (n1, n2, n3) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
     let (game, _) = d.new_game(1);
     let uid = format!("{game}.mv");
@@ -681,8 +682,15 @@ async fn a_move_takes_the_world_to_another_node_and_a_refused_one_changes_nothin
         .put(&format!("/server/start/{uid}"), serde_json::json!({}))
         .await;
     assert_eq!(s, 200, "{v}");
-    // A world file in the folder the game mounts.
-    let world = d.server_dir(&uid).join("data/world.dat");
+    // A world file in the folder the game mounts: on n1's own disk (the manager's copy is
+    // not what the game uses).
+    let world_on = |i: usize| cluster.node_server_dir(i, &uid).join("data/world.dat");
+    let world = world_on(0);
+    assert!(
+        world.parent().is_some_and(|p| p.is_dir()),
+        "n1 holds the server's directory"
+    );
+    assert!(!cluster.node_server_dir(1, &uid).exists());
     let content: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&world, &content).expect("world file");
     let before = peon::backup::archive::hex(&<sha2::Sha256 as sha2::Digest>::digest(&content));
@@ -748,7 +756,7 @@ async fn a_move_takes_the_world_to_another_node_and_a_refused_one_changes_nothin
     // With its agent back, the move runs: the game runs on n2 with its world, n1 has no copy
     // of it running, the service is pinned to n2.
     let secret = d.data.join("cluster.secret");
-    cluster.start_agent(1, &d.data, &secret, &d.instance).await;
+    cluster.start_agent(1, &secret, &d.instance).await;
     let (s, v) = d
         .post(
             &format!("/server/move/{uid}"),
@@ -764,10 +772,15 @@ async fn a_move_takes_the_world_to_another_node_and_a_refused_one_changes_nothin
         Some(n2.id.as_str())
     );
     assert_eq!(running_on(&cluster, &uid).await, vec![n2.id.clone()]);
-    let after = std::fs::read(&world).expect("world after the move");
+    // The world was copied to n2's disk and n1's copy removed.
+    let after = std::fs::read(world_on(1)).expect("world after the move");
     assert_eq!(
         peon::backup::archive::hex(&<sha2::Sha256 as sha2::Digest>::digest(&after)),
         before
+    );
+    assert!(
+        !cluster.node_server_dir(0, &uid).exists(),
+        "n1's copy is removed"
     );
     // The move is a job with its steps.
     let (_, jobs) = d.get(&format!("/jobs?uid={uid}&kind=move")).await;
@@ -788,6 +801,7 @@ async fn a_move_takes_the_world_to_another_node_and_a_refused_one_changes_nothin
     assert!(out.contains("NODE") && out.contains(&n1.name), "{out}");
     assert_eq!(running_on(&cluster, &uid).await, vec![n1.id.clone()]);
     assert_eq!(std::fs::read(&world).expect("world"), content);
+    assert!(!cluster.node_server_dir(1, &uid).exists());
 
     let (s, v) = d
         .delete(&format!("/server/destroy/{uid}"), serde_json::json!({}))

@@ -5,11 +5,8 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::ops::Deref;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use bollard::Docker;
 use peon::bench::swarm::{self, Cluster, Node};
@@ -17,7 +14,7 @@ use peon::bench::swarm::{self, Cluster, Node};
 use crate::support::{self, GAME_IMAGE};
 
 /// A test cluster; dropping it removes everything it made (its agents first).
-pub struct TestCluster(Cluster, std::sync::Mutex<HashMap<usize, Child>>);
+pub struct TestCluster(Cluster);
 
 impl Deref for TestCluster {
     type Target = Cluster;
@@ -34,20 +31,15 @@ impl std::ops::DerefMut for TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
-        for (i, mut c) in std::mem::take(&mut *self.agents()) {
-            let _ = c.kill();
-            let _ = c.wait();
-            if std::thread::panicking() {
-                let log = std::fs::read_to_string(self.0.nodes[i].dir.join("agent.log"))
-                    .unwrap_or_default();
+        if std::thread::panicking() {
+            for n in &self.0.nodes {
+                let log = std::fs::read_to_string(n.dir.join("agent.log")).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(20).collect();
-                eprintln!("--- {} agent.log (last lines) ---", self.0.nodes[i].name);
+                eprintln!("--- {} agent.log (last lines) ---", n.name);
                 for l in tail.iter().rev() {
                     eprintln!("{l}");
                 }
             }
-        }
-        if std::thread::panicking() {
             eprintln!("{}", self.0.log_tails(30));
         }
     }
@@ -65,61 +57,36 @@ impl TestCluster {
             .unwrap_or_else(|| panic!("no node {id} in this cluster"))
     }
 
+    /// The index of the node with this id.
+    pub fn index_of(&self, id: &str) -> usize {
+        self.0
+            .nodes
+            .iter()
+            .position(|n| n.id == id)
+            .unwrap_or_else(|| panic!("no node {id} in this cluster"))
+    }
+
+    /// Where node `i`'s agent keeps the directory of `uid` (`game.name`): each node has a data
+    /// dir of its own ([`Cluster::node_data`]), as each machine has its own disk.
+    pub fn node_server_dir(&self, i: usize, uid: &str) -> PathBuf {
+        let (game, name) = uid.split_once('.').expect("a uid");
+        self.0.node_data(i).join("servers").join(game).join(name)
+    }
+
     /// Starts a `peon agent` in every node's namespace, listening on the node's address at
-    /// [`peon::agent::DEFAULT_PORT`], talking to the node's engine, with `data_dir` as its data
-    /// dir and the manager's secret file. All nodes share this machine's filesystem, so
-    /// `data_dir` is the manager daemon's data dir: the path its services bind-mount on every
-    /// node (in production each node has its own disk at that same path). Returns once every
-    /// agent answers a signed ping.
-    pub async fn start_agents(&self, data_dir: &Path, secret_file: &Path, instance: &str) {
+    /// [`peon::agent::DEFAULT_PORT`], talking to the node's engine, with a data dir of its own
+    /// and the manager's secret file. Returns once every agent answers a signed ping.
+    pub async fn start_agents(&self, secret_file: &Path, instance: &str) {
         for i in 0..self.nodes.len() {
-            self.start_agent(i, data_dir, secret_file, instance).await;
+            self.start_agent(i, secret_file, instance).await;
         }
     }
 
     /// Starts (or starts again) the agent of node `i`.
-    pub async fn start_agent(&self, i: usize, data_dir: &Path, secret_file: &Path, instance: &str) {
-        let node = &self.nodes[i];
-        let listen = format!("{}:{}", node.addr, peon::agent::DEFAULT_PORT);
-        let log = std::fs::File::create(node.dir.join("agent.log")).expect("agent log");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &node.name,
-                env!("CARGO_BIN_EXE_peon"),
-                "agent",
-            ])
-            .args(["--listen", &listen, "--docker-host", &node.socket])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--instance", instance])
-            .env("PEON_CLUSTER_SECRET_FILE", secret_file)
-            .env_remove("PEON_CLUSTER_SECRET")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("agent log"))
-            .stderr(log)
-            .spawn()
-            .expect("start a node's agent");
-        if let Some(mut old) = self.agents().insert(i, child) {
-            let _ = old.kill();
-            let _ = old.wait();
-        }
-        let secret = peon::agent::auth::Secret::from_file(secret_file).expect("cluster secret");
-        let client = peon::agent::client::AgentClient::new(&listen, secret).expect("agent client");
-        support::wait_for(Duration::from_secs(30), "a node's agent answers", || {
-            let c = client.clone();
-            async move { c.ping().await.ok() }
-        })
-        .await;
-    }
-
-    /// Kills the agent of node `i` (SIGKILL) and waits for it to be gone.
-    pub fn kill_agent(&self, i: usize) {
-        if let Some(mut c) = self.agents().remove(&i) {
-            let _ = c.kill();
-            let _ = c.wait();
+    pub async fn start_agent(&self, i: usize, secret_file: &Path, instance: &str) {
+        let exe = Path::new(env!("CARGO_BIN_EXE_peon"));
+        if let Err(e) = self.0.start_agent(i, exe, secret_file, instance).await {
+            panic!("node {i}'s agent did not start: {e}");
         }
     }
 
@@ -134,10 +101,6 @@ impl TestCluster {
             panic!("node {i}'s engine did not come back: {e}");
         }
     }
-
-    fn agents(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Child>> {
-        self.1.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 /// Starts a cluster with one node per entry of `gameslots` (the first is the manager), or says
@@ -149,7 +112,7 @@ pub async fn start(gameslots: &[u32]) -> Option<TestCluster> {
     }
     support::ensure_image().await;
     match swarm::start(gameslots, support::DOCKER, GAME_IMAGE).await {
-        Ok(c) => Some(TestCluster(c, Default::default())),
+        Ok(c) => Some(TestCluster(c)),
         Err(e) => panic!("the test swarm did not start: {e}"),
     }
 }

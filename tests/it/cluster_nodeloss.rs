@@ -188,7 +188,10 @@ async fn a_server_fails_over_from_its_backup_and_the_old_copy_never_returns() {
         .put(&format!("/server/stop/{uid}"), serde_json::json!({}))
         .await;
     assert_eq!(s, 200, "{v}");
-    let world = d.server_dir(&uid).join("user/world.dat");
+    // On the node's own disk: the game's directory lives there.
+    let dirs: Vec<_> = (0..3).map(|i| cluster.node_server_dir(i, &uid)).collect();
+    let world_on = |i: usize| dirs[i].join("user/world.dat");
+    let world = world_on(1);
     std::fs::create_dir_all(world.parent().expect("parent")).expect("mkdir");
     std::fs::write(&world, b"the world as backed up").expect("write");
     let backed_up = sha(&world);
@@ -213,6 +216,7 @@ async fn a_server_fails_over_from_its_backup_and_the_old_copy_never_returns() {
     // The node dies: after the grace, a failover job rebuilds it elsewhere from the backup.
     let killed = Instant::now();
     cluster.kill_engine(1);
+    cluster.kill_agent(1);
     let j = support::wait_for(Duration::from_secs(120), "a failover job to end", || {
         let (d, uid) = (&d, uid.clone());
         async move {
@@ -246,6 +250,10 @@ async fn a_server_fails_over_from_its_backup_and_the_old_copy_never_returns() {
     let spare = v["node"]["id"].as_str().expect("node").to_owned();
     assert_ne!(spare, old, "on another node: {v}");
     assert_ne!(v["server_state"], "unreachable", "{v}");
+    // The backup's world was sent to the new node's disk; the lost node's newer copy is
+    // stale, never copied from.
+    let world = world_on(cluster.index_of(&spare));
+    assert_ne!(world, world_on(1));
     assert_eq!(sha(&world), backed_up, "the world of the backup");
     let state: Value = serde_json::from_slice(
         &std::fs::read(d.server_dir(&uid).join(".peon.json")).expect(".peon.json"),
@@ -276,5 +284,9 @@ async fn a_server_fails_over_from_its_backup_and_the_old_copy_never_returns() {
         sha(&world),
         backed_up,
         "the old copy never overwrote the world"
+    );
+    assert_eq!(
+        std::fs::read(world_on(1)).expect("the stale copy"),
+        b"newer, only on the lost node"
     );
 }

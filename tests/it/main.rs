@@ -10,6 +10,7 @@ mod backups;
 mod cli;
 mod cluster;
 mod cluster_nodeloss;
+mod cluster_ops;
 mod compose;
 mod create;
 mod hooks;

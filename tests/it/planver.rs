@@ -24,7 +24,7 @@ type Files = Arc<Mutex<HashMap<String, Vec<u8>>>>;
 
 /// A plan source in the base-URL form (`/base/plans.json`, `/base/<game>/plan.json`,
 /// `/base/<game>/actions/<name>`) on 127.0.0.1.
-struct Source {
+pub(crate) struct Source {
     addr: String,
     files: Files,
     task: tokio::task::JoinHandle<()>,
@@ -45,7 +45,7 @@ async fn serve(State(files): State<Files>, req: Request) -> Response {
 }
 
 impl Source {
-    async fn start() -> Source {
+    pub(crate) async fn start() -> Source {
         let files: Files = Arc::default();
         let app = axum::Router::new()
             .fallback(serve)
@@ -60,12 +60,12 @@ impl Source {
         Source { addr, files, task }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/base/", self.addr)
     }
 
     /// Serves `plan` (and `script` as its start action) as the only plan.
-    fn serve_plan(&self, game: &str, plan: &Value, script: &str) {
+    pub(crate) fn serve_plan(&self, game: &str, plan: &Value, script: &str) {
         let mut f = self.files.lock().expect("files");
         f.insert(
             "plans.json".into(),

@@ -3,22 +3,17 @@
 //! arrives, checked, swapped in whole by the store; a damaged or cut transfer leaves the old
 //! directory as it was), and removed. File work runs on the blocking pool.
 
-use std::io::{self, Write};
+use std::io;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use futures_util::TryStreamExt;
 
 use super::{Agent, AgentError, Shared};
 use crate::agent::framing::{self, FORMAT, FORMAT_HEADER};
-use crate::backup::glob::Globs;
-
-/// Bytes per chunk of an outgoing stream.
-const CHUNK: usize = 256 << 10;
 
 /// `GET .../dir`: the directory, packed as it is sent. A failure while packing cuts the
 /// stream before its trailer, so the receiver refuses it.
@@ -34,27 +29,15 @@ pub(super) async fn pull(
         )));
     }
     let claim = agent.claim(&uid)?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
-    tokio::task::spawn_blocking(move || {
+    let stream = framing::pack_stream(dir, move |r| {
         let _claim = claim;
-        let sink = ChunkSender {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(CHUNK),
-        };
-        let packed = crate::backup::pack(&dir, &Globs::new::<&str>(&[]), sink)
-            .and_then(|(mut sink, st)| sink.send_now().map(|()| st));
-        match packed {
+        match r {
             Ok(st) => {
                 tracing::info!(uid = %uid, bytes = st.bytes, files = st.files, sha256 = %st.sha256, "agent: directory sent");
-                let _ = tx.blocking_send(Ok(Bytes::from(framing::trailer(&st.sha256))));
             }
-            Err(e) => {
-                tracing::warn!(uid = %uid, "agent: sending the directory failed: {e}");
-                let _ = tx.blocking_send(Err(e));
-            }
+            Err(e) => tracing::warn!(uid = %uid, "agent: sending the directory failed: {e}"),
         }
     });
-    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream"),
@@ -63,13 +46,6 @@ pub(super) async fn pull(
         Body::from_stream(stream),
     )
         .into_response())
-}
-
-/// A writer that sends what it gets in chunks through a channel; it fails once the receiver is
-/// gone (the client left), which stops the packing.
-struct ChunkSender {
-    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
-    buf: Vec<u8>,
 }
 
 impl Agent {
@@ -87,33 +63,6 @@ impl Agent {
                 "server {uid} is running on this node: stop it before {what}"
             )));
         }
-        Ok(())
-    }
-}
-
-impl ChunkSender {
-    fn send_now(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx
-            .blocking_send(Ok(Bytes::from(chunk)))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the receiver went away"))
-    }
-}
-
-impl Write for ChunkSender {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        let n = b.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&b[..n]);
-        if self.buf.len() >= CHUNK {
-            self.send_now()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }

@@ -205,8 +205,8 @@ fn verify(agent: &Agent, req: &Request) -> Result<(), auth::AuthError> {
 
 async fn ping(State(agent): State<Shared>) -> Result<axum::Json<serde_json::Value>, AgentError> {
     let info = agent.engine.info().await?;
-    let root = agent.data.root().to_owned();
-    let storage = tokio::task::spawn_blocking(move || storage_id(&root))
+    let data = agent.data.clone();
+    let storage = tokio::task::spawn_blocking(move || data.storage_id())
         .await
         .map_err(|e| AgentError::Internal(e.to_string()))?
         .map_err(|e| AgentError::Internal(format!("the storage id: {e}")))?;
@@ -215,31 +215,10 @@ async fn ping(State(agent): State<Shared>) -> Result<axum::Json<serde_json::Valu
         "version": env!("CARGO_PKG_VERSION"),
         "engine": info.version,
         "storage": storage,
+        // Where this node keeps server directories: the bind sources of its games (the agent
+        // sees its data dir at the host's path).
+        "data_dir": agent.data.root(),
     })))
-}
-
-/// The file in the data dir naming its storage (see [`storage_id`]).
-const STORAGE_FILE: &str = ".peon-storage";
-
-/// The id of the storage holding the data dir: random, made by the first agent that asks and
-/// read by every agent that sees the same folder (a filesystem shared between nodes, as in
-/// tests on one machine). Two agents with the same id hold one copy of every server's
-/// directory: a move between them copies nothing.
-fn storage_id(root: &std::path::Path) -> std::io::Result<String> {
-    let path = root.join(STORAGE_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_owned()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    std::fs::create_dir_all(root)?;
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let id = crate::backup::archive::hex(&b);
-    crate::fsio::atomic::write_atomic(&path, format!("{id}\n").as_bytes())?;
-    // Two agents may race here: the file that stayed is the id.
-    Ok(std::fs::read_to_string(&path)?.trim().to_owned())
 }
 
 impl Agent {
