@@ -224,6 +224,9 @@ impl ServerService {
     }
 
     async fn create_uid(&self, uid: &Uid, game: &str, req: &CreateRequest) -> Result<ServerObject> {
+        if req.wake_on_connect {
+            self.refuse_wake_in_cluster()?;
+        }
         let uid = uid.clone();
         let _guard = self.lock(&uid).await;
         let final_dir = self.store.data_dir().server_dir(&uid);

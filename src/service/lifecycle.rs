@@ -543,6 +543,9 @@ impl ServerService {
     /// Changes the server's restart policy and stop grace period.
     pub async fn set_options(&self, uid: &Uid, o: ServerOptions) -> Result<ServerObject> {
         self.record(uid)?;
+        if o.wake_on_connect == Some(true) {
+            self.refuse_wake_in_cluster()?;
+        }
         let _g = self.lock(uid).await;
         let grace = o.stop_grace.map(|d| d.as_secs());
         let wake_off = o.wake_on_connect == Some(false);
@@ -595,6 +598,17 @@ impl ServerService {
         self.store.write_config(uid, config)?;
         drop(_g);
         self.get(uid).await
+    }
+
+    /// Wake on connect holds a stopped game's ports on this host: in cluster mode the game's
+    /// ports are on its node, where peon does not listen.
+    pub(super) fn refuse_wake_in_cluster(&self) -> Result<()> {
+        if self.cluster.get().is_some() {
+            return Err(ServiceError::BadRequest(
+                "wake_on_connect is for single-host mode: in cluster mode a game's ports are on its node.".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Removes the container and network; with `eradicate`, also every file of the server.

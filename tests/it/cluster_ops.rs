@@ -121,6 +121,19 @@ async fn a_rollout_and_a_schedule_work_on_each_nodes_own_files() {
         format!("gold of {worker}")
     );
 
+    // Wake on connect would hold the ports on the manager's host, not on the game's node.
+    let (s, v) = d
+        .put(
+            &format!("/server/options/{worker}"),
+            json!({"wake_on_connect": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["info"].as_str().unwrap_or("").contains("cluster mode"),
+        "{v}"
+    );
+
     // Eradicate removes the node's copy too.
     for (i, uid) in uids.iter().enumerate() {
         let (s, v) = d
