@@ -27,6 +27,12 @@ impl ServerService {
 
     async fn save_locked(&self, uid: &Uid) -> Result<Backup> {
         let _g = self.lock(uid).await;
+        // Cluster mode: the files are on the node; the manager's copy is brought up to date.
+        if !self.fetch_from_node(uid).await? {
+            return Err(ServiceError::Conflict(format!(
+                "The node of [{uid}] holds no directory for it; nothing was saved."
+            )));
+        }
         let rec = self.record(uid)?;
         let backups = self.store.data_dir().backups();
         let ts = chrono::Utc::now().format("%Y%m%d-%H%M%S");

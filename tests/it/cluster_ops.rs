@@ -121,6 +121,26 @@ async fn a_rollout_and_a_schedule_work_on_each_nodes_own_files() {
         format!("gold of {worker}")
     );
 
+    // `save` (PEON's zip of the user files) takes what is on the node now.
+    let late = cluster
+        .node_server_dir(1, worker)
+        .join("user/written-after-the-backup");
+    std::fs::write(&late, "late").expect("late file");
+    let r = d
+        .http
+        .get(format!("{}/server/save/{worker}", d.base))
+        .header("X-Api-Key", &d.key)
+        .send()
+        .await
+        .expect("save");
+    assert_eq!(r.status(), StatusCode::OK);
+    let zip = r.bytes().await.expect("zip");
+    let name = b"written-after-the-backup";
+    assert!(
+        zip.windows(name.len()).any(|w| w == name.as_slice()),
+        "the zip has the file written on the node"
+    );
+
     // Wake on connect would hold the ports on the manager's host, not on the game's node.
     let (s, v) = d
         .put(
