@@ -412,6 +412,13 @@ impl AgentClient {
         self.json("push", r).await
     }
 
+    /// The server's directory on the node: its disk use and the game's `config/` files.
+    pub async fn facts(&self, uid: &Uid) -> Result<crate::fsio::gamefiles::DirFacts> {
+        let req = self.request(Method::GET, &format!("/server/{uid}/facts"));
+        let r = self.call("facts", req).await?;
+        self.json("facts", r).await
+    }
+
     /// Removes the server's directory on the node (refused while its container runs there).
     /// Returns whether there was one.
     pub async fn delete_dir(&self, uid: &Uid) -> Result<bool> {

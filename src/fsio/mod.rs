@@ -3,4 +3,5 @@
 
 pub mod atomic;
 pub mod fsutil;
+pub mod gamefiles;
 pub mod snapshot;

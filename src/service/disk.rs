@@ -40,10 +40,15 @@ impl ServerService {
     pub(super) async fn measure_disk(&self, uid: &Uid) -> Result<DiskUse> {
         let rec = self.record(uid)?;
         let dir = rec.dir.clone();
-        let (bytes, data_bytes) =
-            tokio::task::spawn_blocking(move || (tree_size(&dir), tree_size(&dir.join("data"))))
-                .await
-                .map_err(|e| ServiceError::Failed(format!("measuring {uid} failed: {e}")))?;
+        // Cluster mode: the directory the game uses is on its node.
+        let (bytes, data_bytes) = match self.node_facts(uid).await? {
+            Some(f) => (f.bytes, f.data_bytes),
+            None => {
+                tokio::task::spawn_blocking(move || (tree_size(&dir), tree_size(&dir.join("data"))))
+                    .await
+                    .map_err(|e| ServiceError::Failed(format!("measuring {uid} failed: {e}")))?
+            }
+        };
         let used = DiskUse {
             bytes,
             data_bytes,

@@ -172,6 +172,25 @@ impl ServerService {
         .await
     }
 
+    /// What `uid`'s node says of its directory (disk use, the game's `config/` files); `None`
+    /// when the manager's copy is the one the game uses (one host, one storage).
+    pub(super) async fn node_facts(
+        &self,
+        uid: &Uid,
+    ) -> Result<Option<crate::fsio::gamefiles::DirFacts>> {
+        let Some(home) = self.home(uid).await? else {
+            return Ok(None);
+        };
+        if home.shared {
+            return Ok(None);
+        }
+        home.agent
+            .facts(uid)
+            .await
+            .map(Some)
+            .map_err(|e| agent_error(&home.hostname, e))
+    }
+
     /// Removes `uid`'s directory on its node (an eradicate, its service removed just before).
     /// `Ok` when there was none. The node's container may take its stop grace to go: a
     /// refusal because it still runs is asked again until then.

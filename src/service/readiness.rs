@@ -65,7 +65,7 @@ impl ServerService {
                     .collect()
             })
             .unwrap_or_default();
-        let dir = rec.dir.clone();
+        let (svc, rec) = (self.me.clone(), rec.clone());
         let handle = h.clone();
         let task = tokio::spawn(async move {
             let h = handle;
@@ -80,9 +80,10 @@ impl ServerService {
                 if h.state().phase != Phase::Starting {
                     return;
                 }
-                let (h2, d2) = (h.clone(), dir.clone());
-                let _ =
-                    tokio::task::spawn_blocking(move || super::gameconfig::refresh(&h2, &d2)).await;
+                // (In cluster mode the node's agent reads the folder.)
+                let Some(s) = svc.upgrade() else { return };
+                s.refresh_game_config(&h, &rec).await;
+                drop(s);
                 let started = {
                     let s = h.state();
                     let fresh = s

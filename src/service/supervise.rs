@@ -227,9 +227,19 @@ impl ServerService {
     }
 
     /// Reads the game's `config/` folder into its handle now (off the async workers).
+    /// In cluster mode the folder is on the game's node: its agent reads it.
     pub(super) async fn refresh_game_config(&self, h: &Arc<ServerHandle>, rec: &ServerRecord) {
-        let (h, dir) = (h.clone(), rec.dir.clone());
-        let _ = tokio::task::spawn_blocking(move || super::gameconfig::refresh(&h, &dir)).await;
+        match self.node_facts(&rec.uid).await {
+            Ok(Some(f)) => {
+                super::gameconfig::apply(h, f.config_sig, f.config);
+            }
+            Ok(None) => {
+                let (h, dir) = (h.clone(), rec.dir.clone());
+                let _ =
+                    tokio::task::spawn_blocking(move || super::gameconfig::refresh(&h, &dir)).await;
+            }
+            Err(e) => tracing::debug!(uid = %rec.uid, "the game's config/ is not read: {e}"),
+        }
     }
 
     /// Attaches to the game's console (stdin and output) and feeds the handle's console.
@@ -465,9 +475,17 @@ async fn refresh_configs(svc: std::sync::Weak<ServerService>) {
             .into_iter()
             .filter_map(|r| {
                 let h = s.registry.get(&r.uid)?;
-                h.is_running().then(|| (h, r.dir.clone()))
+                h.is_running().then_some((h, r))
             })
             .collect();
+        // Cluster mode: each node's agent reads its games' folders, all at once.
+        let work: Vec<_> = if s.cluster.get().is_some() {
+            futures_util::future::join_all(work.iter().map(|(h, r)| s.refresh_game_config(h, r)))
+                .await;
+            Vec::new()
+        } else {
+            work.into_iter().map(|(h, r)| (h, r.dir.clone())).collect()
+        };
         drop(s);
         if work.is_empty() {
             continue;

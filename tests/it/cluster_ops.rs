@@ -53,6 +53,12 @@ async fn a_rollout_and_a_schedule_work_on_each_nodes_own_files() {
         std::fs::write(dir.join("user/treasure"), format!("gold of {uid}")).expect("treasure");
         // The manager's copy is not what the game uses.
         assert!(!d.server_dir(uid).join("user/treasure").exists());
+        // What the game wrote in its config/ on the node is read there by the agent.
+        d.wait_server(uid, Duration::from_secs(30), |v| {
+            v["server_config"]["state"] == "STARTED"
+        })
+        .await;
+        assert!(!d.server_dir(uid).join("config/state").exists());
     }
 
     // Plan 2.0.0: a new setting and a new start script, rolled out one server at a time.
@@ -140,6 +146,16 @@ async fn a_rollout_and_a_schedule_work_on_each_nodes_own_files() {
         zip.windows(name.len()).any(|w| w == name.as_slice()),
         "the zip has the file written on the node"
     );
+
+    // Disk use is measured on the node (`GET /capacity` measures now): a file written there
+    // after the last fetch counts.
+    let big = cluster.node_server_dir(1, worker).join("user/big");
+    std::fs::write(&big, vec![7u8; 3 << 20]).expect("big file");
+    let (s, c) = d.get("/capacity").await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let (_, v) = d.get(&format!("/server/get/{worker}")).await;
+    let used = v["disk_bytes"].as_u64().expect("disk_bytes");
+    assert!(used >= 3 << 20, "{used} bytes measured on the node: {v}");
 
     // Wake on connect would hold the ports on the manager's host, not on the game's node.
     let (s, v) = d

@@ -113,6 +113,24 @@ pub(super) async fn push(
     }
 }
 
+/// `GET .../facts`: the directory's disk use and the game's `config/` files (secrets masked).
+pub(super) async fn facts(
+    State(agent): State<Shared>,
+    Path(uid): Path<String>,
+) -> Result<Json<crate::fsio::gamefiles::DirFacts>, AgentError> {
+    let uid = Agent::uid(&uid)?;
+    let dir = agent.data.server_dir(&uid);
+    if !dir.is_dir() {
+        return Err(AgentError::NotFound(format!(
+            "server {uid} has no directory on this node"
+        )));
+    }
+    let f = tokio::task::spawn_blocking(move || crate::fsio::gamefiles::facts(&dir))
+        .await
+        .map_err(|e| AgentError::Internal(format!("the reading task failed: {e}")))?;
+    Ok(Json(f))
+}
+
 /// `DELETE .../dir`: removes the directory, unless the server's container runs on this node.
 pub(super) async fn delete(
     State(agent): State<Shared>,

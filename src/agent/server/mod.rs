@@ -132,6 +132,7 @@ pub fn router(config: AgentConfig) -> Router {
             &format!("{p}/server/{{uid}}/attach"),
             get(container::attach),
         )
+        .route(&format!("{p}/server/{{uid}}/facts"), get(dir::facts))
         .route(
             &format!("{p}/server/{{uid}}/dir"),
             get(dir::pull).put(dir::push).delete(dir::delete),
