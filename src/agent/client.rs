@@ -80,7 +80,13 @@ pub struct AgentClient {
     secret: Secret,
     http: reqwest::Client,
     timeout: Duration,
+    /// The agent's storage id and when it was asked (shared by clones).
+    storage: std::sync::Arc<std::sync::Mutex<Option<(String, std::time::Instant)>>>,
 }
+
+/// How long an agent's storage id is taken as known (it changes only when the agent is
+/// restarted on another data dir).
+const STORAGE_TTL: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for AgentClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -125,6 +131,7 @@ impl AgentClient {
             secret,
             http,
             timeout: DEFAULT_TIMEOUT,
+            storage: Default::default(),
         })
     }
 
@@ -233,8 +240,21 @@ impl AgentClient {
 
     /// The id of the storage the agent's data dir is on: two agents answering the same id
     /// share one folder (a filesystem shared between nodes).
+    /// Asked at most every 30 s.
     pub async fn storage(&self) -> Result<String> {
-        Ok(self.info().await?.storage)
+        if let Some((s, at)) = self
+            .storage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            && at.elapsed() < STORAGE_TTL
+        {
+            return Ok(s);
+        }
+        let s = self.info().await?.storage;
+        *self.storage.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((s.clone(), std::time::Instant::now()));
+        Ok(s)
     }
 
     /// What the agent says of itself: its version, its storage id and its data dir.

@@ -71,9 +71,9 @@ pub async fn move_server(
     // Both agents must answer before anything is touched.
     let shared = step("check agents", async {
         // Nothing is touched yet: an agent that does not answer is a conflict, not a failure.
-        let (a, b) = tokio::try_join!(from.agent.storage(), to.agent.storage())
+        let (a, b) = tokio::try_join!(from.agent.info(), to.agent.info())
             .map_err(|e| ServiceError::Conflict(format!("no move of {uid}: {e}")))?;
-        Ok::<_, ServiceError>(!a.is_empty() && a == b)
+        Ok::<_, ServiceError>(!a.storage.is_empty() && a.storage == b.storage)
     })
     .await?;
     if running {
