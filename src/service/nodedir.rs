@@ -83,7 +83,9 @@ impl ServerService {
             return Ok(None);
         }
         let rec = self.record(uid)?;
-        let Some(pin) = rec.state.node.clone() else {
+        // A pin without a data dir (a server placed by an older peon) mounts the manager's
+        // own directory on its node: that copy is the one.
+        let Some(pin) = rec.state.node.clone().filter(|p| p.data_dir.is_some()) else {
             return Ok(None);
         };
         let agent = self.agent_of(&pin.id, &pin.hostname).await?;
