@@ -1,5 +1,5 @@
 //! `config/peon-stack.yml` deployed for real on the test swarm (ignored by default, like the
-//! compose test; `scripts/test --include-ignored` runs it): peon's image built by
+//! compose test; `scripts/test` runs it with `--include-ignored`): peon's image built by
 //! scripts/build-image from the test's own binary and loaded into every node's engine, a
 //! Docker secret on the manager, then `docker -H <manager> stack deploy` under a unique stack
 //! name, instance, key, port and secret name. The nodes share one filesystem, so the test gives
@@ -11,8 +11,9 @@
 //! on every node (each answers a signed ping at its node's address with its own data dir, and
 //! runs there without the image's health check); a game server created through the API on a
 //! worker runs on that worker, its directory in the worker's data dir; its console works
-//! through the worker's agent. Then `docker stack rm`, the game's service, the secret and the
-//! image are removed, also when the test fails (the swarm itself goes with the harness).
+//! through the worker's agent; the manager passes the image's health check. Then `docker stack
+//! rm`, the game's service, the secret and the image are removed, also when the test fails
+//! (the swarm itself goes with the harness). Also: the file's defaults (`docker stack config`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -145,6 +146,24 @@ impl Drop for Stack {
             eprintln!("cluster_stack teardown: {e}");
         }
     }
+}
+
+/// The containers on node `n`'s own engine labelled `label` (`key=value`).
+async fn containers_on(
+    n: &peon::bench::swarm::Node,
+    label: &str,
+) -> Vec<bollard::models::ContainerSummary> {
+    n.docker()
+        .expect("client on a node's engine")
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            filters: Some(std::collections::HashMap::from([(
+                "label".to_owned(),
+                vec![label.to_owned()],
+            )])),
+            ..Default::default()
+        }))
+        .await
+        .expect("list containers")
 }
 
 /// An HTTP call to the deployed API with the key; (status, JSON body or null).
@@ -330,23 +349,13 @@ async fn the_stack_file_deploys_a_manager_and_an_agent_per_node_that_run_a_game_
     let agents_up = t.elapsed();
     // ... running on that node's own engine, without the image's health check (which asks the
     // manager's API and would have Swarm replace every agent).
+    let agent_label = format!("com.docker.swarm.service.name={}_peon-agent", stack.name);
     for n in &cluster.nodes {
-        let d = n.docker().expect("node engine");
-        let list = d
-            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
-                filters: Some(std::collections::HashMap::from([(
-                    "label".to_owned(),
-                    vec![format!(
-                        "com.docker.swarm.service.name={}_peon-agent",
-                        stack.name
-                    )],
-                )])),
-                ..Default::default()
-            }))
-            .await
-            .expect("list containers");
+        let list = containers_on(n, &agent_label).await;
         assert_eq!(list.len(), 1, "one agent on {}: {list:?}", n.name);
-        let c = d
+        let c = n
+            .docker()
+            .expect("node engine")
             .inspect_container(list[0].id.as_deref().unwrap_or_default(), None)
             .await
             .expect("inspect the agent");
@@ -396,18 +405,7 @@ async fn the_stack_file_deploys_a_manager_and_an_agent_per_node_that_run_a_game_
 
     // It runs on the worker, and nowhere else.
     for n in &cluster.nodes {
-        let list = n
-            .docker()
-            .expect("node engine")
-            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
-                filters: Some(std::collections::HashMap::from([(
-                    "label".to_owned(),
-                    vec![format!("peon.uid={uid}")],
-                )])),
-                ..Default::default()
-            }))
-            .await
-            .expect("list containers");
+        let list = containers_on(n, &format!("peon.uid={uid}")).await;
         let want = usize::from(n.id == worker.id);
         assert_eq!(list.len(), want, "the game's containers on {}", n.name);
     }
@@ -448,6 +446,33 @@ async fn the_stack_file_deploys_a_manager_and_an_agent_per_node_that_run_a_game_
     console.wait_line("console: typed-in-the-console").await;
     let console_ok = t.elapsed();
 
+    // The manager passes the image's health check (`peon health`, every 30 s), so Swarm
+    // keeps it; the agents are still the first ones (none was replaced).
+    let manager_label = format!("com.docker.swarm.service.name={}_peon", stack.name);
+    let manager = cluster.manager();
+    wait_for(Duration::from_secs(120), "the manager healthy", || async {
+        let list = containers_on(manager, &manager_label).await;
+        let id = list.first()?.id.clone()?;
+        let c = manager
+            .docker()
+            .ok()?
+            .inspect_container(&id, None)
+            .await
+            .ok()?;
+        let status = c.state?.health?.status?;
+        assert_ne!(
+            status,
+            bollard::models::HealthStatusEnum::UNHEALTHY,
+            "the manager's health check failed"
+        );
+        (status == bollard::models::HealthStatusEnum::HEALTHY).then_some(())
+    })
+    .await;
+    let healthy = t.elapsed();
+    for n in &cluster.nodes {
+        assert_eq!(containers_on(n, &agent_label).await.len(), 1, "{}", n.name);
+    }
+
     let (s, v) = call(
         &http,
         reqwest::Method::DELETE,
@@ -465,13 +490,15 @@ async fn the_stack_file_deploys_a_manager_and_an_agent_per_node_that_run_a_game_
     eprintln!(
         "MEASURED cluster_stack: image built {:.1}s, loaded into 3 nodes {:.1}s; from `docker \
          stack deploy`: manager API up {:.1}s, 3 agents answer {:.1}s, game running on a worker \
-         {:.1}s, console through its agent {:.1}s; stack rm and clean-up {:.1}s",
+         {:.1}s, console through its agent {:.1}s, manager healthy (image health check) {:.1}s; \
+         stack rm and clean-up {:.1}s",
         built.as_secs_f64(),
         loaded.as_secs_f64(),
         api_up.as_secs_f64(),
         agents_up.as_secs_f64(),
         running.as_secs_f64(),
         console_ok.as_secs_f64(),
+        healthy.as_secs_f64(),
         torn.as_secs_f64()
     );
 }
