@@ -185,7 +185,7 @@ pub async fn start(gameslots: &[u32], main: &str, image: &str) -> Result<Cluster
         .await?;
     }
     form_swarm(&mut c).await?;
-    load_image(&c, main, image).await?;
+    c.load_image(main, image).await?;
     c.start_time = began.elapsed();
     Ok(c)
 }
@@ -341,6 +341,33 @@ impl Cluster {
             },
         )
         .await
+    }
+
+    /// Exports `image` from the engine at `main` (e.g. `unix:///var/run/docker.sock`) and
+    /// loads it into every node's engine (node engines pull nothing: see the module's notes).
+    pub async fn load_image(&self, main: &str, image: &str) -> Result<()> {
+        let main = connect(main)?;
+        let mut archive = Vec::new();
+        let mut s = main.export_image(image);
+        while let Some(chunk) = s.next().await {
+            archive.extend_from_slice(&chunk.map_err(|e| format!("export {image}: {e}"))?);
+        }
+        let archive = bytes::Bytes::from(archive);
+        for node in &self.nodes {
+            let d = node.docker()?;
+            let mut s = d.import_image(
+                ImportImageOptions {
+                    quiet: true,
+                    ..Default::default()
+                },
+                bollard::body_full(archive.clone()),
+                None,
+            );
+            while let Some(r) = s.next().await {
+                r.map_err(|e| format!("load {image} into {}: {e}", node.name))?;
+            }
+        }
+        Ok(())
     }
 
     /// Waits until the manager sees every node `ready`.
@@ -686,32 +713,6 @@ async fn form_swarm(c: &mut Cluster) -> Result<()> {
             .ok_or_else(|| format!("{} has no node id", node.name))?;
     }
     c.wait_ready().await
-}
-
-/// Exports `image` from the engine at `main` and loads it into every node's engine.
-async fn load_image(c: &Cluster, main: &str, image: &str) -> Result<()> {
-    let main = connect(main)?;
-    let mut archive = Vec::new();
-    let mut s = main.export_image(image);
-    while let Some(chunk) = s.next().await {
-        archive.extend_from_slice(&chunk.map_err(|e| format!("export {image}: {e}"))?);
-    }
-    let archive = bytes::Bytes::from(archive);
-    for node in &c.nodes {
-        let d = node.docker()?;
-        let mut s = d.import_image(
-            ImportImageOptions {
-                quiet: true,
-                ..Default::default()
-            },
-            bollard::body_full(archive.clone()),
-            None,
-        );
-        while let Some(r) = s.next().await {
-            r.map_err(|e| format!("load {image} into {}: {e}", node.name))?;
-        }
-    }
-    Ok(())
 }
 
 /// Removes a cgroup folder (and its children) from every hierarchy, after killing whatever

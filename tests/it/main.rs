@@ -11,6 +11,7 @@ mod cli;
 mod cluster;
 mod cluster_nodeloss;
 mod cluster_ops;
+mod cluster_stack;
 mod compose;
 mod create;
 mod hooks;

@@ -595,11 +595,14 @@ impl Console {
 
     /// Connects with `key`; the HTTP status when the upgrade is refused.
     pub async fn try_connect(d: &Daemon, uid: &str, key: &str) -> Result<Console, u16> {
+        Self::try_connect_to(&d.base, uid, key).await
+    }
+
+    /// Connects to the daemon whose API is at `base` (`http://<addr>/api/v1`) with `key`; the
+    /// HTTP status when the upgrade is refused.
+    pub async fn try_connect_to(base: &str, uid: &str, key: &str) -> Result<Console, u16> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url = format!(
-            "{}/ws/console/{uid}",
-            d.base.replacen("http://", "ws://", 1)
-        );
+        let url = format!("{}/ws/console/{uid}", base.replacen("http://", "ws://", 1));
         let mut req = url.into_client_request().expect("request");
         req.headers_mut()
             .insert("X-Api-Key", key.parse().expect("header"));
