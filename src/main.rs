@@ -117,7 +117,12 @@ fn init_logging(quiet: bool) {
         .or_else(|| default.parse::<Targets>().ok())
         .unwrap_or_default();
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_target(false))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                // Plain text where stderr is not a terminal (a container's log, a file).
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .with(filter)
         .init();
 }
