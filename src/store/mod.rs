@@ -189,6 +189,10 @@ pub struct ServerState {
     /// never copied from, never started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stale_on: Vec<String>,
+    /// Cluster mode: the name of the key that placed the server (its private-node rule places
+    /// it again on a failover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placer: Option<String>,
 }
 
 /// An action queued while its server's node is unreachable (cluster mode).
