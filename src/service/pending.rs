@@ -35,9 +35,20 @@ struct Item {
 }
 
 /// The queues of pending changes, one per server.
-#[derive(Default)]
 pub(super) struct Pending {
     queues: Mutex<HashMap<Uid, mpsc::UnboundedSender<Item>>>,
+    /// Set when the daemon stops: the drainers let go of what still waits (its jobs stay
+    /// queued in `.peon.json`, taken up by the next start).
+    stopped: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending {
+            queues: Mutex::default(),
+            stopped: tokio::sync::watch::channel(false).0,
+        }
+    }
 }
 
 /// Whether an action of `kind` may wait for its server's node.
@@ -232,6 +243,17 @@ impl ServerService {
         Ok(snapshot)
     }
 
+    /// The daemon stops: the changes still waiting stay queued for the next start (their
+    /// drainers end, and with them what they held of this service).
+    pub fn stop_pending(&self) {
+        self.pending.stopped.send_replace(true);
+        self.pending
+            .queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     fn enqueue(&self, uid: &Uid, item: Item) {
         let mut queues = self
             .pending
@@ -240,7 +262,8 @@ impl ServerService {
             .unwrap_or_else(|p| p.into_inner());
         let tx = queues.entry(uid.clone()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(drain(self.me.clone(), uid.clone(), rx));
+            let stopped = self.pending.stopped.subscribe();
+            tokio::spawn(drain(self.me.clone(), uid.clone(), rx, stopped));
             tx
         });
         if let Err(mpsc::error::SendError(item)) = tx.send(item) {
@@ -275,22 +298,34 @@ impl ServerService {
     }
 }
 
-/// Carries out `uid`'s queued actions in order, each once its node answers.
+/// Carries out `uid`'s queued actions in order, each once its node answers, until the daemon
+/// stops (`stopped`).
 async fn drain(
     svc: std::sync::Weak<ServerService>,
     uid: Uid,
     mut rx: mpsc::UnboundedReceiver<Item>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
-    while let Some(item) = rx.recv().await {
+    loop {
+        let item = tokio::select! {
+            item = rx.recv() => item,
+            _ = stopped.wait_for(|s| *s) => None,
+        };
+        let Some(item) = item else { return };
         let Some(s) = svc.upgrade() else { return };
-        s.wait_reachable(&uid).await;
+        tokio::select! {
+            () = s.wait_reachable(&uid) => {}
+            // The job stays queued (and in `.peon.json`) for the next start.
+            _ = stopped.wait_for(|s| *s) => return,
+        }
         let id = item.job.id().to_owned();
         tracing::info!(uid = %uid, job = %id, "node back: applying a pending change");
         let r = jobs::within(item.job.clone(), &item.who, item.work).await;
         if let Err(e) = &r {
             tracing::warn!(uid = %uid, job = %id, "pending change failed: {e}");
         }
-        item.job.finish(r.map_err(|e| e.to_string())).await;
+        // The change leaves the server's queue before its job ends: whoever sees the job done
+        // no longer sees it pending.
         let gone = id.clone();
         if let Err(e) = s
             .save_state(&uid, move |st| st.pending.retain(|p| p.job_id != gone))
@@ -298,6 +333,7 @@ async fn drain(
         {
             tracing::warn!(uid = %uid, job = %id, "cannot drop the applied pending change: {e}");
         }
+        item.job.finish(r.map_err(|e| e.to_string())).await;
     }
 }
 
