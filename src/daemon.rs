@@ -161,6 +161,8 @@ pub async fn launch(
     supervisor.abort();
     // Webhook deliveries stop here; the queue on disk is sent by the next start.
     hooks_of.stop_hooks();
+    // Cluster mode: changes waiting for a node stay queued on disk for the next start.
+    hooks_of.stop_pending();
     if let Some(m) = metrics_server {
         m.abort();
     }

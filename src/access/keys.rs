@@ -162,6 +162,15 @@ impl KeyStore {
         bool::from(stored.ct_eq(&h)).then(|| p.clone())
     }
 
+    /// The holder of the key named `name` (the configured key for `admin`), if there is one.
+    pub fn by_name(&self, name: &str) -> Option<Principal> {
+        if name == ADMIN_NAME {
+            return Some(Principal::configured_admin());
+        }
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        index.records.iter().find(|r| r.name == name).map(principal)
+    }
+
     /// Every key, the configured one first, without secrets.
     pub fn list(&self) -> Vec<KeyView> {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
@@ -376,6 +385,9 @@ mod tests {
             Err(AccessError::Invalid(_))
         ));
         let names: Vec<String> = store.list().into_iter().map(|k| k.name).collect();
+        assert_eq!(store.by_name("ci").unwrap().role, Role::Operator);
+        assert!(store.by_name("admin").unwrap().configured);
+        assert!(store.by_name("nobody").is_none());
         assert_eq!(names, ["admin", "ci"]);
 
         let again = KeyStore::open(&path, "adminsecret").unwrap();

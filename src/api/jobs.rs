@@ -14,6 +14,7 @@ use super::dto::{Accepted, ErrorBody};
 use super::error::ApiError;
 use super::{AppState, BASES};
 use crate::service::{Job, JobFilter, JobKind, JobState};
+use crate::store::PendingOptions;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -51,6 +52,24 @@ where
     T: Serialize + Send + 'static,
     F: Future<Output = crate::service::Result<T>> + Send + 'static,
 {
+    run_with(s, uri, wait, kind, uid, PendingOptions::default(), work).await
+}
+
+/// [`run`] for an action with options: when it has to wait for its server's node, the
+/// pending change keeps `options`, so that it is carried out as asked after a daemon restart.
+pub(super) async fn run_with<T, F>(
+    s: &AppState,
+    uri: &OriginalUri,
+    wait: &WaitQuery,
+    kind: JobKind,
+    uid: &str,
+    options: PendingOptions,
+    work: F,
+) -> ApiResult<Response>
+where
+    T: Serialize + Send + 'static,
+    F: Future<Output = crate::service::Result<T>> + Send + 'static,
+{
     let background = wait.background()?;
     // Cluster mode: an action on a server whose node is unreachable waits for it, queued.
     if let Ok(u) = crate::names::Uid::parse(uid)
@@ -59,7 +78,7 @@ where
         let work = async move { work.await.map(|_| ()) };
         let job = s
             .service
-            .queue_pending(&super::auth::requester(), kind, &u, work)
+            .queue_pending(&super::auth::requester(), kind, &u, options, work)
             .await?;
         return accepted(uri, job);
     }

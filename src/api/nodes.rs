@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{Extension, OriginalUri, Path, Query, State};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::auth::Caller;
 use super::dto::ErrorBody;
 use super::error::ApiError;
 use super::extract::ServerUid;
@@ -33,7 +34,7 @@ pub struct NodeBody {
     path = "/nodes",
     tag = "cluster",
     summary = "The nodes of the cluster",
-    description = "Cluster mode only (409 otherwise). Each node of the swarm with its state, availability, labels, capacity (CPU, memory, game slots), what peon's servers reserve there, the host ports in use and the servers pinned to it.",
+    description = "Cluster mode only (409 otherwise). Each node of the swarm with its state, availability, labels, capacity (CPU, memory, game slots), what peon's servers reserve there, the host ports in use and the servers pinned to it. A key that is not an admin key sees the public nodes and the nodes private to it (its name or its scope), and on each only the servers in its scope.",
     responses(
         (status = 200, description = "The nodes", body = [NodeView]),
         (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
@@ -42,8 +43,11 @@ pub struct NodeBody {
     security(("api_key" = []))
 )]
 /// `GET /nodes`
-pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<NodeView>>, ApiError> {
-    Ok(Json(s.service.nodes().await?))
+pub async fn list(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<NodeView>>, ApiError> {
+    Ok(Json(s.service.nodes_for(&caller.0).await?))
 }
 
 #[utoipa::path(
@@ -55,7 +59,7 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<NodeView>>, ApiE
     responses(
         (status = 200, description = "The node", body = NodeView),
         (status = 401, description = "Missing or wrong X-Api-Key", body = ErrorBody),
-        (status = 404, description = "No such node", body = ErrorBody),
+        (status = 404, description = "No such node (or one private to another key or scope)", body = ErrorBody),
         (status = 409, description = "Not in cluster mode", body = ErrorBody)
     ),
     security(("api_key" = []))
@@ -63,9 +67,10 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<NodeView>>, ApiE
 /// `GET /node/<id>`
 pub async fn get(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<NodeView>, ApiError> {
-    Ok(Json(s.service.node(&id).await?))
+    Ok(Json(s.service.node_for(&id, &caller.0).await?))
 }
 
 #[utoipa::path(

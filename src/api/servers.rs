@@ -553,9 +553,10 @@ pub async fn start(
 ) -> ApiResult<Response> {
     let timer = schedule::timer_from_body(&body.0, now())?;
     s.service.record(&u)?;
+    let options = crate::service::timer_options(timer.as_ref());
     let (svc, id) = (s.service.clone(), u.to_string());
     let work = async move { svc.start(&u, timer).await };
-    jobs_api::run(&s, &uri, &w, JobKind::Start, &id, work).await
+    jobs_api::run_with(&s, &uri, &w, JobKind::Start, &id, options, work).await
 }
 
 #[utoipa::path(
@@ -584,9 +585,10 @@ pub async fn stop(
 ) -> ApiResult<Response> {
     let timer = schedule::timer_from_body(&body.0, now())?;
     s.service.record(&u)?;
+    let options = crate::service::timer_options(timer.as_ref());
     let (svc, id) = (s.service.clone(), u.to_string());
     let work = async move { svc.stop(&u, timer).await };
-    jobs_api::run(&s, &uri, &w, JobKind::Stop, &id, work).await
+    jobs_api::run_with(&s, &uri, &w, JobKind::Stop, &id, options, work).await
 }
 
 #[utoipa::path(
@@ -615,6 +617,7 @@ pub async fn restart(
     s.service.record(&u)?;
     let when_empty = schedule::WhenEmpty::parse(body.0.get("when_empty"))
         .map_err(crate::service::ServiceError::from)?;
+    let options = crate::service::restart_options(when_empty.as_ref());
     let (svc, id) = (s.service.clone(), u.to_string());
     let work = async move {
         match when_empty {
@@ -622,7 +625,7 @@ pub async fn restart(
             None => svc.restart(&u).await,
         }
     };
-    jobs_api::run(&s, &uri, &w, JobKind::Restart, &id, work).await
+    jobs_api::run_with(&s, &uri, &w, JobKind::Restart, &id, options, work).await
 }
 
 #[utoipa::path(
@@ -705,13 +708,14 @@ pub async fn update(
         plan: body.plan_version.map(PlanTarget::Version),
         ..UpdateOptions::default()
     };
+    let options = crate::service::update_options(mode, &opts, when_empty.as_ref());
     let work = async move {
         match when_empty {
             Some(we) => svc.update_when_empty(&u, mode, opts, &we).await,
             None => svc.update(&u, mode, opts).await,
         }
     };
-    jobs_api::run(&s, &uri, &w, JobKind::Update, &id, work).await
+    jobs_api::run_with(&s, &uri, &w, JobKind::Update, &id, options, work).await
 }
 
 #[utoipa::path(

@@ -43,8 +43,8 @@ pub struct CreateRequest {
     pub limits: crate::model::lifecycle::LimitsPatch,
     /// Cluster mode: the node (id or hostname) to place the server on; else peon chooses.
     pub node: Option<String>,
-    /// Cluster mode: the name of the key asking (a private node takes its own key's servers
-    /// only); `None` or the configured admin key: every node.
+    /// Cluster mode: the name of the key asking (private nodes take the servers of their own
+    /// key or scope only; see `placement`), kept as the server's `placer`; `None`: every node.
     pub placer: Option<String>,
 }
 
@@ -250,7 +250,7 @@ impl ServerService {
                         &uid,
                         &loaded.plan.port_groups,
                         req.node.as_deref(),
-                        req.placer.as_deref(),
+                        &self.placer(req.placer.as_deref()),
                     )
                     .await?;
                 (Some(n), g)
@@ -284,6 +284,7 @@ impl ServerService {
             wake_on_connect: req.wake_on_connect,
             backup_before_idle_stop: req.backup_before_idle_stop,
             node,
+            placer: req.placer.clone(),
             ..ServerState::default()
         };
         req.limits.apply(&mut state.limits);

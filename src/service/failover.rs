@@ -4,7 +4,8 @@
 //! `failover` whose steps name the backup and how old the restored world is:
 //!
 //! 1. the latest backup is chosen (none: the job fails and the server stays where it was);
-//! 2. a node is placed for it (never a down node, nor the old one);
+//! 2. a node is placed for it (never a down node, nor the old one), by the private-node rule
+//!    of the key that placed it (`placer`; public nodes only when none was recorded);
 //! 3. the old node is marked stale for it (`stale_on`: its copy there is never copied from or
 //!    started) and the server is pinned to the new node;
 //! 4. its service is removed (Swarm then shuts the old task down when the old node returns:
@@ -168,7 +169,8 @@ impl ServerService {
     }
 
     /// A node for `uid` other than `old` and every down node: placement's own choice (with
-    /// the servers placed a moment ago), skipping those nodes.
+    /// the servers placed a moment ago, and the private nodes the server's key may use),
+    /// skipping those nodes.
     async fn place_away(
         &self,
         uid: &Uid,
@@ -177,7 +179,13 @@ impl ServerService {
     ) -> Result<NodePin> {
         let skip = |n: &super::NodeView| n.id == old || self.node_health.is_down(&n.id);
         let (pin, _) = self
-            .place_among(uid, &rec.plan.port_groups, None, None, &skip)
+            .place_among(
+                uid,
+                &rec.plan.port_groups,
+                None,
+                &self.placer_of(rec),
+                &skip,
+            )
             .await?;
         // The new node's agent will hold the restored directory.
         self.with_home(pin).await

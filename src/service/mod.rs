@@ -68,7 +68,7 @@ pub use create::CreateRequest;
 pub use lifecycle::{ServerOptions, UpdateMode};
 pub use nodes::{NodeReserved, NodeUpdate, NodeView};
 pub use notify::message_of;
-pub use pending::can_wait;
+pub use pending::{can_wait, restart_options, timer_options, update_options};
 pub use planver::PlanTarget;
 pub use players::{PLAYERS_INTERVAL, QUERY_TIMEOUT};
 pub use rollout::{RolloutRequest, RolloutTarget};

@@ -48,7 +48,7 @@ impl ServerService {
             return Err(ServiceError::NotFound(format!("There is no node {node}.")));
         }
         let group: Vec<_> = rec.plan.port_groups.first().cloned().into_iter().collect();
-        match placement::choose(&nodes, &group, Some(node), placer) {
+        match placement::choose(&nodes, &group, Some(node), &self.placer(placer)) {
             Ok((n, _)) => Ok((
                 from,
                 NodePin {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::placement::{self, Placer};
 use super::{Result, ServerService, ServiceError};
+use crate::access::Principal;
 use crate::runtime::cluster::{NodeChange, NodeInfo, ServiceInfo, Swarm, TaskInfo};
 use crate::runtime::labels;
 
@@ -114,6 +116,22 @@ pub(super) fn views(
     out
 }
 
+/// What the key `who` sees of `nodes`: the nodes it may place on (public ones, and the ones
+/// private to its name or its scope; every node for an admin key), each listing only the
+/// servers in its scope. Capacity, reservations and ports stay the node's whole: they are
+/// what placement goes by.
+pub fn visible_to(nodes: Vec<NodeView>, who: &Principal) -> Vec<NodeView> {
+    let placer = Placer::of(who);
+    nodes
+        .into_iter()
+        .filter(|n| placer.may_use(n))
+        .map(|mut n| {
+            n.servers.retain(|u| who.sees_uid(u));
+            n
+        })
+        .collect()
+}
+
 /// A node label key peon accepts: 1 to 128 of `a-z A-Z 0-9 . _ -`, starting with a letter or
 /// digit.
 fn valid_label_key(k: &str) -> bool {
@@ -169,6 +187,21 @@ impl ServerService {
             .ok_or_else(|| ServiceError::NotFound(format!("There is no node [{id}].")))
     }
 
+    /// The nodes the key `who` sees (see [`visible_to`]).
+    pub async fn nodes_for(&self, who: &Principal) -> Result<Vec<NodeView>> {
+        Ok(visible_to(self.nodes().await?, who))
+    }
+
+    /// One node as the key `who` sees it; `NotFound` as well for a node private to another
+    /// key or scope (its existence is not told).
+    pub async fn node_for(&self, id: &str, who: &Principal) -> Result<NodeView> {
+        self.nodes_for(who)
+            .await?
+            .into_iter()
+            .find(|n| n.id == id || n.hostname == id)
+            .ok_or_else(|| ServiceError::NotFound(format!("There is no node [{id}].")))
+    }
+
     /// Changes a node's availability and labels (others kept; a `None` value removes one).
     pub async fn update_node(&self, id: &str, update: NodeUpdate) -> Result<NodeView> {
         if let Some(a) = &update.availability
@@ -182,6 +215,9 @@ impl ServerService {
             return Err(ServiceError::BadRequest(format!(
                 "label key {bad:?}: use 1 to 128 letters, digits, '.', '_' or '-'."
             )));
+        }
+        if let Some(Some(owner)) = update.labels.get(placement::PRIVATE_LABEL) {
+            placement::check_private_label(owner).map_err(ServiceError::BadRequest)?;
         }
         let swarm = self.swarm()?;
         let node = self.node(id).await?;
@@ -263,6 +299,74 @@ mod tests {
         assert_eq!(v[0].ports_in_use, vec!["1000/udp", "1001/udp"]);
         assert_eq!(v[1].ports_in_use, vec!["80/tcp"]);
         assert_eq!(v[1].free_gameslots, 1);
+    }
+
+    #[test]
+    fn a_key_sees_public_nodes_its_own_private_ones_and_its_servers_only() {
+        use crate::access::{Role, Scope};
+        let services = vec![
+            ServiceInfo {
+                id: "s1".into(),
+                name: "v.a".into(),
+                labels: HashMap::from([(labels::UID.to_owned(), "valheim.a".to_owned())]),
+                replicas: 0,
+                pinned_to: Some("n1".into()),
+                reservation: Reservation::default(),
+                ports: vec![],
+            },
+            ServiceInfo {
+                id: "s2".into(),
+                name: "a.b".into(),
+                labels: HashMap::from([(labels::UID.to_owned(), "ark.b".to_owned())]),
+                replicas: 0,
+                pinned_to: Some("n1".into()),
+                reservation: Reservation::default(),
+                ports: vec![],
+            },
+        ];
+        let mut nodes = vec![node("n1", 2), node("n2", 2), node("n3", 2), node("n4", 2)];
+        nodes[1]
+            .labels
+            .insert(placement::PRIVATE_LABEL.into(), "team-a".into());
+        nodes[2]
+            .labels
+            .insert(placement::PRIVATE_LABEL.into(), "scope:valheim".into());
+        nodes[3]
+            .labels
+            .insert(placement::PRIVATE_LABEL.into(), "team-b".into());
+        let all = views(nodes, &services, &[]);
+        let key = |name: &str, role, games: &[&str]| Principal {
+            name: name.into(),
+            role,
+            scope: (!games.is_empty()).then(|| Scope {
+                games: games.iter().map(|g| (*g).to_owned()).collect(),
+                uids: vec![],
+            }),
+            configured: false,
+        };
+        let seen = |who: &Principal| -> Vec<(String, Vec<String>)> {
+            visible_to(all.clone(), who)
+                .into_iter()
+                .map(|n| (n.id, n.servers))
+                .collect()
+        };
+        let both = vec!["ark.b".to_owned(), "valheim.a".to_owned()];
+        // Admin: everything.
+        assert_eq!(seen(&Principal::configured_admin()).len(), 4);
+        assert_eq!(seen(&key("boss", Role::Admin, &[]))[0].1, both);
+        // team-a, no scope: the public node with every server, and its own.
+        assert_eq!(
+            seen(&key("team-a", Role::Operator, &[])),
+            vec![("n1".into(), both.clone()), ("n2".into(), vec![])]
+        );
+        // A key scoped to valheim: the public node with its server only, and the scope's node.
+        assert_eq!(
+            seen(&key("v", Role::Viewer, &["valheim"])),
+            vec![
+                ("n1".into(), vec!["valheim.a".to_owned()]),
+                ("n3".into(), vec![])
+            ]
+        );
     }
 
     #[test]

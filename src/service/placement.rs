@@ -4,26 +4,113 @@
 //! must qualify itself. When none does, the conflict names why for each node. Once placed, a
 //! server is pinned to its node (`node.id==<id>`): its world lives there.
 //!
-//! Private nodes: a node labelled `peon.private=<key name>` takes the servers of that key only
-//! (and of the configured admin key); every other node is public.
+//! Private nodes: the label `peon.private` makes a node private. Its value is either a key's
+//! name (`peon.private=team-a`: that key only) or `scope:<game>` (`peon.private=scope:valheim`:
+//! every key whose scope lists the game `valheim`). Admin keys may use every node; every node
+//! without the label is public. A server remembers the key that placed it (`placer` in its
+//! `.peon.json`), and a failover places it by that key's rule.
 
 use super::nodes::NodeView;
 use super::{Result, ServerService, ServiceError};
+use crate::access::{Principal, Role};
 use crate::model::plan::PortSpec;
 use crate::names::Uid;
 use crate::store::NodePin;
 
-/// The node label that makes a node private to one API key (its value: the key's name).
+/// The node label that makes a node private (its value: a key's name, or `scope:<game>`).
 pub const PRIVATE_LABEL: &str = "peon.private";
-/// The configured key (admin, every server) may place on every node.
-const ADMIN_KEY: &str = "admin";
+/// The prefix of a `peon.private` value that names a scope's game instead of a key.
+pub const SCOPE_PREFIX: &str = "scope:";
 
-/// Whether the key `placer` may place servers on `n`.
-fn may_use(n: &NodeView, placer: Option<&str>) -> bool {
-    match (n.labels.get(PRIVATE_LABEL), placer) {
-        (None, _) => true,
-        (Some(_), None) | (Some(_), Some(ADMIN_KEY)) => true,
-        (Some(owner), Some(key)) => owner == key,
+/// Who places a server, as private nodes see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placer {
+    /// Every node: the daemon itself, or an admin key.
+    Anyone,
+    /// A key: public nodes, the nodes private to its name, and the nodes private to a game
+    /// its scope lists (a key without a scope lists no game: it reaches every server, but
+    /// belongs to no scope).
+    Key { name: String, games: Vec<String> },
+    /// Public nodes only (a server whose placing key is not known).
+    Public,
+}
+
+impl Placer {
+    /// The rule of a key as the key store has it: admin keys may use every node.
+    pub fn of(p: &Principal) -> Placer {
+        if p.role == Role::Admin {
+            return Placer::Anyone;
+        }
+        Placer::Key {
+            name: p.name.clone(),
+            games: p
+                .scope
+                .as_ref()
+                .map(|s| s.games.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Whether this placer may use (and see) the node `n`.
+    pub fn may_use(&self, n: &NodeView) -> bool {
+        let Some(owner) = n.labels.get(PRIVATE_LABEL) else {
+            return true;
+        };
+        match self {
+            Placer::Anyone => true,
+            Placer::Public => false,
+            Placer::Key { name, games } => match owner.strip_prefix(SCOPE_PREFIX) {
+                Some(game) => games.iter().any(|g| g == game),
+                None => owner == name,
+            },
+        }
+    }
+}
+
+/// Checks a `peon.private` value: a key name, or `scope:<game>`.
+pub fn check_private_label(value: &str) -> std::result::Result<(), String> {
+    let ok = match value.strip_prefix(SCOPE_PREFIX) {
+        Some(game) => crate::names::game_id(game).is_ok(),
+        None => crate::access::keys::check_name(value).is_ok(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{PRIVATE_LABEL} {value:?}: give a key's name (team-a) or scope:<game> (scope:valheim)."
+        ))
+    }
+}
+
+/// The placement rule of the key named `key`, as `lookup` (the key store) knows it: `None` is
+/// the daemon itself (every node); a key the store no longer has (revoked) keeps the rule of
+/// its name alone.
+pub(super) fn placer_named(
+    key: Option<&str>,
+    lookup: impl FnOnce(&str) -> Option<Principal>,
+) -> Placer {
+    let Some(name) = key else {
+        return Placer::Anyone;
+    };
+    match lookup(name) {
+        Some(p) => Placer::of(&p),
+        None => Placer::Key {
+            name: name.to_owned(),
+            games: Vec::new(),
+        },
+    }
+}
+
+/// The rule a server is placed again by (a failover), from the `placer` its `.peon.json`
+/// recorded: that key's rule, or public nodes only when none was recorded (a server created
+/// before peon recorded it).
+pub(super) fn placer_recorded(
+    recorded: Option<&str>,
+    lookup: impl FnOnce(&str) -> Option<Principal>,
+) -> Placer {
+    match recorded {
+        Some(key) => placer_named(Some(key), lookup),
+        None => Placer::Public,
     }
 }
 
@@ -31,9 +118,9 @@ fn may_use(n: &NodeView, placer: Option<&str>) -> bool {
 fn refusal(
     n: &NodeView,
     groups: &[Vec<PortSpec>],
-    placer: Option<&str>,
+    placer: &Placer,
 ) -> std::result::Result<usize, String> {
-    if !may_use(n, placer) {
+    if !placer.may_use(n) {
         return Err("private to another key".into());
     }
     if n.state != "ready" {
@@ -76,7 +163,7 @@ pub(super) fn choose(
     nodes: &[NodeView],
     groups: &[Vec<PortSpec>],
     wanted: Option<&str>,
-    placer: Option<&str>,
+    placer: &Placer,
 ) -> std::result::Result<(NodeView, usize), Vec<(String, String)>> {
     let candidates: Vec<&NodeView> = match wanted {
         Some(w) => {
@@ -114,6 +201,16 @@ pub(super) fn choose(
 }
 
 impl ServerService {
+    /// The placement rule of the key named `key` (see [`placer_named`]).
+    pub(super) fn placer(&self, key: Option<&str>) -> Placer {
+        placer_named(key, |n| self.access.keys.by_name(n))
+    }
+
+    /// The rule a server is placed again by on a failover (see [`placer_recorded`]).
+    pub(super) fn placer_of(&self, rec: &crate::store::ServerRecord) -> Placer {
+        placer_recorded(rec.state.placer.as_deref(), |n| self.access.keys.by_name(n))
+    }
+
     /// Places a new server: its node and port group, or a conflict naming why each node
     /// cannot take it.
     pub(super) async fn place(
@@ -121,7 +218,7 @@ impl ServerService {
         uid: &Uid,
         groups: &[Vec<PortSpec>],
         wanted: Option<&str>,
-        placer: Option<&str>,
+        placer: &Placer,
     ) -> Result<(NodePin, usize)> {
         self.place_among(uid, groups, wanted, placer, &|_| false)
             .await
@@ -134,7 +231,7 @@ impl ServerService {
         uid: &Uid,
         groups: &[Vec<PortSpec>],
         wanted: Option<&str>,
-        placer: Option<&str>,
+        placer: &Placer,
         skip: &(dyn Fn(&NodeView) -> bool + Sync),
     ) -> Result<(NodePin, usize)> {
         let began = std::time::Instant::now();
@@ -235,13 +332,19 @@ mod tests {
             &[a.clone(), b.clone(), c.clone()],
             &[group(1000)],
             None,
-            None,
+            &Placer::Anyone,
         )
         .unwrap();
         assert_eq!((n.hostname.as_str(), g), ("c", 0));
         // c full: a has a free second group, b is half full.
         let c = node("c", 2, 2);
-        let (n, g) = choose(&[a, b, c], &[group(1000), group(2000)], None, None).unwrap();
+        let (n, g) = choose(
+            &[a, b, c],
+            &[group(1000), group(2000)],
+            None,
+            &Placer::Anyone,
+        )
+        .unwrap();
         assert_eq!((n.hostname.as_str(), g), ("a", 1));
     }
 
@@ -259,7 +362,7 @@ mod tests {
             &[drained, down, full, ports, none],
             &[group(1000)],
             None,
-            None,
+            &Placer::Anyone,
         )
         .unwrap_err();
         let text = format!("{reasons:?}");
@@ -278,25 +381,127 @@ mod tests {
     fn an_explicit_node_must_fit_itself() {
         let a = node("a", 2, 0);
         let b = node("b", 2, 1);
-        let (n, _) = choose(&[a.clone(), b.clone()], &[group(1)], Some("b"), None).unwrap();
+        let (n, _) = choose(
+            &[a.clone(), b.clone()],
+            &[group(1)],
+            Some("b"),
+            &Placer::Anyone,
+        )
+        .unwrap();
         assert_eq!(n.hostname, "b");
-        let (n, _) = choose(&[a.clone(), b.clone()], &[group(1)], Some("id-a"), None).unwrap();
+        let (n, _) = choose(
+            &[a.clone(), b.clone()],
+            &[group(1)],
+            Some("id-a"),
+            &Placer::Anyone,
+        )
+        .unwrap();
         assert_eq!(n.hostname, "a");
-        assert!(choose(&[a, b], &[group(1)], Some("nope"), None).is_err());
+        assert!(choose(&[a, b], &[group(1)], Some("nope"), &Placer::Anyone).is_err());
+    }
+
+    fn key(name: &str, games: &[&str]) -> Placer {
+        Placer::Key {
+            name: name.into(),
+            games: games.iter().map(|g| (*g).to_owned()).collect(),
+        }
+    }
+
+    fn private(name: &str, owner: &str) -> NodeView {
+        let mut n = node(name, 2, 0);
+        n.labels.insert(PRIVATE_LABEL.into(), owner.into());
+        n
     }
 
     #[test]
     fn a_private_node_takes_its_own_key_and_the_admin_only() {
-        let mut p = node("p", 2, 0);
-        p.labels.insert(PRIVATE_LABEL.into(), "team-a".into());
-        let (n, _) = choose(&[p.clone()], &[group(1)], None, Some("team-a")).unwrap();
+        let p = private("p", "team-a");
+        let (n, _) = choose(
+            std::slice::from_ref(&p),
+            &[group(1)],
+            None,
+            &key("team-a", &[]),
+        )
+        .unwrap();
         assert_eq!(n.hostname, "p");
-        assert!(choose(&[p.clone()], &[group(1)], None, Some(ADMIN_KEY)).is_ok());
-        let why = choose(&[p.clone()], &[group(1)], None, Some("team-b")).unwrap_err();
+        assert!(choose(std::slice::from_ref(&p), &[group(1)], None, &Placer::Anyone).is_ok());
+        let why = choose(
+            std::slice::from_ref(&p),
+            &[group(1)],
+            None,
+            &key("team-b", &[]),
+        )
+        .unwrap_err();
         assert_eq!(why[0].1, "private to another key");
         // Public nodes stay open to everyone; a private one is preferred by nobody else.
         let public = node("q", 2, 1);
-        let (n, _) = choose(&[p, public], &[group(1)], None, Some("team-b")).unwrap();
+        let (n, _) = choose(&[p, public], &[group(1)], None, &key("team-b", &[])).unwrap();
         assert_eq!(n.hostname, "q");
+    }
+
+    #[test]
+    fn a_node_private_to_a_scope_takes_every_key_whose_scope_lists_the_game() {
+        let p = private("p", "scope:valheim");
+        for k in [key("a", &["valheim"]), key("b", &["ark", "valheim"])] {
+            assert!(
+                choose(std::slice::from_ref(&p), &[group(1)], None, &k).is_ok(),
+                "{k:?}"
+            );
+        }
+        // Another scope, no scope at all (every server, but of no scope), a key named like
+        // the game: refused.
+        for k in [key("c", &["ark"]), key("d", &[]), key("valheim", &[])] {
+            let why = choose(std::slice::from_ref(&p), &[group(1)], None, &k).unwrap_err();
+            assert_eq!(why[0].1, "private to another key", "{k:?}");
+        }
+        assert!(choose(&[p], &[group(1)], None, &Placer::Anyone).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_placer_gets_public_nodes_only() {
+        let p = private("p", "team-a");
+        let q = node("q", 2, 1);
+        let why = choose(std::slice::from_ref(&p), &[group(1)], None, &Placer::Public).unwrap_err();
+        assert_eq!(why[0].1, "private to another key");
+        let (n, _) = choose(&[p, q], &[group(1)], None, &Placer::Public).unwrap();
+        assert_eq!(n.hostname, "q");
+    }
+
+    #[test]
+    fn placers_come_from_keys_and_label_values_are_checked() {
+        use crate::access::Scope;
+        let k = |role, scope| Principal {
+            name: "k".into(),
+            role,
+            scope,
+            configured: false,
+        };
+        assert_eq!(Placer::of(&Principal::configured_admin()), Placer::Anyone);
+        assert_eq!(Placer::of(&k(Role::Admin, None)), Placer::Anyone);
+        assert_eq!(Placer::of(&k(Role::Operator, None)), key("k", &[]));
+        let scope = Scope {
+            games: vec!["valheim".into()],
+            uids: vec!["ark.island".into()],
+        };
+        assert_eq!(
+            Placer::of(&k(Role::Viewer, Some(scope))),
+            key("k", &["valheim"])
+        );
+        let store = |name: &str| (name == "k").then(|| k(Role::Operator, None));
+        assert_eq!(placer_named(None, store), Placer::Anyone);
+        assert_eq!(placer_named(Some("k"), store), key("k", &[]));
+        assert_eq!(placer_named(Some("revoked"), store), key("revoked", &[]));
+        // A failover: the recorded key's rule, or public nodes only.
+        assert_eq!(placer_recorded(Some("k"), store), key("k", &[]));
+        assert_eq!(placer_recorded(None, store), Placer::Public);
+        assert_eq!(
+            placer_recorded(Some("admin"), |_| Some(Principal::configured_admin())),
+            Placer::Anyone
+        );
+        assert!(check_private_label("team-a").is_ok());
+        assert!(check_private_label("scope:valheim").is_ok());
+        for bad in ["", "Team A", "scope:", "scope:Bad!", "role:operator"] {
+            assert!(check_private_label(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -189,6 +189,10 @@ pub struct ServerState {
     /// never copied from, never started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stale_on: Vec<String>,
+    /// Cluster mode: the name of the key that placed the server (its private-node rule places
+    /// it again on a failover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placer: Option<String>,
 }
 
 /// An action queued while its server's node is unreachable (cluster mode).
@@ -202,6 +206,43 @@ pub struct PendingChange {
     pub requested: String,
     /// Who asked.
     pub requester: String,
+    /// What the action was asked with, so that it is carried out the same after a daemon
+    /// restart (absent when it had no options).
+    #[serde(default, skip_serializing_if = "PendingOptions::is_empty")]
+    pub options: PendingOptions,
+}
+
+/// The options of a queued action (each absent when not given).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PendingOptions {
+    /// start, stop: the stop timer, Unix seconds when it falls due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer_due: Option<i64>,
+    /// start, stop: the timer as the client gave it (shown as the server's `time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub timer_shown: Option<Value>,
+    /// restart, update: wait until nobody plays first, at most this many seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_empty_s: Option<u64>,
+    /// restart, update: with `when_empty_s`, told to the players first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce: Option<String>,
+    /// update: the mode (`full`, `image`, `server` or `reinit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// update: how long the new version must stay up, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_s: Option<u64>,
+    /// update: the plan version to move to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_version: Option<String>,
+}
+
+impl PendingOptions {
+    pub fn is_empty(&self) -> bool {
+        *self == PendingOptions::default()
+    }
 }
 
 /// The node a server is pinned to (cluster mode).

@@ -526,7 +526,7 @@ async fn a_private_node_takes_its_own_keys_servers_only() {
     let create = |key: String, uid: String, node: Option<String>| {
         let d = &d;
         async move {
-            let mut body = serde_json::json!({"SERVER_NAME": "P"});
+            let mut body = serde_json::json!({"SERVER_NAME": "P", "start_later": true});
             if let Some(n) = node {
                 body["node"] = serde_json::json!(n);
             }
@@ -569,6 +569,100 @@ async fn a_private_node_takes_its_own_keys_servers_only() {
     .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["node"]["id"], n2.id.as_str(), "{v}");
+    // The server remembers the key that placed it (a failover places it by that key's rule).
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(d.server_dir(&format!("{game2}.a")).join(".peon.json")).expect(".peon.json"),
+    )
+    .expect("json");
+    assert_eq!(state["placer"], "team-a", "{state}");
+
+    // What a key sees of the nodes: the public ones and its own, each with its servers only.
+    let seen = |key: String| {
+        let d = &d;
+        async move {
+            let (s, v) = d.call_as(&key, reqwest::Method::GET, "/nodes", None).await;
+            assert_eq!(s, 200, "{v}");
+            v.as_array()
+                .expect("nodes")
+                .iter()
+                .map(|n| {
+                    let servers: Vec<String> = n["servers"]
+                        .as_array()
+                        .expect("servers")
+                        .iter()
+                        .filter_map(|u| u.as_str().map(str::to_owned))
+                        .collect();
+                    (n["id"].as_str().unwrap_or_default().to_owned(), servers)
+                })
+                .collect::<std::collections::BTreeMap<String, Vec<String>>>()
+        }
+    };
+    let b = seen(secrets[1].clone()).await;
+    assert_eq!(b.keys().collect::<Vec<_>>(), [&n1.id], "{b:?}");
+    let (s, v) = d
+        .call_as(
+            &secrets[1],
+            reqwest::Method::GET,
+            &format!("/node/{}", n2.id),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "another key's private node is not told: {v}");
+    assert_eq!(seen(secrets[0].clone()).await.len(), 2);
+
+    // A node private to a scope: every key whose scope lists the game may use it.
+    let (s, v) = d
+        .put(
+            &format!("/node/{}", n2.id),
+            serde_json::json!({"labels": {"peon.private": "role:operator"}}),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (game3, _) = d.new_game(1);
+    let (s, v) = d
+        .put(
+            &format!("/node/{}", n2.id),
+            serde_json::json!({"labels": {"peon.private": format!("scope:{game3}")}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    for (name, role) in [("team-c", "operator"), ("team-d", "viewer")] {
+        let (s, v) = d
+            .post(
+                "/keys",
+                serde_json::json!({"name": name, "role": role, "scope": {"games": [game3]}}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        secrets.push(v["secret"].as_str().expect("secret").to_owned());
+    }
+    // Its former owner, without that scope, is refused there now.
+    let (s, v) = create(
+        secrets[0].clone(),
+        format!("{game3}.x"),
+        Some(n2.name.clone()),
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["info"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("private to another key"),
+        "{v}"
+    );
+    let (s, v) = create(
+        secrets[2].clone(),
+        format!("{game3}.c"),
+        Some(n2.name.clone()),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["node"]["id"], n2.id.as_str(), "{v}");
+    // A viewer of the scope sees both nodes, and only the scope's servers on them.
+    let dv = seen(secrets[3].clone()).await;
+    assert_eq!(dv.get(&n1.id), Some(&vec![]), "{dv:?}");
+    assert_eq!(dv.get(&n2.id), Some(&vec![format!("{game3}.c")]), "{dv:?}");
 }
 
 /// Sends a console command through the API once the console is attached (through the node's

@@ -1,6 +1,7 @@
 //! Cluster mode, node loss (issue 12): a worker's engine SIGKILLed, its server shown
 //! `unreachable` within seconds, actions queued as pending changes (kept over a daemon
-//! restart) and applied when the engine is back. On a real swarm (`cluster_harness`).
+//! restart with their options) and applied when the engine is back; failover to another node
+//! by the private-node rule of the server's key. On a real swarm (`cluster_harness`).
 
 use std::time::{Duration, Instant};
 
@@ -38,7 +39,7 @@ async fn job(d: &support::Daemon, id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_node_is_unreachable_within_seconds_and_a_stop_waits_for_its_return() {
-    let Some(mut cluster) = cluster_harness::start(&[1, 1]).await else {
+    let Some(mut cluster) = cluster_harness::start(&[1, 2]).await else {
         return;
     };
     let mut d = daemon_on(&cluster).await;
@@ -59,6 +60,17 @@ async fn a_dead_node_is_unreachable_within_seconds_and_a_stop_waits_for_its_retu
         })
         .await;
     assert_ne!(v["server_state"], "unreachable", "{v}");
+    // A second server on the worker, stopped: a start with a stop timer will wait for it.
+    let (game_t, _) = d.new_game(1);
+    let timed = format!("{game_t}.t");
+    let (s, v) = d
+        .put(
+            &format!("/server/create/{timed}"),
+            serde_json::json!({"SERVER_NAME": "T", "restart_policy": "never", "node": worker, "start_later": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["node"]["id"], cluster.nodes[1].id.as_str(), "{v}");
     let mut events = Events::open(&d, Some(&uid)).await;
 
     // The worker's engine dies.
@@ -114,6 +126,19 @@ async fn a_dead_node_is_unreachable_within_seconds_and_a_stop_waits_for_its_retu
     let (_, v) = d.get(&format!("/server/get/{uid}")).await;
     assert_eq!(v["pending"][0]["job_id"], job_id.as_str(), "{v}");
     assert_eq!(v["pending"][0]["action"], "stop", "{v}");
+    // A start with a stop timer waits too, its timer kept with it.
+    let due = chrono::Utc::now().timestamp() + 3600;
+    let (s, v) = d
+        .put(
+            &format!("/server/start/{timed}"),
+            serde_json::json!({"epoch_time": due.to_string()}),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let start_id = v["job_id"].as_str().expect("job id").to_owned();
+    let (_, v) = d.get(&format!("/server/get/{timed}")).await;
+    assert_eq!(v["pending"][0]["action"], "start", "{v}");
+    assert_eq!(v["pending"][0]["options"]["timer_due"], due, "{v}");
 
     // The queue survives a daemon restart (the job stays queued, not interrupted).
     d.restart().await;
@@ -124,6 +149,7 @@ async fn a_dead_node_is_unreachable_within_seconds_and_a_stop_waits_for_its_retu
         .await;
     assert_eq!(v["pending"][0]["job_id"], job_id.as_str(), "{v}");
     assert_eq!(job(&d, &job_id).await["state"], "queued");
+    assert_eq!(job(&d, &start_id).await["state"], "queued");
 
     // The engine comes back: the node returns, the stop is applied.
     let back = Instant::now();
@@ -157,6 +183,23 @@ async fn a_dead_node_is_unreachable_within_seconds_and_a_stop_waits_for_its_retu
         },
     )
     .await;
+    // The start waited over the daemon restart and kept its stop timer.
+    let j = support::wait_for(Duration::from_secs(60), "the queued start to end", || {
+        let (d, id) = (&d, start_id.clone());
+        async move {
+            let j = job(d, &id).await;
+            (j["state"] == "succeeded" || j["state"] == "failed").then_some(j)
+        }
+    })
+    .await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    let v = d
+        .wait_server(&timed, Duration::from_secs(30), |v| {
+            v["container_state"] == "running"
+        })
+        .await;
+    assert_eq!(v["time"], due.to_string(), "the start's stop timer: {v}");
+    assert!(v.get("pending").is_none(), "{v}");
 }
 
 fn sha(path: &std::path::Path) -> String {
@@ -174,10 +217,31 @@ async fn a_server_fails_over_from_its_backup_and_the_old_copy_never_returns() {
     let (game, _) = d.new_game(1);
     let uid = format!("{game}.f");
     let old = cluster.nodes[1].id.clone();
+    // The server is placed by the key team-f; the manager is private to another key and the
+    // third node to team-f: a failover goes by team-f's rule, so to the third node.
     let (s, v) = d
-        .put(
+        .post(
+            "/keys",
+            serde_json::json!({"name": "team-f", "role": "operator"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let team_f = v["secret"].as_str().expect("secret").to_owned();
+    for (node, owner) in [(0, "team-z"), (2, "team-f")] {
+        let (s, v) = d
+            .put(
+                &format!("/node/{}", cluster.nodes[node].id),
+                serde_json::json!({"labels": {"peon.private": owner}}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (s, v) = d
+        .call_as(
+            &team_f,
+            reqwest::Method::PUT,
             &format!("/server/create/{uid}"),
-            serde_json::json!({"SERVER_NAME": "F", "restart_policy": "never", "node": cluster.nodes[1].name}),
+            Some(serde_json::json!({"SERVER_NAME": "F", "restart_policy": "never", "node": cluster.nodes[1].name})),
         )
         .await;
     assert_eq!(s, 200, "{v}");
@@ -248,7 +312,10 @@ async fn a_server_fails_over_from_its_backup_and_the_old_copy_never_returns() {
         })
         .await;
     let spare = v["node"]["id"].as_str().expect("node").to_owned();
-    assert_ne!(spare, old, "on another node: {v}");
+    assert_eq!(
+        spare, cluster.nodes[2].id,
+        "on the node private to its key, not on another key's: {v}"
+    );
     assert_ne!(v["server_state"], "unreachable", "{v}");
     // The backup's world was sent to the new node's disk; the lost node's newer copy is
     // stale, never copied from.
