@@ -105,16 +105,21 @@ impl ServerService {
         };
         let h = self.handle_of(uid);
         let live = h.is_running();
-        if live && !rec.plan.backup.save_command.is_empty() {
-            step("save", self.ask_to_save(uid, &rec.plan.backup)).await?;
-        }
-        // Cluster mode: the world is on the node; the manager's copy is brought up to date
-        // first (after the save). A safety backup (before a restore, also onto a node that has
-        // no copy yet: a failover) takes the manager's copy when the node has none.
-        if !self.fetch_from_node(uid).await? && reason != Reason::Safety {
-            return Err(ServiceError::Conflict(format!(
-                "The node of [{uid}] holds no directory for it; nothing was backed up."
-            )));
+        let save = live && !rec.plan.backup.save_command.is_empty();
+        // Cluster mode: the world is on the node; the game saves, then the manager's copy is
+        // brought up to date (and its space checked after). A safety backup (before a restore,
+        // also onto a node that has no copy yet: a failover) takes the manager's copy when the
+        // node has none. On one host the space is checked before the game is asked to save.
+        let on_node = self.cluster.get().is_some();
+        if on_node {
+            if save {
+                step("save", self.ask_to_save(uid, &rec.plan.backup)).await?;
+            }
+            if !self.fetch_from_node(uid).await? && reason != Reason::Safety {
+                return Err(ServiceError::Conflict(format!(
+                    "The node of [{uid}] holds no directory for it; nothing was backed up."
+                )));
+            }
         }
         let (dir, root, ex) = (rec.dir.clone(), catalog.root().to_owned(), exclude.clone());
         // An S3 backup is streamed: nothing is written locally.
@@ -130,6 +135,9 @@ impl ServerService {
                 .and_then(|(need, free)| enough(need, free, "back up"))
             })
             .await?;
+        }
+        if !on_node && save {
+            step("save", self.ask_to_save(uid, &rec.plan.backup)).await?;
         }
         let now = chrono::Utc::now();
         let id = catalog::new_id(now);
