@@ -61,6 +61,7 @@ use crate::store::{DataDir, ServerStore, StoreError};
 pub use crate::backup::{BackupInfo, Policy as BackupPolicy, Reason as BackupReason};
 pub use crate::hooks::{DeadLetter, HookInfo, HookSpec};
 pub use crate::jobs::{Job, JobFilter, JobKind, JobState, JobView, Step, noting_job};
+pub use crate::store::PendingOptions;
 pub use backup::{Backup, LINK_TTL_MAX, SaveLink};
 pub use capacity::{Capacity, ImageUsage, ServerUsage};
 pub use console::{ConsoleStream, EventStream};
