@@ -13,8 +13,7 @@ use super::auth::Caller;
 use super::dto::{Accepted, ErrorBody};
 use super::error::ApiError;
 use super::{AppState, BASES};
-use crate::service::PendingOptions;
-use crate::service::{Job, JobFilter, JobKind, JobState};
+use crate::service::{Job, JobFilter, JobKind, JobState, PendingOptions};
 
 type ApiResult<T> = Result<T, ApiError>;
 
