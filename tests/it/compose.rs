@@ -11,25 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{DOCKER, free_port, game_greeting, game_plan, unique, wait_for, write_plan};
+use crate::support::{
+    DOCKER, free_port, game_greeting, game_plan, repo, sh, unique, wait_for, write_plan,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_peon");
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs a command, returning (success, stdout, stderr).
-fn sh(cmd: &mut Command) -> (bool, String, String) {
-    let o = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 /// Everything the test creates, removed on drop.
 struct Deployment {
