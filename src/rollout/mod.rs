@@ -224,36 +224,46 @@ impl Rollouts {
     /// Records a new rollout (or replaces one with the same id), then writes the file.
     /// Blocks: call it off the async workers.
     pub fn put(&self, r: Rollout) -> Result<(), RolloutError> {
-        let snapshot = {
-            let mut all = self.lock();
-            match all.iter_mut().find(|x| x.id == r.id) {
-                Some(x) => *x = r,
-                None => all.push(r),
-            }
-            while all.len() > KEEP {
-                match all.iter().position(|x| x.state != RolloutState::Running) {
-                    Some(i) => {
-                        all.remove(i);
-                    }
-                    None => break,
+        let mut all = self.lock();
+        match all.iter_mut().find(|x| x.id == r.id) {
+            Some(x) => *x = r,
+            None => all.push(r),
+        }
+        self.write_locked(&mut all)
+    }
+
+    /// Changes a rollout and writes the file, all under the lock: two changes at once (the
+    /// servers of one batch) never lose one another's, and the file never goes back to an
+    /// older state. Blocks.
+    pub fn change(&self, id: &str, f: impl FnOnce(&mut Rollout)) -> Result<Rollout, RolloutError> {
+        let mut all = self.lock();
+        let r = all
+            .iter_mut()
+            .find(|r| r.id == id)
+            .ok_or_else(|| RolloutError::NotFound(id.to_owned()))?;
+        f(r);
+        let r = r.clone();
+        self.write_locked(&mut all)?;
+        Ok(r)
+    }
+
+    /// Drops the oldest finished rollouts over [`KEEP`] and writes the file (the lock held).
+    fn write_locked(&self, all: &mut Vec<Rollout>) -> Result<(), RolloutError> {
+        while all.len() > KEEP {
+            match all.iter().position(|x| x.state != RolloutState::Running) {
+                Some(i) => {
+                    all.remove(i);
                 }
+                None => break,
             }
-            File {
-                rollouts: all.clone(),
-            }
+        }
+        let snapshot = File {
+            rollouts: all.clone(),
         };
         atomic::write_json_atomic(&self.path, &snapshot).map_err(|source| RolloutError::Io {
             path: self.path.clone(),
             source,
         })
-    }
-
-    /// Changes a rollout and writes the file. Blocks.
-    pub fn change(&self, id: &str, f: impl FnOnce(&mut Rollout)) -> Result<Rollout, RolloutError> {
-        let mut r = self.get(id)?;
-        f(&mut r);
-        self.put(r.clone())?;
-        Ok(r)
     }
 }
 
@@ -304,9 +314,47 @@ mod tests {
         };
         rs.put(r.clone()).unwrap();
         rs.change("r1", |r| r.batch = 1).unwrap();
-        let again = Rollouts::load(path);
+        let again = Rollouts::load(path.clone());
         assert_eq!(again.get("r1").unwrap().batch, 1);
         assert_eq!(again.running().len(), 1);
         assert!(matches!(again.get("nope"), Err(RolloutError::NotFound(_))));
+
+        // The servers of one batch change the rollout at once: no change is lost, in memory
+        // or in the file.
+        let n = 16;
+        rs.change("r1", |r| {
+            r.servers = (0..n)
+                .map(|i| RolloutServer {
+                    uid: format!("g.s{i}"),
+                    batch: 0,
+                    state: ServerStep::Pending,
+                    from_image: None,
+                    from_plan_version: None,
+                    error: None,
+                })
+                .collect()
+        })
+        .unwrap();
+        std::thread::scope(|sc| {
+            for i in 0..n {
+                let rs = &rs;
+                sc.spawn(move || {
+                    rs.change("r1", |r| {
+                        r.servers[i].state = ServerStep::Updating;
+                        r.servers[i].from_image = Some(format!("img:{i}"));
+                    })
+                    .unwrap();
+                });
+            }
+        });
+        for r in [
+            rs.get("r1").unwrap(),
+            Rollouts::load(path).get("r1").unwrap(),
+        ] {
+            for (i, s) in r.servers.iter().enumerate() {
+                assert_eq!(s.from_image.as_deref(), Some(format!("img:{i}").as_str()));
+                assert_eq!(s.state, ServerStep::Updating);
+            }
+        }
     }
 }

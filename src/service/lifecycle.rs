@@ -101,11 +101,7 @@ impl ServerService {
         };
         let uid = uid.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
-            if let Some(rec) = svc.store.get(&uid) {
-                let mut state = rec.state.clone();
-                change(&mut state);
-                svc.store.write_state(&uid, state)?;
-            }
+            svc.store.change_state(&uid, change)?;
             Ok(())
         })
         .await

@@ -312,6 +312,9 @@ pub fn read_server(uid: &Uid, dir: &Path) -> Result<ServerRecord> {
 pub struct ServerStore {
     dir: DataDir,
     servers: RwLock<BTreeMap<Uid, Arc<ServerRecord>>>,
+    /// Held while a `.peon.json` is read, changed and written: two changes at once never lose
+    /// one another's.
+    state_writes: std::sync::Mutex<()>,
 }
 
 impl ServerStore {
@@ -321,6 +324,7 @@ impl ServerStore {
         let store = ServerStore {
             dir,
             servers: RwLock::new(BTreeMap::new()),
+            state_writes: std::sync::Mutex::new(()),
         };
         store.rescan()?;
         Ok(store)
@@ -418,6 +422,7 @@ impl ServerStore {
 
     /// Rewrites `config.json` atomically and updates the index.
     pub fn write_config(&self, uid: &Uid, config: Value) -> Result<Arc<ServerRecord>> {
+        let _w = self.state_writes();
         let cur = self.get(uid).ok_or_else(|| StoreError::Corrupt {
             path: self.dir.server_dir(uid),
             reason: "server is not known".into(),
@@ -436,8 +441,30 @@ impl ServerStore {
         }))
     }
 
+    /// Changes a server's `.peon.json` (read, `change`, written atomically, the index updated)
+    /// as one step: changes made at once by different tasks are all kept. `None` for a server
+    /// the store does not know. Blocks.
+    pub fn change_state(
+        &self,
+        uid: &Uid,
+        change: impl FnOnce(&mut ServerState),
+    ) -> Result<Option<Arc<ServerRecord>>> {
+        let _w = self.state_writes();
+        let Some(rec) = self.get(uid) else {
+            return Ok(None);
+        };
+        let mut state = rec.state.clone();
+        change(&mut state);
+        self.write_state(uid, state).map(Some)
+    }
+
+    /// The lock of every write that rereads a record and puts it back in the index.
+    fn state_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.state_writes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Rewrites `.peon.json` atomically and updates the index.
-    pub fn write_state(&self, uid: &Uid, state: ServerState) -> Result<Arc<ServerRecord>> {
+    fn write_state(&self, uid: &Uid, state: ServerState) -> Result<Arc<ServerRecord>> {
         let cur = self.get(uid).ok_or_else(|| StoreError::Corrupt {
             path: self.dir.server_dir(uid),
             reason: "server is not known".into(),

@@ -152,6 +152,9 @@ impl ServerStore {
     ) -> super::Result<(Arc<ServerRecord>, std::path::PathBuf)> {
         let dest = self.dir.server_dir(uid);
         let stage = staged.dir;
+        // The current `.peon.json` is copied in and the record put back under the lock of
+        // state changes: none made meanwhile is lost.
+        let _w = self.state_writes();
         let prepared = (|| {
             let state = dest.join(STATE_FILE);
             match std::fs::read(&state) {
@@ -313,5 +316,46 @@ mod tests {
         );
         store.remove_replaced(&old);
         assert_eq!(std::fs::read_dir(data.staging()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn state_changes_made_at_once_are_all_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let data = DataDir::new(d.path());
+        data.prepare().unwrap();
+        let uid = Uid::parse("g.a").unwrap();
+        let dir = data.server_dir(&uid);
+        std::fs::create_dir_all(&dir).unwrap();
+        atomic::write_json_atomic(&dir.join(CONFIG_FILE), &config("s")).unwrap();
+        let store = ServerStore::load(data.clone()).unwrap();
+        let n = 16;
+        std::thread::scope(|sc| {
+            for i in 0..n {
+                let (store, uid) = (&store, &uid);
+                sc.spawn(move || {
+                    store
+                        .change_state(uid, |s| s.stale_on.push(format!("node{i}")))
+                        .unwrap()
+                        .unwrap();
+                });
+            }
+        });
+        let again = ServerStore::load(data).unwrap();
+        for st in [
+            &store.get(&uid).unwrap().state,
+            &again.get(&uid).unwrap().state,
+        ] {
+            let mut got = st.stale_on.clone();
+            got.sort();
+            let mut want: Vec<String> = (0..n).map(|i| format!("node{i}")).collect();
+            want.sort();
+            assert_eq!(got, want);
+        }
+        assert!(
+            store
+                .change_state(&Uid::parse("g.none").unwrap(), |_| {})
+                .unwrap()
+                .is_none()
+        );
     }
 }
