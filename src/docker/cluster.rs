@@ -280,7 +280,7 @@ fn newest<'a>(tasks: &'a [TaskInfo], service_id: &str) -> Option<&'a TaskInfo> {
     tasks
         .iter()
         .filter(|t| t.service_id == service_id)
-        .max_by(|a, b| a.timestamp.cmp(&b.timestamp))
+        .max_by_key(|t| t.run_order())
 }
 
 fn event(s: &ServiceInfo, t: Option<&TaskInfo>, action: EventAction) -> RuntimeEvent {
@@ -467,5 +467,20 @@ mod tests {
         assert!(diff(&running, &running).is_empty());
         let e = diff(&running, &HashMap::new());
         assert_eq!(e[0].action, EventAction::Destroy);
+    }
+
+    #[test]
+    fn the_newest_task_is_the_last_made_not_the_last_changed() {
+        let mut old = task("t1", "shutdown", Some(0));
+        old.created = "2026-12-03T18:06:43.2Z".into();
+        // The old task's shutdown reported after the new task was made.
+        old.timestamp = "2026-12-03T18:06:46.9Z".into();
+        let mut new = task("t2", "running", None);
+        new.created = "2026-12-03T18:06:46.574127346Z".into();
+        new.timestamp = "2026-12-03T18:06:46.80Z".into();
+        let tasks = vec![new.clone(), old.clone()];
+        assert_eq!(newest(&tasks, "s1").map(|t| t.id.as_str()), Some("t2"));
+        let tasks = vec![old, new];
+        assert_eq!(newest(&tasks, "s1").map(|t| t.id.as_str()), Some("t2"));
     }
 }

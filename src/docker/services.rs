@@ -198,7 +198,7 @@ impl Engine {
             let id = s.id.unwrap_or_default();
             tasks.retain(|t| t.service_id == id);
         }
-        tasks.sort_by(|a, b| b.timestamp.cmp(&a.timestamp));
+        tasks.sort_by_key(|t| std::cmp::Reverse(t.run_order()));
         Ok(tasks)
     }
 

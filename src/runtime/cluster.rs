@@ -100,6 +100,20 @@ pub struct TaskInfo {
 }
 
 impl TaskInfo {
+    /// The order of a service's tasks, oldest first: by when each was made (one task is one
+    /// run), then by its last state change. The state change alone is not an order of runs:
+    /// an old task's late change (its shutdown reported, its removal) would make it "newest"
+    /// again.
+    pub fn run_order(&self) -> (i64, i64) {
+        let nanos = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .ok()
+                .and_then(|t| t.timestamp_nanos_opt())
+                .unwrap_or(0)
+        };
+        (nanos(&self.created), nanos(&self.timestamp))
+    }
+
     /// Whether the task still holds (or may soon hold) its node's resources.
     pub fn is_live(&self) -> bool {
         matches!(

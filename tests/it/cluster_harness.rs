@@ -13,8 +13,13 @@ use peon::bench::swarm::{self, Cluster, Node};
 
 use crate::support::{self, GAME_IMAGE};
 
-/// A test cluster; dropping it removes everything it made (its agents first).
-pub struct TestCluster(Cluster);
+/// At most this many test swarms run at once (each is 2-3 engines, their agents and games):
+/// the other tests go on beside them, and a 2-core machine is not swamped.
+static SWARMS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// A test cluster; dropping it removes everything it made (its agents first), then lets the
+/// next test swarm start.
+pub struct TestCluster(Cluster, tokio::sync::SemaphorePermit<'static>);
 
 impl Deref for TestCluster {
     type Target = Cluster;
@@ -111,8 +116,12 @@ pub async fn start(gameslots: &[u32]) -> Option<TestCluster> {
         return None;
     }
     support::ensure_image().await;
+    let permit = SWARMS
+        .acquire()
+        .await
+        .expect("the swarm semaphore is never closed");
     match swarm::start(gameslots, support::DOCKER, GAME_IMAGE).await {
-        Ok(c) => Some(TestCluster(c)),
+        Ok(c) => Some(TestCluster(c, permit)),
         Err(e) => panic!("the test swarm did not start: {e}"),
     }
 }

@@ -233,13 +233,22 @@ async fn crash_loop_ends_stopped_after_the_limit() {
     for attempt in 1..=3 {
         d.wait_server(&uid, LONG, |v| v["server_state"] == "running")
             .await;
-        let (s, v) = d
-            .post(
-                &format!("/server/command/{uid}"),
-                json!({"command": "crash"}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
+        // The console takes commands once the restarted game's run is the live one (a moment
+        // after the container shows running, on a loaded machine).
+        wait_for(LONG, "the console to take the crash command", || async {
+            let (s, v) = d
+                .post(
+                    &format!("/server/command/{uid}"),
+                    json!({"command": "crash"}),
+                )
+                .await;
+            match s {
+                StatusCode::OK => Some(()),
+                StatusCode::CONFLICT if v["err_code"] == "srv.notrunning" => None,
+                _ => panic!("{s}: {v}"),
+            }
+        })
+        .await;
         let r = ev.wait(LONG, "a restart", |e| e["type"] == "restart").await;
         assert_eq!(r["attempt"], attempt);
     }
