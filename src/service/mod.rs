@@ -166,6 +166,8 @@ pub struct ServerService {
     cluster: std::sync::OnceLock<Arc<dyn crate::runtime::cluster::Swarm>>,
     /// Cluster mode: every node's agent (set once by the daemon).
     agents: std::sync::OnceLock<Arc<crate::agent::delegate::AgentDelegate>>,
+    /// Cluster mode: the storage id of the data dir (`service/nodedir.rs`).
+    own_storage: std::sync::OnceLock<String>,
     /// Cluster mode: which nodes are down (the node watcher).
     node_health: nodeloss::NodeHealth,
     /// Cluster mode: actions queued while a server's node is unreachable.
@@ -234,6 +236,7 @@ impl ServerService {
             sleepers: Default::default(),
             cluster: std::sync::OnceLock::new(),
             agents: std::sync::OnceLock::new(),
+            own_storage: std::sync::OnceLock::new(),
             node_health: Default::default(),
             pending: Default::default(),
             failovers: Default::default(),

@@ -77,6 +77,19 @@ impl ServerService {
         Ok(pin)
     }
 
+    /// The id of the storage the manager's data dir is on: read (or made) once, then kept (the
+    /// config refresher asks for every running game every 2 s).
+    async fn own_storage(&self) -> Result<String> {
+        if let Some(s) = self.own_storage.get() {
+            return Ok(s.clone());
+        }
+        let data = self.store.data_dir().clone();
+        let id = tokio::task::spawn_blocking(move || data.storage_id())
+            .await
+            .map_err(|e| ServiceError::Failed(e.to_string()))??;
+        Ok(self.own_storage.get_or_init(|| id).clone())
+    }
+
     /// Where `uid`'s directory lives: `None` on one host (the manager's copy is the one).
     async fn home(&self, uid: &Uid) -> Result<Option<Home>> {
         if self.cluster.get().is_none() {
@@ -93,10 +106,7 @@ impl ServerService {
             .storage()
             .await
             .map_err(|e| agent_error(&pin.hostname, e))?;
-        let data = self.store.data_dir().clone();
-        let ours = tokio::task::spawn_blocking(move || data.storage_id())
-            .await
-            .map_err(|e| ServiceError::Failed(e.to_string()))??;
+        let ours = self.own_storage().await?;
         Ok(Some(Home {
             agent,
             hostname: pin.hostname,

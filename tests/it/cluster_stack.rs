@@ -289,18 +289,12 @@ async fn the_stack_file_deploys_a_manager_and_an_agent_per_node_that_run_a_game_
         .timeout(Duration::from_secs(120))
         .build()
         .expect("client");
-    let health = wait_for(Duration::from_secs(120), "the manager's API", || async {
-        let v: Value = http
-            .get(format!("{api}/health"))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (v["docker"] == true).then_some(v)
-    })
+    let health = support::wait_healthy(
+        &http,
+        &format!("{api}/health"),
+        Duration::from_secs(120),
+        "the manager's API",
+    )
     .await;
     let api_up = t.elapsed();
     eprintln!("cluster_stack: manager healthy: {health}");

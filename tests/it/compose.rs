@@ -147,20 +147,11 @@ async fn compose_deployment_runs_a_game_server() {
         .timeout(Duration::from_secs(120))
         .build()
         .expect("client");
-    let health = wait_for(
+    let health = crate::support::wait_healthy(
+        &http,
+        &format!("{root}/health"),
         Duration::from_secs(60),
         "the containerised daemon",
-        || async {
-            let v: Value = http
-                .get(format!("{root}/health"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (v["docker"] == true).then_some(v)
-        },
     )
     .await;
     println!(

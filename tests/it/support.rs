@@ -769,3 +769,26 @@ pub fn sh(cmd: &mut std::process::Command) -> (bool, String, String) {
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
+
+/// Waits until a daemon's `/health` at `url` answers with its engine reachable (`"docker":
+/// true`), and returns that answer.
+pub async fn wait_healthy(
+    http: &reqwest::Client,
+    url: &str,
+    within: Duration,
+    what: &str,
+) -> Value {
+    wait_for(within, what, || async {
+        let v: Value = http
+            .get(url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (v["docker"] == true).then_some(v)
+    })
+    .await
+}
