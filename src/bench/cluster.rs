@@ -31,6 +31,9 @@ pub struct ClusterBench {
 /// What one side (cluster or single host) measured.
 struct Side {
     list: (Duration, Duration),
+    /// The engine's own listing of the same servers: in the cluster the manager's services and
+    /// tasks (what a list would cost without peon's live model), on one host its containers.
+    engine_list: (Duration, Duration),
     create: (Duration, Duration),
 }
 
@@ -74,6 +77,12 @@ pub async fn run(opts: ClusterBench) -> Result<(), String> {
     );
     println!(
         "{:<44} {:>18} {:>18}",
+        "  the engine's own list of them",
+        pair(c.engine_list),
+        pair(h.engine_list)
+    );
+    println!(
+        "{:<44} {:>18} {:>18}",
         "create of a stopped server (placement incl.)",
         pair(c.create),
         pair(h.create)
@@ -108,6 +117,23 @@ async fn side(
     };
     d.grow_to(opts.servers).await?;
     let list = summarize(d.time_get("/servers", opts.requests).await?);
+    let engine_list = summarize(match swarm {
+        Some(c) => {
+            let manager = crate::docker::Engine::new(&c.manager().socket);
+            let mut out = Vec::with_capacity(opts.requests);
+            for _ in 0..opts.requests {
+                let t = Instant::now();
+                manager
+                    .services_labelled(crate::runtime::labels::INSTANCE, &fix.instance)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                manager.list_tasks().await.map_err(|e| e.to_string())?;
+                out.push(t.elapsed());
+            }
+            out
+        }
+        None => fix.time_engine_list(opts.requests).await?,
+    });
     let mut creates = Vec::with_capacity(opts.placements);
     for i in 0..opts.placements {
         let t = Instant::now();
@@ -130,6 +156,7 @@ async fn side(
     }
     Ok(Side {
         list,
+        engine_list,
         create: summarize(creates),
     })
 }
